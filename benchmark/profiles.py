@@ -1,0 +1,29 @@
+"""Model sizes and training schedules: the paper's, and a CPU profile of the same code.
+
+``paper``: CNN14 at width 64 (64…2048 channels, embedding 2048, ≈ 75 M parameters)
+and the L-MAC decoder at width 2048 (≈ 237 M parameters), 200 epochs (BENCHMARK.md
+§2, §4); GPU only. ``cpu``: the same architectures at width 8 (8…256 channels,
+1.2 M parameters) and a width-64 decoder, with schedules that fit a 2-core machine
+(§9). ``tiny``: for tests only.
+"""
+from __future__ import annotations
+
+PROFILES: dict[str, dict] = {
+    "paper": dict(
+        classifier_width=64, classifier_epochs=200, classifier_lr=1e-3, batch_size=16,
+        lmac_width=2048, lmac_epochs=200,
+    ),
+    "cpu": dict(
+        classifier_width=8, classifier_epochs=80, classifier_lr=1e-3, batch_size=16,
+        lmac_width=64, lmac_epochs=60,
+    ),
+    "tiny": dict(
+        classifier_width=2, classifier_epochs=2, classifier_lr=1e-3, batch_size=16,
+        lmac_width=8, lmac_epochs=1,
+    ),
+}
+
+
+def default_profile(device: str) -> str:
+    """``paper`` on a GPU, ``cpu`` otherwise."""
+    return "paper" if str(device).startswith("cuda") else "cpu"

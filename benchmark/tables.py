@@ -1,0 +1,72 @@
+"""Tables in the paper's layout, always rebuilt from ``per_sample.csv`` (DESIGN.md).
+
+Rows are grouped by setting (listenable, mel), one per method; columns
+AI AD AG FF Fid-In SPS COMP MM n, means over the evaluated samples. SPS and COMP
+are averaged over valid maps only; the count of invalid maps is reported.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.frontend import DOMAINS
+from metrics import METRICS, arrow
+
+METRIC_COLUMNS = list(METRICS)
+
+
+def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]]) -> pd.DataFrame:
+    """Mean of each metric per (setting, method), in the order of ``rows``.
+
+    Args:
+        per_sample: one row per sample × method × setting (columns ``setting``,
+            ``method``, the metric columns, ``label``, ``predicted``).
+        rows: (setting, method) pairs to report; a pair without samples (a method
+            that cannot explain that setting) gets an empty row marked "n/a".
+    Returns:
+        DataFrame with columns setting, method, the metrics, n, invalid_maps.
+    """
+    table = []
+    for setting, method in rows:
+        group = per_sample[(per_sample["setting"] == setting) & (per_sample["method"] == method)]
+        row = {"setting": DOMAINS[setting].label, "method": method}
+        if group.empty:
+            row.update({m: None for m in METRIC_COLUMNS}, n=0, invalid_maps=None, note="n/a: not defined in this setting")
+        else:
+            row.update({m: group[m].mean() for m in METRIC_COLUMNS})
+            row.update(n=len(group), invalid_maps=int(group["SPS"].isna().sum()), note="")
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def classifier_accuracy(per_sample: pd.DataFrame) -> float:
+    """Accuracy in [0, 1] of the classifier on the evaluated inputs (one row per sample)."""
+    samples = per_sample.drop_duplicates("sample_id")
+    return float((samples["label"] == samples["predicted"]).mean())
+
+
+def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
+    """The table in Markdown: arrows in the header, 2 decimals (3 for MM), notes below."""
+    header = {m: f"{m} {arrow(m)}".strip() for m in METRIC_COLUMNS}
+    shown = table.drop(columns=["invalid_maps", "note"]).rename(columns=header)
+    for m in METRIC_COLUMNS:
+        digits = 3 if m == "MM" else 2
+        shown[header[m]] = [("n/a" if pd.isna(v) else f"{v:.{digits}f}") for v in table[m]]
+    body = shown.to_markdown(index=False)
+    return "\n".join([f"## {title}", "", body, "", *[f"- {note}" for note in notes], ""])
+
+
+def write_tables(out_dir: Path, rows: list[tuple[str, str]], title: str, notes: list[str]) -> str:
+    """Rebuild ``table.csv`` and ``table.md`` in ``out_dir`` from ``per_sample.csv``; return the Markdown."""
+    per_sample = pd.read_csv(out_dir / "per_sample.csv")
+    table = summarise(per_sample, rows)
+    accuracy = classifier_accuracy(per_sample)
+    invalid = [f"{r.method} ({r.setting}): {r.invalid_maps} invalid maps excluded from SPS/COMP"
+               for r in table.itertuples() if pd.notna(r.invalid_maps) and r.invalid_maps > 0]
+    notes = [f"classifier accuracy on the evaluated inputs: {accuracy:.3f} "
+             f"({per_sample['sample_id'].nunique()} samples)", *notes, *invalid]
+    table.to_csv(out_dir / "table.csv", index=False)
+    markdown = to_markdown(table, title, notes)
+    (out_dir / "table.md").write_text(markdown)
+    return markdown

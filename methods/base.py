@@ -1,0 +1,156 @@
+"""The ``Explainer`` contract and the method registry (BENCHMARK.md §3, DESIGN.md).
+
+An explainer takes the input features of one domain, shape (B, T, F) (F = 513 in
+the listenable setting, 80 in the mel setting), and the explained classes (B,), and
+returns a map on the same grid (or on the first T_m ≤ T frames, as L-MAC does).
+Gradient baselines return raw saliency maps; ``to_mask`` turns them into soft masks
+in [0, 1] by taking abs and dividing by the per-sample max (no threshold).
+Explainers whose output already is a mask (L-MAC, L2I, all-ones) set
+``returns_mask = True`` and are used as they come.
+
+To add a method: subclass ``Explainer``, implement ``attribute``, decorate the
+class with ``@register("my-name")``; ``--methods my-name`` then runs it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from benchmark.classifier import AudioClassifier, DomainModel
+
+
+class InvalidExplanationError(RuntimeError):
+    """An explainer returned a map of the wrong grid, NaN/inf values or an empty tensor."""
+
+
+@dataclass
+class TrainingResources:
+    """What trainable explainers (L-MAC, L2I) need to fit themselves, and where to cache.
+
+    Attributes:
+        classifier: the trained classifier, frozen, in eval mode.
+        classifier_key: hash of the classifier's configuration (part of cache keys).
+        train_waveforms: (N, 80000) float training clips at 16 kHz.
+        train_labels: (N,) long.
+        noise_waveforms: (K, 80000) noise clips for 0 dB augmentation, or None
+            (then other training clips serve as the noise).
+        cache_dir: directory for checkpoints.
+        profile: sizes and schedules of the chosen profile (``benchmark.profiles``).
+        device: torch device.
+        seed: random seed.
+    """
+
+    classifier: AudioClassifier
+    classifier_key: str
+    train_waveforms: torch.Tensor
+    train_labels: torch.Tensor
+    noise_waveforms: torch.Tensor | None
+    cache_dir: Path
+    profile: dict[str, Any]
+    device: torch.device
+    seed: int
+    log: list = field(default_factory=list)
+
+
+class Explainer:
+    """Base class of every interpretation method.
+
+    Class attributes:
+        name: registry name (set by ``register``).
+        domains: settings the method can explain ("listenable", "mel").
+        returns_mask: True when ``attribute`` already returns a mask in [0, 1].
+
+    Constructor keywords are the method's hyperparameters, with the paper's values
+    as defaults; ``config()`` records them for run.json.
+    """
+
+    name: ClassVar[str] = ""
+    domains: ClassVar[tuple[str, ...]] = ("listenable", "mel")
+    returns_mask: ClassVar[bool] = False
+
+    def __init__(self, **hyperparameters: Any):
+        self.hyperparameters = hyperparameters
+
+    def config(self) -> dict[str, Any]:
+        return {"method": self.name, **self.hyperparameters}
+
+    def fit(self, resources: TrainingResources) -> None:
+        """Train (or load from the cache) whatever the method learns. Default: nothing."""
+
+    def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Map of relevance of each time-frequency bin for class ``target``.
+
+        Args:
+            model: the classifier seen from the domain of ``features``, eval mode.
+            features: (B, T, F) input X of the domain (log1p magnitudes, ≥ 0).
+            target: (B,) long, the explained (predicted) class of each input.
+        Returns:
+            (B, T_m, F) with T_m ≤ T: a raw map, or a mask in [0, 1] if ``returns_mask``.
+        """
+        raise NotImplementedError
+
+    def mask(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The explanation as a mask in [0, 1], validated (§3).
+
+        Raises:
+            InvalidExplanationError: empty output, wrong grid, or NaN/inf values.
+        """
+        result = self.attribute(model, features, target)
+        check_map(result, features, self.name)
+        return result.detach().clamp(0.0, 1.0) if self.returns_mask else to_mask(result.detach())
+
+
+def check_map(result: torch.Tensor, features: torch.Tensor, method: str) -> None:
+    """Raise ``InvalidExplanationError`` unless ``result`` is a finite map on the grid of ``features``."""
+    batch, frames, bins = features.shape
+    if result.dim() != 3 or result.shape[0] != batch or result.shape[2] != bins or not 0 < result.shape[1] <= frames:
+        raise InvalidExplanationError(
+            f"{method} returned a map of shape {tuple(result.shape)} for inputs of shape "
+            f"{tuple(features.shape)}; expected (B, T_m ≤ T, F) on the input grid"
+        )
+    if not torch.isfinite(result).all():
+        raise InvalidExplanationError(f"{method} returned NaN or infinite values")
+
+
+def to_mask(saliency_map: torch.Tensor) -> torch.Tensor:
+    """abs, divided by the per-sample max: (B, T, F) map → soft mask in [0, 1] (§3).
+
+    An all-zero map stays all zero; the structural metrics count it as invalid.
+    """
+    absolute = saliency_map.abs()
+    peak = absolute.flatten(1).amax(dim=1).clamp_min(torch.finfo(absolute.dtype).tiny)
+    return absolute / peak.view(-1, 1, 1)
+
+
+_REGISTRY: dict[str, type[Explainer]] = {}
+
+
+def register(name: str):
+    """Class decorator: make an ``Explainer`` subclass selectable by ``name``."""
+
+    def decorate(cls: type[Explainer]) -> type[Explainer]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"an explainer is already registered as {name!r}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def available_methods() -> list[str]:
+    return list(_REGISTRY)
+
+
+def build_explainer(name: str, **hyperparameters: Any) -> Explainer:
+    """Instantiate a registered explainer.
+
+    Raises:
+        KeyError: unknown name (the message lists the registered ones).
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown method {name!r}; registered: {', '.join(available_methods())}")
+    return _REGISTRY[name](**hyperparameters)

@@ -1,0 +1,187 @@
+"""L-MAC: Listenable Maps for Audio Classifiers (Paissan et al., ICML 2024; BENCHMARK.md §4).
+
+A decoder reads the classifier's block 6, 5, 4, 3 representations and outputs a
+sigmoid mask on the STFT grid (first 425 of 431 frames); it is trained with the
+classifier frozen so that the masked-in input keeps the prediction and the
+masked-out input loses it, with an L1 penalty on the mask (paper Eq. 4).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.checkpoints import cached_training
+from benchmark.classifier import AudioClassifier, DomainModel
+from benchmark.frontend import DOMAINS, log1p_magnitude, stft
+from datasets.contamination import mix
+from methods.base import Explainer, TrainingResources, register
+
+
+class LMACDecoder(nn.Module):
+    """SpeechBrain's ``CNN14PSI_stft`` layout with separate input and internal widths.
+
+    Args:
+        representation_channels: channels of classifier blocks 6, 5, 4, 3 (paper:
+            2048, 1024, 512, 256).
+        width: internal width ``dim`` (paper: 2048, ≈ 237 M parameters). With
+            channels (dim, dim/2, dim/4, dim/8) the state dict is exactly
+            ``CNN14PSI_stft(dim)``'s.
+
+    ``forward(representations)`` → logits (B, 1, 425, 513) for a 431-frame input
+    (apply a sigmoid for the mask).
+    """
+
+    def __init__(self, representation_channels: tuple[int, int, int, int], width: int):
+        super().__init__()
+        c6, c5, c4, c3 = representation_channels
+        d = width
+        self.convt1 = nn.ConvTranspose2d(c6, d, 3, (2, 4), 1)
+        self.convt2 = nn.ConvTranspose2d(c5, d, 3, (2, 4), 1)
+        self.convt3 = nn.ConvTranspose2d(d, d, (7, 4), (2, 4), 1)
+        self.convt4 = nn.ConvTranspose2d(c4, d, (5, 4), (2, 4), 1)
+        self.convt5 = nn.ConvTranspose2d(d, d // 2, (3, 5), (2, 2), 1)
+        self.convt6 = nn.ConvTranspose2d(c3, d // 2, (3, 3), (2, 4), 1)
+        self.convt7 = nn.ConvTranspose2d(d // 2, d // 4, (4, 3), (2, 2), (0, 5))
+        self.convt8 = nn.ConvTranspose2d(d // 4, d // 8, (3, 4), (2, 2), (0, 2))
+        self.convt9 = nn.ConvTranspose2d(d // 8, 1, (1, 5), (1, 4), 0)
+        self.nonl = nn.ReLU(True)
+
+    def forward(self, representations: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        h6, h5, h4, h3 = representations
+        h = self.nonl(self.convt1(h6)) + self.nonl(self.convt2(h5))
+        h = self.nonl(self.convt3(h)) + self.nonl(self.convt4(h4))
+        h = self.nonl(self.convt5(h)) + self.nonl(self.convt6(h3))
+        h = self.nonl(self.convt7(h))
+        return self.convt9(self.convt8(h))
+
+
+def lmac_loss(
+    model: DomainModel,
+    mask: torch.Tensor,
+    features: torch.Tensor,
+    predicted: torch.Tensor,
+    lambda_in: float,
+    lambda_out: float,
+    lambda_l1: float,
+    l1_batch_scaled: bool,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The L-MAC objective (§4): λ_in·CE(f(M⊙X), ŷ) − λ_out·CE(f((1−M)⊙X), ŷ) + L1.
+
+    Args:
+        model: frozen classifier in the listenable domain.
+        mask: (B, T_m, 513) in [0, 1]; ``features`` are cropped to its T_m frames.
+        features: X = log1p|STFT| (B, T, 513).
+        predicted: ŷ (B,), the classifier's prediction on X.
+        l1_batch_scaled: True reproduces the reference, which sums the per-sample
+            mean |M| over the batch (effective weight B·λ_1); False uses λ_1·mean|M|.
+    Returns:
+        the scalar loss and its terms (floats) for logging.
+    """
+    cropped = features[:, : mask.shape[1]]
+    ce_in = F.cross_entropy(model(mask * cropped), predicted)
+    ce_out = F.cross_entropy(model((1 - mask) * cropped), predicted)
+    per_sample_l1 = mask.abs().flatten(1).mean(1)
+    l1 = per_sample_l1.sum() if l1_batch_scaled else per_sample_l1.mean()
+    loss = lambda_in * ce_in - lambda_out * ce_out + lambda_l1 * l1
+    return loss, {"ce_in": ce_in.item(), "ce_out": ce_out.item(), "mask_mean": per_sample_l1.mean().item()}
+
+
+def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_size: int, generator: torch.Generator):
+    """Shuffled batches of training clips mixed at 0 dB with a random noise clip (§4).
+
+    Without noise clips, another (shuffled) training clip serves as the noise.
+    Yields (B, samples) waveforms, peak-normalised.
+    """
+    pool = waveforms if noise is None else noise
+    for batch in torch.randperm(len(waveforms), generator=generator).split(batch_size):
+        picks = torch.randint(0, len(pool), (len(batch),), generator=generator)
+        yield mix(waveforms[batch], pool[picks], 1.0, 1.0)
+
+
+@register("lmac")
+class LMACExplainer(Explainer):
+    """L-MAC mask (B, 425, 513) in [0, 1] from the classifier's representations.
+
+    Keywords (paper values as defaults): ``lambda_in`` 4, ``lambda_out`` 0.2,
+    ``lambda_l1`` 0.4, ``l1_batch_scaled`` True (the reference's effective L1 of
+    B·0.4, see §4), ``lr`` 2e-4, ``weight_decay`` 2e-6; ``width`` and ``epochs``
+    default to the profile's.
+    """
+
+    domains = ("listenable",)
+    returns_mask = True
+
+    def __init__(
+        self,
+        lambda_in: float = 4.0,
+        lambda_out: float = 0.2,
+        lambda_l1: float = 0.4,
+        l1_batch_scaled: bool = True,
+        lr: float = 2e-4,
+        weight_decay: float = 2e-6,
+        width: int | None = None,
+        epochs: int | None = None,
+    ):
+        super().__init__(
+            lambda_in=lambda_in, lambda_out=lambda_out, lambda_l1=lambda_l1, l1_batch_scaled=l1_batch_scaled,
+            lr=lr, weight_decay=weight_decay, width=width, epochs=epochs,
+        )
+        self.decoder: LMACDecoder | None = None
+
+    def fit(self, resources: TrainingResources) -> None:
+        hp = dict(self.hyperparameters)
+        hp["width"] = hp["width"] or resources.profile["lmac_width"]
+        hp["epochs"] = hp["epochs"] or resources.profile["lmac_epochs"]
+        self.hyperparameters = hp
+        decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels, hp["width"])
+        config = {
+            "kind": "lmac", "classifier": resources.classifier_key, "batch_size": resources.profile["batch_size"],
+            "seed": resources.seed, "noise_clips": None if resources.noise_waveforms is None else
+            len(resources.noise_waveforms), **hp,
+        }
+
+        def train(module: LMACDecoder) -> dict:
+            return self._train(module, resources)
+
+        key = cached_training(decoder, "lmac", config, resources.cache_dir, train)
+        resources.log.append({"lmac_checkpoint": key})
+        self.decoder = decoder.to(resources.device).eval()
+
+    def _train(self, decoder: LMACDecoder, resources: TrainingResources) -> dict:
+        hp = self.hyperparameters
+        torch.manual_seed(resources.seed)
+        generator = torch.Generator().manual_seed(resources.seed)
+        device = resources.device
+        decoder.to(device).train()
+        model = DomainModel(resources.classifier, DOMAINS["listenable"]).eval()
+        optimizer = torch.optim.Adam(decoder.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        history = []
+        progress = tqdm(range(hp["epochs"]), desc="train L-MAC", unit="epoch")
+        for epoch in progress:
+            terms = []
+            for noisy in noisy_batches(resources.train_waveforms, resources.noise_waveforms,
+                                       resources.profile["batch_size"], generator):
+                features = log1p_magnitude(stft(noisy.to(device)))
+                with torch.no_grad():
+                    logits, representations = model.forward_with_representations(features)
+                mask = torch.sigmoid(decoder(representations)).squeeze(1)
+                loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
+                                         hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                terms.append({"loss": loss.item(), **logged})
+            summary = {k: sum(t[k] for t in terms) / len(terms) for k in terms[0]}
+            history.append({"epoch": epoch + 1, **summary})
+            progress.set_postfix(loss=f"{summary['loss']:.3f}", mask_mean=f"{summary['mask_mean']:.3f}")
+        decoder.eval()
+        return {"history": history}
+
+    def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.decoder is None:
+            raise RuntimeError("L-MAC is not trained: call fit() (the harness does) or load a checkpoint")
+        with torch.no_grad():
+            _, representations = model.forward_with_representations(features)
+            return torch.sigmoid(self.decoder(representations)).squeeze(1)

@@ -1,0 +1,197 @@
+"""Tests for datasets/ (audio loading §1, ESC-50 split and contamination §6) on real data."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fit_length, load_clip
+from datasets.contamination import (ContaminatedSample, draw_ood_mixtures, mix,
+                                    ood_mixture)
+from datasets.esc50 import (DatasetNotFoundError, class_names, load_metadata,
+                            make_split, resolve_data_root)
+
+ESC50 = Path(__file__).resolve().parents[1].parent / "shared/data/esc50"
+
+
+@pytest.fixture(scope="module")
+def meta():
+    return load_metadata(ESC50)
+
+
+@pytest.fixture(scope="module")
+def real_wav(meta):
+    return ESC50 / "audio" / meta["filename"].iloc[0]
+
+
+# ---- audio ---------------------------------------------------------------------------
+
+def test_load_real_clip(real_wav):
+    x = load_clip(real_wav)
+    assert x.shape == (CLIP_SAMPLES,) and x.dtype == torch.float32
+    assert torch.isclose(x.abs().max(), torch.tensor(1.0))
+
+
+def test_stereo_22k_and_short_files(real_wav, tmp_path):
+    data, rate = sf.read(real_wav, dtype="float32")
+    assert rate == 44100
+    half = data[::2]  # 22.05 kHz by decimation, enough for a format test
+    stereo = np.stack([half, 0.5 * half], axis=1)
+    p = tmp_path / "stereo.wav"
+    sf.write(p, stereo, 22050)
+    x = load_clip(p)
+    assert x.shape == (CLIP_SAMPLES,) and x.dtype == torch.float32
+    assert torch.isclose(x.abs().max(), torch.tensor(1.0))
+    # averaging the two channels is 0.75 * half; after peak normalisation the mono
+    # version must load to the same waveform
+    sf.write(tmp_path / "mono.wav", 0.75 * half, 22050)
+    assert torch.allclose(x, load_clip(tmp_path / "mono.wav"), atol=1e-4)
+
+    short = tmp_path / "short.flac"
+    sf.write(short, data[: 3 * 44100], 44100)
+    y = load_clip(short)
+    assert y.shape == (CLIP_SAMPLES,)
+    assert torch.count_nonzero(y[3 * SAMPLE_RATE + 50:]) == 0  # zero-padded at the end
+    assert y[: 3 * SAMPLE_RATE].abs().max() == 1.0
+
+
+def test_bad_audio_raises(tmp_path):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype="float32"), 16000)
+    with pytest.raises(AudioError, match="silent.wav"):
+        load_clip(silent)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"this is not audio" * 100)
+    with pytest.raises(AudioError, match="corrupt.wav"):
+        load_clip(corrupt)
+    with pytest.raises(AudioError, match="absent.wav"):
+        load_clip(tmp_path / "absent.wav")
+
+
+def test_fit_length():
+    x = torch.arange(5.0)
+    assert fit_length(x, 3).tolist() == [0, 1, 2]
+    assert fit_length(x, 7).tolist() == [0, 1, 2, 3, 4, 0, 0]
+
+
+# ---- data root and metadata ----------------------------------------------------------
+
+def test_resolve_data_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("ESC50_ROOT", raising=False)
+    with pytest.raises(DatasetNotFoundError) as e:
+        resolve_data_root(tmp_path / "nowhere")
+    msg = str(e.value)
+    assert "ESC50_ROOT" in msg and "--data-root" in msg and "nowhere" in msg
+    assert isinstance(e.value, FileNotFoundError)
+    assert resolve_data_root(ESC50) == ESC50.resolve()
+    monkeypatch.setenv("ESC50_ROOT", str(ESC50))
+    assert resolve_data_root(None) == ESC50.resolve()
+    monkeypatch.setenv("ESC50_ROOT", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="ESC50_ROOT"):
+        resolve_data_root(None)
+    monkeypatch.delenv("ESC50_ROOT")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match="lmac-benchmark"):
+        resolve_data_root(None)
+
+
+def test_metadata(meta, tmp_path):
+    assert len(meta) == 400 and list(meta.columns)[:7] == [
+        "filename", "fold", "target", "category", "esc10", "src_file", "take"]
+    assert meta["filename"].is_monotonic_increasing
+    names = class_names(meta)
+    assert len(names) == 50 and names[49] == "hand_saw"
+    # a listed but missing file is reported
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "audio").mkdir()
+    meta.head(3).to_csv(tmp_path / "meta" / "esc50.csv", index=False)
+    with pytest.raises(FileNotFoundError, match="3 of 3"):
+        load_metadata(tmp_path)
+
+
+# ---- split ---------------------------------------------------------------------------
+
+def test_partial_split(meta):
+    s = make_split(meta, seed=0)
+    assert (len(s.train), len(s.valid), len(s.evaluation)) == (250, 50, 100)
+    for part, k in ((s.train, 5), (s.valid, 1), (s.evaluation, 2)):
+        assert (part["target"].value_counts() == k).all() and part["target"].nunique() == 50
+    sets = [set(p["filename"]) for p in (s.train, s.valid, s.evaluation)]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert set(s.contaminant_pool["filename"]) == sets[1]
+    assert "partial" in s.protocol
+    # deterministic, independent of row order; another seed differs
+    shuffled = meta.sample(frac=1.0, random_state=1)
+    assert make_split(shuffled, seed=0).describe() == s.describe()
+    assert make_split(meta, seed=1).describe()["files"] != s.describe()["files"]
+    d = s.describe()
+    assert d["counts"] == {"train": 250, "valid": 50, "evaluation": 100,
+                           "contaminant_pool": 50}
+
+
+def test_official_split():
+    rows = [{"filename": f"{f}-{c}{k}-A-{c}.wav", "fold": f, "target": c,
+             "category": f"class{c}", "esc10": False, "src_file": c, "take": "A"}
+            for f in range(1, 6) for c in range(50) for k in range(8)]
+    full = pd.DataFrame(rows)
+    s = make_split(full, seed=3)
+    assert set(s.train["fold"]) == {1, 2, 3} and len(s.train) == 1200
+    assert set(s.valid["fold"]) == {4} and set(s.evaluation["fold"]) == {4}
+    assert len(s.evaluation) == 400
+    assert set(s.contaminant_pool["fold"]) == {5} and len(s.contaminant_pool) == 400
+    assert s.protocol.startswith("official folds")
+
+
+# ---- contamination -------------------------------------------------------------------
+
+def test_mix_numerics():
+    n = 1000
+    t = torch.arange(n, dtype=torch.float64)
+    x = 3.0 * torch.sin(2 * np.pi * 5 * t / n)      # orthogonal to s over full periods
+    s = 0.1 * torch.sin(2 * np.pi * 17 * t / n)
+    assert abs(float(x @ s)) < 1e-9
+    y = ood_mixture(x, s)
+    assert torch.isclose(y.abs().max(), torch.tensor(1.0, dtype=y.dtype))
+    # projections onto the unit-norm sources recover the gains up to the peak factor
+    a = float(y @ (x / x.norm()))
+    b = float(y @ (s / s.norm()))
+    assert a / b == pytest.approx(0.8 / 0.2)
+    # before peak normalisation the norm is sqrt(0.8^2 + 0.2^2) (orthogonal parts)
+    peak = 1.0 / (a / 0.8)
+    assert float((y * peak).norm()) == pytest.approx(np.hypot(0.8, 0.2))
+    # batched (B, N) equals row-wise
+    xb, sb = torch.stack([x, 2 * x]), torch.stack([s, -s])
+    yb = mix(xb, sb, 1.0, 0.5)
+    for i in range(2):
+        assert torch.allclose(yb[i], mix(xb[i], sb[i], 1.0, 0.5))
+    assert torch.allclose(yb.abs().amax(-1), torch.ones(2, dtype=yb.dtype))
+    with pytest.raises(ValueError):
+        mix(x, torch.zeros(n, dtype=x.dtype), 0.8, 0.2)
+
+
+def test_draw_ood_mixtures(meta):
+    s = make_split(meta, seed=0)
+    d0 = draw_ood_mixtures(s.evaluation, s.contaminant_pool, seed=0)
+    assert len(d0) == 200 and all(isinstance(c, ContaminatedSample) for c in d0)
+    assert d0 == draw_ood_mixtures(s.evaluation, s.contaminant_pool, seed=0)
+    assert d0 != draw_ood_mixtures(s.evaluation, s.contaminant_pool, seed=1)
+    pool_target = dict(zip(s.contaminant_pool["filename"], s.contaminant_pool["target"]))
+    for c in d0:
+        row = s.evaluation.iloc[c.base_index]
+        assert row["filename"] == c.base_file != c.contaminant_file
+        assert pool_target[c.contaminant_file] != row["target"]
+        assert (c.gain_x, c.gain_c, c.contamination) == (0.8, 0.2, "mixtures")
+    assert [c.base_index for c in d0] == [i // 2 for i in range(200)]
+    # two contaminants per clip are distinct files
+    assert all(d0[2 * i].contaminant_file != d0[2 * i + 1].contaminant_file
+               for i in range(100))
+    # no self-mixing even when the pool is the evaluation set itself
+    for c in draw_ood_mixtures(s.evaluation, s.evaluation, seed=0):
+        assert c.base_file != c.contaminant_file
+    # applying one draw to real audio gives a peak-normalised clip
+    c = d0[0]
+    y = c.apply(load_clip(ESC50 / "audio" / c.base_file),
+                load_clip(ESC50 / "audio" / c.contaminant_file))
+    assert y.shape == (CLIP_SAMPLES,) and torch.isclose(y.abs().max(), torch.tensor(1.0))
