@@ -108,7 +108,10 @@ class ResultWriter:
         return any((setting, method, i) not in self.done for i in sample_ids)
 
     def write(self, rows: list[dict]) -> None:
-        frame = pd.DataFrame(rows)
+        """Append the rows not yet on disk (a batch interrupted half-way is completed, not duplicated)."""
+        frame = pd.DataFrame([r for r in rows if (r["setting"], r["method"], r["sample_id"]) not in self.done])
+        if frame.empty:
+            return
         frame.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
         self.done.update(zip(frame["setting"], frame["method"], frame["sample_id"]))
 

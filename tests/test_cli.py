@@ -1,0 +1,84 @@
+"""End to end through the CLI on real ESC-50 clips, tiny profile: outputs, caching, resume, errors."""
+import json
+
+import pandas as pd
+import pytest
+
+import benchmark.harness
+import methods.lmac
+from benchmark.cli import main
+from tests.conftest import ESC50
+
+METRICS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
+
+
+def run_cli(out, cache, *extra):
+    return main(["--dataset", "esc50", "--setting", "ood", "--data-root", str(ESC50), "--profile", "tiny",
+                 "--limit", "2", "--methods", "saliency,lmac,all-ones", "--domains", "listenable,mel",
+                 "--out", str(out), "--cache-dir", str(cache), *extra])
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    assert run_cli(root / "out", root / "cache") == 0
+    return root
+
+
+def test_outputs(first_run, capsys):
+    out = first_run / "out"
+    per_sample = pd.read_csv(out / "per_sample.csv")
+    # 2 base clips × 2 contaminants; saliency and all-ones in both settings, L-MAC listenable only
+    assert len(per_sample) == 4 * 5
+    assert set(per_sample["sample_id"]) == {0, 1, 2, 3}
+    assert per_sample.groupby(["setting", "method"]).size().to_dict() == {
+        ("listenable", "all-ones"): 4, ("listenable", "lmac"): 4, ("listenable", "saliency"): 4,
+        ("mel", "all-ones"): 4, ("mel", "saliency"): 4}
+    assert per_sample[METRICS].drop(columns=["SPS", "COMP"]).notna().all().all()
+    ones = per_sample[per_sample["method"] == "all-ones"]
+    assert (ones["Fid-In"] == 1).all() and (ones["MM"] == 1).all()
+    assert per_sample["contaminant"].ne(per_sample["clip"]).all()
+
+    table = pd.read_csv(out / "table.csv")
+    assert list(table.columns[:10]) == ["setting", "method", *METRICS]
+    assert table.loc[table["method"] == "lmac", "n"].tolist() == [4, 0]  # mel row marked n/a
+    markdown = (out / "table.md").read_text()
+    assert "AI ↑" in markdown and "AD ↓" in markdown and "n/a" in markdown and "partial copy" in markdown
+
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["profile"] == "tiny"
+    assert record["split"]["counts"] == {"train": 250, "valid": 50, "evaluation": 100, "contaminant_pool": 50}
+    assert record["evaluated_samples"] == 4 and "torch" in record["versions"]
+
+
+def test_second_run_reuses_checkpoints(first_run, monkeypatch):
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(benchmark.harness, "train_classifier", must_not_train)
+    monkeypatch.setattr(methods.lmac.LMACExplainer, "_train", must_not_train)
+    assert run_cli(first_run / "again", first_run / "cache") == 0
+    first = pd.read_csv(first_run / "out" / "table.csv")
+    pd.testing.assert_frame_equal(first, pd.read_csv(first_run / "again" / "table.csv"))
+
+
+def test_interrupted_run_resumes(first_run):
+    out = first_run / "out"
+    complete = (out / "table.csv").read_text()
+    per_sample = pd.read_csv(out / "per_sample.csv")
+    per_sample.iloc[:7].to_csv(out / "per_sample.csv", index=False)  # as if killed after a few batches
+    assert run_cli(out, first_run / "cache") == 0
+    assert len(pd.read_csv(out / "per_sample.csv")) == len(per_sample)
+    assert (out / "table.csv").read_text() == complete
+
+
+def test_other_configuration_refuses_to_mix_results(first_run):
+    with pytest.raises(FileExistsError, match="another configuration"):
+        run_cli(first_run / "out", first_run / "cache", "--seed", "1")
+
+
+def test_missing_dataset_exits_2_and_says_how_to_get_it(tmp_path, capsys):
+    code = main(["--data-root", str(tmp_path / "nowhere"), "--profile", "tiny", "--out", str(tmp_path / "o")])
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "ESC50_ROOT" in message and "--data-root" in message and "ESC-50" in message
