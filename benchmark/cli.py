@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="method_options", action="append", default=[], type=_method_option,
                         metavar="METHOD.KEY=VALUE", help="hyperparameter of a method, e.g. lmac.lambda_l1=0.4 "
                                                           "(repeatable; defaults are the paper's)")
+    parser.add_argument("--l2i-rth", default="0.2,0.4",
+                        help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper)")
     parser.add_argument("--domains", default="listenable",
                         help="comma-separated settings: listenable (STFT→Mel) and/or mel. Default: listenable")
     parser.add_argument("--profile", choices=list(PROFILES),
@@ -77,6 +79,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if any(d not in DOMAINS for d in domains):
         raise SystemExit(f"unknown domain in {args.domains!r}; choose from {', '.join(DOMAINS)}")
     options: dict[str, dict] = {}
+    options["l2i"] = {"rth": [float(v) for v in args.l2i_rth.split(",")]}
     for method, key, value in args.method_options:
         options.setdefault(method, {})[key] = value
     profile = args.profile or default_profile(args.device)

@@ -29,7 +29,7 @@ from benchmark.training import accuracy, mel_features, train_classifier
 from datasets.audio import load_clip
 from datasets.contamination import ContaminatedSample, draw_ood_mixtures
 from datasets.esc50 import class_names, load_metadata, make_split, resolve_data_root
-from methods import build_explainer
+from methods import build_explainers
 from methods.base import Explainer, TrainingResources
 from metrics import faithfulness_scores, structure_scores
 
@@ -193,14 +193,14 @@ def run(config: RunConfig) -> str:
         "kind": "classifier", "dataset": config.dataset, "train_files": split.train["filename"].tolist(),
         "valid_files": split.valid["filename"].tolist(), "width": profile["classifier_width"],
         "epochs": profile["classifier_epochs"], "lr": profile["classifier_lr"],
-        "batch_size": profile["batch_size"], "seed": config.seed,
+        "batch_size": profile["batch_size"], "seed": config.seed, "augmentation": "shift, gain 0-20 dB, SpecAugment 2x40 frames 2x10 bands",
     }
     cache_dir = Path(config.cache_dir)
 
     def train(module: AudioClassifier) -> dict:
         module.to(device)
         return train_classifier(
-            module, (mel_features(train_waves.to(device)), train_labels.to(device)),
+            module, (train_waves.to(device), train_labels.to(device)),
             (mel_features(valid_waves.to(device)), valid_labels.to(device)),
             profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
 
@@ -215,10 +215,10 @@ def run(config: RunConfig) -> str:
         noise = torch.stack([load_clip(p) for p in noise_files(config.noise_dir)])
     resources = TrainingResources(classifier, classifier_key, train_waves, train_labels, noise, cache_dir,
                                   profile, device, config.seed)
-    explainers = [build_explainer(name, **config.method_options.get(name, {})) for name in config.methods]
+    explainers = build_explainers(config.methods, config.method_options)
     for explainer in explainers:
         explainer.fit(resources)
-    record["methods"] = [explainer.config() for explainer in explainers]
+    record["methods"] = {explainer.label: explainer.config() for explainer in explainers}
     record["trained_parts"] = resources.log
 
     evaluation = split.evaluation
@@ -247,7 +247,7 @@ def run(config: RunConfig) -> str:
         model = DomainModel(classifier, DOMAINS[domain_name]).eval()
         for batch in batches:
             progress.update()
-            todo = [e for e in explainers if domain_name in e.domains and writer.missing(domain_name, e.name, batch)]
+            todo = [e for e in explainers if domain_name in e.domains and writer.missing(domain_name, e.label, batch)]
             if not todo:
                 continue
             waves = torch.stack([samples[i].apply(base_waves[samples[i].base_index],
@@ -263,12 +263,12 @@ def run(config: RunConfig) -> str:
                      "contaminant": samples[i].contaminant_file, "gain_x": samples[i].gain_x,
                      "gain_c": samples[i].gain_c, "label": int(evaluation["target"][samples[i].base_index]),
                      "predicted": int(logits[k].argmax()), "confidence": float(logits[k].softmax(0).max()),
-                     "setting": domain_name, "method": explainer.name,
+                     "setting": domain_name, "method": explainer.label,
                      **{m: float(v[k]) for m, v in scores.items()}}
                     for k, i in enumerate(batch)])
     progress.close()
 
-    rows = [(d, e.name) for d in config.domains for e in explainers]
+    rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = "AD with softmax applied twice, as the published code" if config.ad_softmax_twice else "AD with a single softmax"
     title = f"{config.dataset.upper()} — {config.setting.upper()} ({'mixtures' if config.setting == 'ood' else 'noise at 0 dB'})"
     markdown = tables.write_tables(out, rows, title, [ad_note, f"split: {split.protocol}",

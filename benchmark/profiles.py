@@ -11,15 +11,15 @@ from __future__ import annotations
 PROFILES: dict[str, dict] = {
     "paper": dict(
         classifier_width=64, classifier_epochs=200, classifier_lr=1e-3, batch_size=16,
-        lmac_width=2048, lmac_epochs=200,
+        lmac_width=2048, lmac_epochs=200, l2i_epochs=200,
     ),
     "cpu": dict(
         classifier_width=8, classifier_epochs=80, classifier_lr=1e-3, batch_size=16,
-        lmac_width=64, lmac_epochs=60,
+        lmac_width=64, lmac_epochs=60, l2i_epochs=20,
     ),
     "tiny": dict(
         classifier_width=2, classifier_epochs=2, classifier_lr=1e-3, batch_size=16,
-        lmac_width=8, lmac_epochs=1,
+        lmac_width=8, lmac_epochs=1, l2i_epochs=1,
     ),
 }
 

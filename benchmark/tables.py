@@ -53,7 +53,7 @@ def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
     for m in METRIC_COLUMNS:
         digits = 3 if m == "MM" else 2
         shown[header[m]] = [("n/a" if pd.isna(v) else f"{v:.{digits}f}") for v in table[m]]
-    body = shown.to_markdown(index=False)
+    body = shown.to_markdown(index=False, disable_numparse=True)
     return "\n".join([f"## {title}", "", body, "", *[f"- {note}" for note in notes], ""])
 
 

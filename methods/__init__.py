@@ -1,8 +1,8 @@
 """Interpretation methods: the ``Explainer`` contract, the registry, one module per family.
 
-Importing this package registers every built-in method.
+Importing this package registers every built-in method (in the paper's table order).
 """
-from methods import all_ones, lmac, saliency  # noqa: F401  (registration side effects)
-from methods.base import Explainer, available_methods, build_explainer, register, to_mask
+from methods import gradient, l2i, gradcam, lmac, all_ones  # noqa: F401,I001  (registration side effects, in order)
+from methods.base import Explainer, available_methods, build_explainer, build_explainers, register, to_mask
 
-__all__ = ["Explainer", "available_methods", "build_explainer", "register", "to_mask"]
+__all__ = ["Explainer", "available_methods", "build_explainer", "build_explainers", "register", "to_mask"]

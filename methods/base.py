@@ -13,6 +13,7 @@ class with ``@register("my-name")``; ``--methods my-name`` then runs it.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,6 +74,7 @@ class Explainer:
 
     def __init__(self, **hyperparameters: Any):
         self.hyperparameters = hyperparameters
+        self.label = self.name  # the row name in tables; a sweep adds the swept values
 
     def config(self) -> dict[str, Any]:
         return {"method": self.name, **self.hyperparameters}
@@ -143,6 +145,23 @@ def register(name: str):
 
 def available_methods() -> list[str]:
     return list(_REGISTRY)
+
+
+def build_explainers(names: list[str], options: dict[str, dict[str, Any]]) -> list[Explainer]:
+    """One explainer per name, or one per value where an option is a list (a sweep).
+
+    ``build_explainers(["l2i"], {"l2i": {"rth": [0.2, 0.4]}})`` gives two L2I
+    explainers labelled "l2i rth=0.2" and "l2i rth=0.4".
+    """
+    explainers = []
+    for name in names:
+        fixed = {k: v for k, v in options.get(name, {}).items() if not isinstance(v, list)}
+        swept = {k: v for k, v in options.get(name, {}).items() if isinstance(v, list)}
+        for values in itertools.product(*swept.values()):
+            explainer = build_explainer(name, **fixed, **dict(zip(swept, values)))
+            explainer.label = " ".join([name, *(f"{k}={v}" for k, v in zip(swept, values))])
+            explainers.append(explainer)
+    return explainers
 
 
 def build_explainer(name: str, **hyperparameters: Any) -> Explainer:

@@ -7,6 +7,8 @@ masked-out input loses it, with an L1 penalty on the mask (paper Eq. 4).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,12 +30,15 @@ class LMACDecoder(nn.Module):
         width: internal width ``dim`` (paper: 2048, ≈ 237 M parameters). With
             channels (dim, dim/2, dim/4, dim/8) the state dict is exactly
             ``CNN14PSI_stft(dim)``'s.
+        initial_mask: if given, in (0, 1), the output bias is set so that the mask
+            starts near this value (PyTorch's default init starts near 0.5).
 
     ``forward(representations)`` → logits (B, 1, 425, 513) for a 431-frame input
     (apply a sigmoid for the mask).
     """
 
-    def __init__(self, representation_channels: tuple[int, int, int, int], width: int):
+    def __init__(self, representation_channels: tuple[int, int, int, int], width: int,
+                 initial_mask: float | None = None):
         super().__init__()
         c6, c5, c4, c3 = representation_channels
         d = width
@@ -47,6 +52,8 @@ class LMACDecoder(nn.Module):
         self.convt8 = nn.ConvTranspose2d(d // 4, d // 8, (3, 4), (2, 2), (0, 2))
         self.convt9 = nn.ConvTranspose2d(d // 8, 1, (1, 5), (1, 4), 0)
         self.nonl = nn.ReLU(True)
+        if initial_mask is not None:  # start from a near-constant mask of this value
+            nn.init.constant_(self.convt9.bias, math.log(initial_mask / (1 - initial_mask)))
 
     def forward(self, representations: tuple[torch.Tensor, ...]) -> torch.Tensor:
         h6, h5, h4, h3 = representations

@@ -5,7 +5,7 @@ from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft
 
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, stft
-from methods import available_methods, build_explainer
+from methods import available_methods, build_explainer, build_explainers
 from methods.base import Explainer, InvalidExplanationError, check_map, to_mask
 from methods.lmac import LMACDecoder, lmac_loss
 
@@ -19,20 +19,49 @@ def setting(request, clips, small_classifier):
     return model, features, target
 
 
+MAP_METHODS = ["saliency", "smoothgrad", "integrated-gradients", "gradcam", "guided-gradcam", "guided-backprop",
+               "shap"]
+
+
 def test_registry_lists_the_builtin_methods_and_rejects_unknown_names():
-    assert {"saliency", "lmac", "all-ones"} <= set(available_methods())
+    assert set(MAP_METHODS + ["lmac", "all-ones"]) <= set(available_methods())
     with pytest.raises(KeyError, match="registered"):
         build_explainer("no-such-method")
 
 
-def test_saliency_mask_on_the_grid_of_each_setting(setting):
+@pytest.mark.parametrize("method", MAP_METHODS)
+def test_map_methods_give_a_mask_on_the_grid_of_each_setting(method, setting):
     model, features, target = setting
-    mask = build_explainer("saliency").mask(model, features, target)
+    torch.manual_seed(0)
+    mask = build_explainer(method).mask(model, features, target)
     assert mask.shape == features.shape
     assert mask.min() >= 0 and mask.max() <= 1
     assert torch.allclose(mask.flatten(1).amax(1), torch.ones(2))  # per-sample max normalisation
-    assert mask.std() > 0  # not constant
-    torch.testing.assert_close(mask, build_explainer("saliency").mask(model, features, target))
+    assert (mask.flatten(1).std(1) > 0).all()  # neither empty nor constant
+    torch.manual_seed(0)
+    torch.testing.assert_close(mask, build_explainer(method).mask(model, features, target))  # seeded → same
+
+
+def test_guided_backprop_is_not_the_plain_gradient(setting):
+    model, features, target = setting
+    guided = build_explainer("guided-backprop").mask(model, features, target)
+    plain = build_explainer("saliency").mask(model, features, target)
+    assert (guided - plain).abs().max() > 0.1
+
+
+def test_smoothgrad_draws_fresh_noise_for_each_copy(setting, monkeypatch):
+    model, features, target = setting
+    draws = []
+    original = torch.randn_like
+    monkeypatch.setattr(torch, "randn_like", lambda x: draws.append(original(x)) or draws[-1])
+    build_explainer("smoothgrad", n_samples=3).mask(model, features, target)
+    assert len(draws) == 3 and not torch.equal(draws[0], draws[1])
+
+
+def test_gradcam_is_block_constant_nearest_upsampling(setting):
+    model, features, target = setting
+    mask = build_explainer("gradcam").mask(model, features, target)
+    assert all(m.unique().numel() <= 13 * 2 for m in mask)  # 13 × 2 block-6 cells, nearest-upsampled
 
 
 def test_all_ones_mask(setting):
@@ -85,3 +114,27 @@ def test_lmac_l1_term_batch_scaling(clips, small_classifier):
     assert terms["mask_mean"] == pytest.approx(0.25)
     assert nominal.item() == pytest.approx(0.4 * 0.25)
     assert scaled.item() == pytest.approx(2 * 0.4 * 0.25)  # batch of 2, as the reference
+
+
+def test_l2i_masks_shrink_with_the_relevance_threshold(clips, small_classifier, tmp_path):
+    from benchmark.profiles import PROFILES
+    from methods.base import TrainingResources
+
+    resources = TrainingResources(small_classifier, "test", clips.repeat(4, 1), torch.tensor([49, 42] * 4), None,
+                                  tmp_path, PROFILES["tiny"], torch.device("cpu"), 0)
+    low, high = build_explainer("l2i", rth=0.2, n_components=8), build_explainer("l2i", rth=0.4, n_components=8)
+    low.fit(resources)
+    high.fit(resources)  # loads the interpreter trained for rth 0.2 (the threshold is not trained)
+    assert len(list(tmp_path.glob("l2i-*.pt"))) == 1
+    model = DomainModel(small_classifier, DOMAINS["listenable"])
+    features = model.domain.features(stft(clips))
+    target = torch.tensor([3, 7])
+    mask_low, mask_high = low.mask(model, features, target), high.mask(model, features, target)
+    assert mask_low.shape == (2, 431, 513) and mask_low.min() >= 0 and mask_low.max() <= 1
+    assert (mask_high <= mask_low + 1e-6).all() and mask_low.sum() > mask_high.sum() > 0
+
+
+def test_a_list_valued_option_sweeps_rows():
+    explainers = build_explainers(["l2i", "saliency"], {"l2i": {"rth": [0.2, 0.4], "n_components": 10}})
+    assert [e.label for e in explainers] == ["l2i rth=0.2", "l2i rth=0.4", "saliency"]
+    assert explainers[1].hyperparameters["rth"] == 0.4 and explainers[1].hyperparameters["n_components"] == 10
