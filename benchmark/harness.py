@@ -271,8 +271,11 @@ def run(config: RunConfig) -> str:
     rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = "AD with softmax applied twice, as the published code" if config.ad_softmax_twice else "AD with a single softmax"
     title = f"{config.dataset.upper()} — {config.setting.upper()} ({'mixtures' if config.setting == 'ood' else 'noise at 0 dB'})"
+    hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
+                       for e in explainers if e.hyperparameters]
     markdown = tables.write_tables(out, rows, title, [ad_note, f"split: {split.protocol}",
-                                                       f"profile: {config.profile}, seed {config.seed}"])
+                                                       f"profile: {config.profile}, seed {config.seed}",
+                                                       *hyperparameters])
     record["wall_time_s"] = round(time.time() - started, 1)
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
     return markdown
