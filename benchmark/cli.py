@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import os
 import sys
 
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "mixtures of training clips")
     parser.add_argument("--methods", default="saliency,lmac,all-ones",
                         help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import a Python module that registers your own explainers (repeatable), "
+                             "e.g. --import my_explainer --methods energy")
     parser.add_argument("--set", dest="method_options", action="append", default=[], type=_method_option,
                         metavar="METHOD.KEY=VALUE", help="hyperparameter of a method, e.g. lmac.lambda_l1=0.4 "
                                                           "(repeatable; defaults are the paper's)")
@@ -71,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    for module in args.imports:
+        importlib.import_module(module)
     methods = available_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in available_methods()]
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
@@ -85,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     profile = args.profile or default_profile(args.device)
     return RunConfig(
         dataset=args.dataset, setting=args.setting, data_root=args.data_root, noise_dir=args.noise_dir,
-        methods=methods, method_options=options, domains=domains, profile=profile, limit=args.limit,
+        methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=args.out or os.path.join("results", f"{args.dataset}-{args.setting}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax)

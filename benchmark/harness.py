@@ -40,7 +40,7 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 class RunConfig:
     """Everything a run depends on (recorded in run.json).
 
-    methods: registry names; method_options: per-method constructor keywords;
+    methods: registry names; imports: user modules registering more methods; method_options: per-method constructor keywords;
     domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
     ad_softmax_twice: AD as in the published code (True) or single softmax.
     """
@@ -50,6 +50,7 @@ class RunConfig:
     data_root: str | None = None
     noise_dir: str | None = None
     methods: list[str] = field(default_factory=lambda: ["saliency", "lmac", "all-ones"])
+    imports: list[str] = field(default_factory=list)
     method_options: dict[str, dict] = field(default_factory=dict)
     domains: list[str] = field(default_factory=lambda: ["listenable"])
     profile: str = "cpu"

@@ -1,5 +1,6 @@
 """End to end through the CLI on real ESC-50 clips, tiny profile: outputs, caching, resume, errors."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,3 +83,21 @@ def test_missing_dataset_exits_2_and_says_how_to_get_it(tmp_path, capsys):
     assert code == 2
     message = capsys.readouterr().err
     assert "ESC50_ROOT" in message and "--data-root" in message and "ESC-50" in message
+
+
+def test_the_readme_explainer_example_runs_through_the_cli(first_run, tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Add your own explainer"):]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(example.splitlines()) <= 30
+    (tmp_path / "my_explainer.py").write_text(example)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["--data-root", str(ESC50), "--profile", "tiny", "--limit", "1", "--import", "my_explainer",
+                 "--methods", "energy,saliency", "--set", "energy.power=3", "--out", str(out),
+                 "--cache-dir", str(first_run / "cache")]) == 0
+    per_sample = pd.read_csv(out / "per_sample.csv")
+    assert set(per_sample["method"]) == {"energy", "saliency"}
+    energy = per_sample[per_sample["method"] == "energy"]
+    assert energy[METRICS].notna().all().all() and (energy["MM"] < 1).all()
+    assert json.loads((out / "run.json").read_text())["methods"]["energy"] == {"method": "energy", "power": 3}
