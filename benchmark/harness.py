@@ -194,14 +194,14 @@ def run(config: RunConfig) -> str:
         "kind": "classifier", "dataset": config.dataset, "train_files": split.train["filename"].tolist(),
         "valid_files": split.valid["filename"].tolist(), "width": profile["classifier_width"],
         "epochs": profile["classifier_epochs"], "lr": profile["classifier_lr"],
-        "batch_size": profile["batch_size"], "seed": config.seed, "augmentation": "shift, gain 0-20 dB, SpecAugment 2x40 frames 2x10 bands",
+        "batch_size": profile["batch_size"], "seed": config.seed, "augmentation": "random circular time shift",
     }
     cache_dir = Path(config.cache_dir)
 
     def train(module: AudioClassifier) -> dict:
         module.to(device)
         return train_classifier(
-            module, (train_waves.to(device), train_labels.to(device)),
+            module, (mel_features(train_waves.to(device)), train_labels.to(device)),
             (mel_features(valid_waves.to(device)), valid_labels.to(device)),
             profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
 

@@ -24,32 +24,6 @@ def accuracy(classifier: AudioClassifier, features: torch.Tensor, labels: torch.
     return (predictions == labels.to(predictions.device)).float().mean().item()
 
 
-def augment(waveforms: torch.Tensor, generator: torch.Generator, max_attenuation_db: float = 20.0,
-            n_masks: int = 2, max_frames: int = 40, max_bands: int = 10) -> torch.Tensor:
-    """Training augmentation → log1p mel features (B, T, 80).
-
-    Random circular time shift and random attenuation (0 to ``max_attenuation_db`` dB)
-    of the waveform (B, N), then SpecAugment (Park et al., 2019): ``n_masks`` time masks
-    of up to ``max_frames`` frames and ``n_masks`` frequency masks of up to
-    ``max_bands`` mel bands, set to zero.
-    """
-    batch = len(waveforms)
-    shifts = torch.randint(0, waveforms.shape[1], (batch,), generator=generator)
-    shifted = torch.stack([w.roll(int(s)) for w, s in zip(waveforms, shifts)])
-    gain = 10 ** (-torch.rand(batch, 1, generator=generator) * max_attenuation_db / 20)
-    features = log1p_mel(stft(shifted * gain.to(waveforms.device)))
-    frames, bands = features.shape[1:]
-    keep = torch.ones_like(features)
-    for _ in range(n_masks):
-        for axis, size, width in ((1, frames, max_frames), (2, bands, max_bands)):
-            widths = torch.randint(0, width + 1, (batch,), generator=generator)
-            starts = (torch.rand(batch, generator=generator) * (size - widths)).long()
-            positions = torch.arange(size).view(1, -1)
-            inside = (positions >= starts.view(-1, 1)) & (positions < (starts + widths).view(-1, 1))
-            keep = keep * (~inside).float().to(features.device).unsqueeze(3 - axis)
-    return features * keep
-
-
 def train_classifier(
     classifier: AudioClassifier,
     train: tuple[torch.Tensor, torch.Tensor],
@@ -62,25 +36,26 @@ def train_classifier(
     """Train in place with Adam and cross-entropy; keep the epoch with the best validation accuracy.
 
     Args:
-        train: (waveforms (N, samples), labels (N,)) on the model's device; batches are
-            augmented by ``augment``.
-        valid: (log1p mel features (N, T, 80), labels (N,)).
-        epochs, lr, batch_size, seed: schedule.
+        train, valid: (log1p mel features (N, T, 80), labels (N,)) on the model's device.
+        epochs, lr, batch_size, seed: schedule (random circular time shifts augment the batches).
     Returns:
         a log: per-epoch training loss and validation accuracy, and the best epoch.
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
-    waveforms, labels = train
+    features, labels = train
     best = (-1.0, 0, copy.deepcopy(classifier.state_dict()))
     history = []
     progress = tqdm(range(epochs), desc="train classifier", unit="epoch")
     for epoch in progress:
         classifier.train()
+        order = torch.randperm(len(labels), generator=generator)
         total = 0.0
-        for batch in torch.randperm(len(labels), generator=generator).split(batch_size):
-            loss = F.cross_entropy(classifier(augment(waveforms[batch], generator)), labels[batch])
+        for batch in order.split(batch_size):
+            shifts = torch.randint(0, features.shape[1], (len(batch),), generator=generator)
+            x = torch.stack([features[i].roll(int(s), dims=0) for i, s in zip(batch.tolist(), shifts)])
+            loss = F.cross_entropy(classifier(x), labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
