@@ -16,6 +16,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from datasets import roots
+
 
 def config_key(config: dict[str, Any]) -> str:
     """16-hex-digit SHA-256 of the configuration's canonical JSON."""
@@ -27,8 +29,7 @@ def default_cache_dir() -> Path:
     """``$LMAC_BENCHMARK_CACHE``, else ``${XDG_CACHE_HOME:-~/.cache}/lmac-benchmark/checkpoints``."""
     if os.environ.get("LMAC_BENCHMARK_CACHE"):
         return Path(os.environ["LMAC_BENCHMARK_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "lmac-benchmark" / "checkpoints"
+    return roots.default_cache_dir("checkpoints")
 
 
 def load_state(module: nn.Module, path: Path) -> None:

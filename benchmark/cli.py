@@ -13,7 +13,8 @@ from benchmark.checkpoints import default_cache_dir
 from benchmark.frontend import DOMAINS
 from benchmark.harness import RunConfig, run
 from benchmark.profiles import PROFILES, default_profile
-from datasets.esc50 import DatasetNotFoundError
+from datasets.audio import AudioError
+from datasets.sources import DATASETS
 from methods import available_methods
 
 
@@ -37,12 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark of interpretation methods for audio classifiers (L-MAC paper, ICML 2024): trains "
                     "what is missing (cached), explains the evaluation samples with each method, computes AI, AD, "
                     "AG, FF, Fid-In, SPS, COMP and MM, and writes per_sample.csv, table.csv, table.md and run.json.")
-    parser.add_argument("--dataset", default="esc50", choices=["esc50"], help="dataset (default: esc50)")
-    parser.add_argument("--setting", default="ood", choices=["id", "ood"],
-                        help="ood: each evaluation clip mixed with two other clips (0.8/0.2); id: with one noise "
-                             "clip at 0 dB (needs --noise-dir). Default: ood")
-    parser.add_argument("--data-root", help="ESC-50 folder (official layout: audio/, meta/esc50.csv); "
-                                            "default $ESC50_ROOT, else ~/.cache/lmac-benchmark/esc50")
+    parser.add_argument("--dataset", default="esc50", choices=list(DATASETS),
+                        help="esc50 (official layout), us8k (UrbanSound8K, official layout) or folder (any folder "
+                             "of wav/flac/ogg files, labels from sub-folder names). Default: esc50")
+    parser.add_argument("--setting", default="ood", choices=["id", "ood", "clean"],
+                        help="id: each evaluation clip mixed with one noise clip at 0 dB (needs --noise-dir); "
+                             "ood: with two contaminants (see --contamination); clean: the clips as they are. "
+                             "Default: ood")
+    parser.add_argument("--contamination", default="mixtures", choices=["mixtures", "speech", "white_noise"],
+                        help="ood contaminant: other clips of the dataset (0.8/0.2), speech from --speech-dir "
+                             "(0.8/0.2) or white noise (1/0.5). Default: mixtures")
+    parser.add_argument("--speech-dir", help="folder of speech recordings for --contamination speech "
+                                             "(LJSpeech's wavs/ in the paper)")
+    parser.add_argument("--data-root", help="dataset folder: ESC-50 (audio/, meta/esc50.csv; default $ESC50_ROOT, "
+                                            "else ~/.cache/lmac-benchmark/esc50), UrbanSound8K (audio/fold*/, "
+                                            "metadata/UrbanSound8K.csv; default $US8K_ROOT) or your folder")
+    parser.add_argument("--folds", help="TRAIN:VALID:EVALUATION:POOL fold lists (default esc50 1-3:4:4:5, "
+                                        "us8k 1-8:9:10:9)")
+    parser.add_argument("--classifier-checkpoint", help="a classifier-*.pt from the checkpoint cache, instead of "
+                                                        "training one (e.g. to explain --dataset folder)")
     parser.add_argument("--noise-dir", help="folder of noise recordings: L-MAC's 0 dB training augmentation and "
                                             "the id setting (WHAM! in the paper). Without it L-MAC trains on "
                                             "mixtures of training clips")
@@ -89,10 +103,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for method, key, value in args.method_options:
         options.setdefault(method, {})[key] = value
     profile = args.profile or default_profile(args.device)
+    condition = args.setting + (f"-{args.contamination}" if args.setting == "ood" else "")
     return RunConfig(
-        dataset=args.dataset, setting=args.setting, data_root=args.data_root, noise_dir=args.noise_dir,
+        dataset=args.dataset, setting=args.setting, contamination=args.contamination, data_root=args.data_root,
+        folds=args.folds, classifier_checkpoint=args.classifier_checkpoint,
+        noise_dir=args.noise_dir, speech_dir=args.speech_dir,
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
-        out=args.out or os.path.join("results", f"{args.dataset}-{args.setting}-{profile}"),
+        out=args.out or os.path.join("results", f"{args.dataset}-{condition}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax)
 
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     try:
         markdown = run(config)
-    except DatasetNotFoundError as error:
+    except (FileNotFoundError, AudioError, ValueError) as error:  # missing dataset (DatasetNotFoundError), folder or audio
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(markdown)

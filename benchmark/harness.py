@@ -21,19 +21,19 @@ import torch
 from tqdm import tqdm
 
 from benchmark import tables
-from benchmark.checkpoints import cached_training, config_key
+from benchmark.checkpoints import cached_training, config_key, load_state
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.frontend import DOMAINS, stft
 from benchmark.profiles import PROFILES
 from benchmark.training import accuracy, mel_features, train_classifier
-from datasets.audio import load_clip
-from datasets.contamination import ContaminatedSample, draw_ood_mixtures
-from datasets.esc50 import class_names, load_metadata, make_split, resolve_data_root
+from datasets.audio import CLIP_SAMPLES, load_clip
+from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
+                                    draw_white_noise, white_noise)
+from datasets.folder import audio_files
+from datasets.sources import AudioData, open_dataset
 from methods import build_explainers
 from methods.base import Explainer, TrainingResources
 from metrics import faithfulness_scores, structure_scores
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
 @dataclass
@@ -47,8 +47,12 @@ class RunConfig:
 
     dataset: str = "esc50"
     setting: str = "ood"
+    contamination: str = "mixtures"
     data_root: str | None = None
+    folds: str | None = None
+    classifier_checkpoint: str | None = None
     noise_dir: str | None = None
+    speech_dir: str | None = None
     methods: list[str] = field(default_factory=lambda: ["saliency", "lmac", "all-ones"])
     imports: list[str] = field(default_factory=list)
     method_options: dict[str, dict] = field(default_factory=dict)
@@ -67,32 +71,64 @@ class RunConfig:
         return {k: v for k, v in asdict(self).items() if k not in {"limit", "out", "cache_dir", "device", "batch_size"}}
 
 
-def load_waveforms(audio_dir: Path, filenames: list[str]) -> torch.Tensor:
-    """(N, 80000) waveforms of ``audio_dir/filename`` (mono, 16 kHz, 5 s, peak 1)."""
-    return torch.stack([load_clip(audio_dir / name) for name in tqdm(filenames, desc="load audio", unit="clip", leave=False)])
+def load_waveforms(paths: list[Path]) -> torch.Tensor:
+    """(N, 80000) waveforms of the audio files (mono, 16 kHz, 5 s, peak 1)."""
+    return torch.stack([load_clip(path) for path in tqdm(paths, desc="load audio", unit="clip", leave=False)])
 
 
-def noise_files(noise_dir: str | os.PathLike) -> list[Path]:
-    """Audio files in ``noise_dir`` (recursively), sorted.
+def recordings(folder: str | os.PathLike | None, what: str, flag: str) -> list[Path]:
+    """Audio files of a noise or speech folder.
 
     Raises:
-        FileNotFoundError: missing folder, or no wav/flac/ogg file in it.
+        FileNotFoundError: no folder given, a missing folder or one without audio; the
+            message names ``flag``, the option that sets it.
     """
-    folder = Path(noise_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"noise folder {folder} does not exist; pass --noise-dir with a folder of noise recordings")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"noise folder {folder} holds no .wav/.flac/.ogg file; pass --noise-dir with noise recordings")
-    return files
+    if not folder:
+        raise FileNotFoundError(f"this setting needs {what}: pass {flag} DIR")
+    try:
+        return audio_files(folder)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; pass {flag} with a folder of {what}") from None
 
 
-def draw_noise(evaluation: pd.DataFrame, files: list[Path], seed: int) -> list[ContaminatedSample]:
-    """ID setting (§6): one noise clip per base clip at 0 dB (gains 1, 1), drawn with ``seed``."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(files), size=len(evaluation))
-    return [ContaminatedSample(i, name, files[j].name, 1.0, 1.0, "noise")
-            for i, (name, j) in enumerate(zip(evaluation["filename"], picks))]
+def evaluation_set(config: "RunConfig", data: AudioData) -> tuple[list[ContaminatedSample], dict]:
+    """The evaluated samples of the condition (§6) and the contaminant waveforms by name.
+
+    ``id``: one noise clip from ``--noise-dir`` per clip at 0 dB; ``ood``: two
+    contaminants per clip, ``--contamination`` mixtures (from the split's
+    contaminant pool), speech (``--speech-dir``) or white noise; ``clean``: the clips.
+    """
+    evaluation, split = data.split.evaluation, data.split
+    if config.setting == "clean":
+        return clean_samples(evaluation), {}
+    if config.setting == "id":
+        files = recordings(config.noise_dir, "noise recordings", "--noise-dir")
+        samples = draw_from_files(evaluation, [str(f) for f in files], "noise", config.seed, per_clip=1)
+    elif config.contamination == "mixtures":
+        return (draw_ood_mixtures(evaluation, split.contaminant_pool, seed=config.seed),
+                dict(zip(split.contaminant_pool["filename"],
+                         load_waveforms(data.paths(split.contaminant_pool)))))
+    elif config.contamination == "speech":
+        files = recordings(config.speech_dir, "speech recordings", "--speech-dir")
+        samples = draw_from_files(evaluation, [str(f) for f in files], "speech", config.seed, per_clip=2)
+    elif config.contamination == "white_noise":
+        return draw_white_noise(evaluation, config.seed), {}
+    else:
+        raise ValueError(f"unknown contamination {config.contamination!r}; choose mixtures, speech or white_noise")
+    names = sorted({s.contaminant_file for s in samples})
+    return samples, dict(zip(names, load_waveforms([Path(n) for n in names])))
+
+
+def contaminant(sample: ContaminatedSample, waveforms: dict) -> torch.Tensor | None:
+    """The loaded contaminant of ``sample`` (white noise is generated from its seed)."""
+    if sample.contamination == "white_noise":
+        return white_noise(sample.noise_seed, CLIP_SAMPLES)
+    return waveforms.get(sample.contaminant_file)
+
+
+def condition_name(config: "RunConfig") -> str:
+    """"id (noise at 0 dB)", "ood mixtures", "ood speech", "ood white_noise" or "clean"."""
+    return {"id": "id (noise at 0 dB)", "clean": "clean"}.get(config.setting, f"ood {config.contamination}")
 
 
 class ResultWriter:
@@ -158,6 +194,59 @@ def prepare_output(config: RunConfig) -> tuple[Path, dict]:
     return out, {"config_key": identity, "config": asdict(config), "versions": versions()}
 
 
+def load_classifier_checkpoint(path: str | os.PathLike) -> tuple[AudioClassifier, str, list[str]]:
+    """A classifier saved by this benchmark: ``classifier-<key>.pt`` with its ``.json`` beside it.
+
+    Returns:
+        the classifier (eval mode), its configuration key and its class names.
+    Raises:
+        FileNotFoundError: no such checkpoint or no JSON beside it.
+        ValueError: a tensor's shape does not fit the recorded width / class count.
+    """
+    path = Path(path)
+    description = path.with_suffix(".json")
+    if not path.is_file() or not description.is_file():
+        raise FileNotFoundError(f"classifier checkpoint {path} (with {description.name} beside it) not found; pass a "
+                                "classifier-*.pt file from the checkpoint cache (--cache-dir)")
+    config = json.loads(description.read_text())["config"]
+    classifier = AudioClassifier(len(config["class_names"]), width=config["width"])
+    load_state(classifier, path)
+    return classifier.eval(), config_key(config), config["class_names"]
+
+
+def prepare_classifier(config: RunConfig, data: AudioData, profile: dict, device: torch.device,
+                       train_waves: torch.Tensor, valid_waves: torch.Tensor) -> tuple[AudioClassifier, str]:
+    """The CNN14 classifier trained on the training part (cached by configuration, §2).
+
+    Raises:
+        ValueError: the dataset's class count differs from a given checkpoint's.
+    """
+    if config.classifier_checkpoint:
+        classifier, key, names = load_classifier_checkpoint(config.classifier_checkpoint)
+        if names != data.class_names:
+            raise ValueError(f"classifier checkpoint {config.classifier_checkpoint} knows {len(names)} classes, the "
+                             f"dataset has {len(data.class_names)} (or other names); use a checkpoint of this dataset")
+        return classifier.to(device), key
+    split = data.split
+    classifier = AudioClassifier(len(data.class_names), width=profile["classifier_width"])
+    classifier_config = {
+        "kind": "classifier", "dataset": config.dataset, "class_names": data.class_names,
+        "train_files": split.train["filename"].tolist(), "valid_files": split.valid["filename"].tolist(),
+        "width": profile["classifier_width"], "epochs": profile["classifier_epochs"], "lr": profile["classifier_lr"],
+        "batch_size": profile["batch_size"], "seed": config.seed, "augmentation": "random circular time shift",
+    }
+
+    def train(module: AudioClassifier) -> dict:
+        module.to(device)
+        return train_classifier(
+            module, (mel_features(train_waves.to(device)), torch.tensor(split.train["target"].to_numpy(), device=device)),
+            (mel_features(valid_waves.to(device)), torch.tensor(split.valid["target"].to_numpy(), device=device)),
+            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
+
+    key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train)
+    return classifier.to(device), key
+
+
 def run(config: RunConfig) -> str:
     """Run the benchmark end to end and return the Markdown table.
 
@@ -166,8 +255,8 @@ def run(config: RunConfig) -> str:
     writes per_sample.csv, table.csv, table.md and run.json to ``config.out``.
 
     Raises:
-        DatasetNotFoundError: no ESC-50 at the data root (the CLI exits with code 2).
-        FileNotFoundError, AudioError: missing noise folder, unreadable audio.
+        DatasetNotFoundError: no dataset at the data root (the CLI exits with code 2).
+        FileNotFoundError, AudioError: missing noise/speech folder or checkpoint, unreadable audio.
     """
     started = time.time()
     device = torch.device(config.device)
@@ -175,47 +264,28 @@ def run(config: RunConfig) -> str:
     profile = PROFILES[config.profile]
     out, record = prepare_output(config)
 
-    root = resolve_data_root(config.data_root)
-    meta = load_metadata(root)
-    split = make_split(meta, seed=config.seed)
-    print(f"data: {root}\nsplit: {split.protocol}")
-    record["data_root"] = str(root)
+    checkpoint_classes = (load_classifier_checkpoint(config.classifier_checkpoint)[2]
+                          if config.classifier_checkpoint else None)
+    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
+    split = data.split
+    print(f"data: {data.root}\nsplit: {split.protocol}")
+    record["data_root"] = str(data.root)
     record["split"] = split.describe()
-    names = class_names(meta)
-    audio_dir = root / "audio"
 
-    train_waves = load_waveforms(audio_dir, split.train["filename"].tolist())
-    valid_waves = load_waveforms(audio_dir, split.valid["filename"].tolist())
-    train_labels = torch.tensor(split.train["target"].to_numpy())
-    valid_labels = torch.tensor(split.valid["target"].to_numpy())
-
-    classifier = AudioClassifier(len(names), width=profile["classifier_width"])
-    classifier_config = {
-        "kind": "classifier", "dataset": config.dataset, "train_files": split.train["filename"].tolist(),
-        "valid_files": split.valid["filename"].tolist(), "width": profile["classifier_width"],
-        "epochs": profile["classifier_epochs"], "lr": profile["classifier_lr"],
-        "batch_size": profile["batch_size"], "seed": config.seed, "augmentation": "random circular time shift",
-    }
-    cache_dir = Path(config.cache_dir)
-
-    def train(module: AudioClassifier) -> dict:
-        module.to(device)
-        return train_classifier(
-            module, (mel_features(train_waves.to(device)), train_labels.to(device)),
-            (mel_features(valid_waves.to(device)), valid_labels.to(device)),
-            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
-
-    classifier_key = cached_training(classifier, "classifier", classifier_config, cache_dir, train)
-    classifier.to(device).eval().requires_grad_(False)
-    record["classifier"] = {"checkpoint": classifier_key, "width": profile["classifier_width"],
-                            "valid_accuracy": accuracy(classifier, mel_features(valid_waves.to(device)),
-                                                       valid_labels.to(device))}
+    train_waves = load_waveforms(data.paths(split.train))
+    valid_waves = load_waveforms(data.paths(split.valid)) if len(split.valid) else train_waves[:0]
+    classifier, classifier_key = prepare_classifier(config, data, profile, device, train_waves, valid_waves)
+    classifier.eval().requires_grad_(False)
+    record["classifier"] = {"checkpoint": classifier_key, "width": classifier.embedding_model.width}
+    if len(split.valid):
+        record["classifier"]["valid_accuracy"] = accuracy(
+            classifier, mel_features(valid_waves.to(device)), torch.tensor(split.valid["target"].to_numpy(), device=device))
 
     noise = None
     if config.noise_dir:
-        noise = torch.stack([load_clip(p) for p in noise_files(config.noise_dir)])
-    resources = TrainingResources(classifier, classifier_key, train_waves, train_labels, noise, cache_dir,
-                                  profile, device, config.seed)
+        noise = load_waveforms(recordings(config.noise_dir, "noise recordings", "--noise-dir"))
+    resources = TrainingResources(classifier, classifier_key, train_waves, torch.tensor(split.train["target"].to_numpy()),
+                                  noise, Path(config.cache_dir), profile, device, config.seed)
     explainers = build_explainers(config.methods, config.method_options)
     for explainer in explainers:
         explainer.fit(resources)
@@ -223,21 +293,10 @@ def run(config: RunConfig) -> str:
     record["trained_parts"] = resources.log
 
     evaluation = split.evaluation
-    if config.setting == "ood":
-        samples = draw_ood_mixtures(evaluation, split.contaminant_pool, seed=config.seed)
-        contaminants = dict(zip(split.contaminant_pool["filename"],
-                                load_waveforms(audio_dir, split.contaminant_pool["filename"].tolist())))
-    elif config.setting == "id":
-        if not config.noise_dir:
-            raise FileNotFoundError("--setting id mixes each clip with noise: pass --noise-dir with noise recordings")
-        files = noise_files(config.noise_dir)
-        samples = draw_noise(evaluation, files, config.seed)
-        contaminants = {p.name: w for p, w in zip(files, noise)}
-    else:
-        raise ValueError(f"unknown setting {config.setting!r}; choose id or ood")
+    samples, contaminants = evaluation_set(config, data)
     if config.limit is not None:
         samples = [s for s in samples if s.base_index < config.limit]
-    base_waves = load_waveforms(audio_dir, evaluation["filename"].tolist()[: max(s.base_index for s in samples) + 1])
+    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]))
     record["evaluated_samples"] = len(samples)
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
 
@@ -252,7 +311,7 @@ def run(config: RunConfig) -> str:
             if not todo:
                 continue
             waves = torch.stack([samples[i].apply(base_waves[samples[i].base_index],
-                                                  contaminants[samples[i].contaminant_file]) for i in batch]).to(device)
+                                                  contaminant(samples[i], contaminants)) for i in batch]).to(device)
             features = model.domain.features(stft(waves))
             with torch.no_grad():
                 logits = model(features)
@@ -261,8 +320,9 @@ def run(config: RunConfig) -> str:
                 scores = evaluate_batch(model, explainer, features, logits, config.ad_softmax_twice)
                 writer.write([
                     {"sample_id": i, "clip": samples[i].base_file, "contamination": samples[i].contamination,
-                     "contaminant": samples[i].contaminant_file, "gain_x": samples[i].gain_x,
-                     "gain_c": samples[i].gain_c, "label": int(evaluation["target"][samples[i].base_index]),
+                     "contaminant": samples[i].contaminant_file, "noise_seed": samples[i].noise_seed,
+                     "gain_x": samples[i].gain_x, "gain_c": samples[i].gain_c,
+                     "label": int(evaluation["target"][samples[i].base_index]),
                      "predicted": int(logits[k].argmax()), "confidence": float(logits[k].softmax(0).max()),
                      "setting": domain_name, "method": explainer.label,
                      **{m: float(v[k]) for m, v in scores.items()}}
@@ -271,7 +331,7 @@ def run(config: RunConfig) -> str:
 
     rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = "AD with softmax applied twice, as the published code" if config.ad_softmax_twice else "AD with a single softmax"
-    title = f"{config.dataset.upper()} — {config.setting.upper()} ({'mixtures' if config.setting == 'ood' else 'noise at 0 dB'})"
+    title = f"{config.dataset} — {condition_name(config)}"
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
     markdown = tables.write_tables(out, rows, title, [ad_note, f"split: {split.protocol}",

@@ -41,9 +41,10 @@ def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]]) -> pd.DataF
 
 
 def classifier_accuracy(per_sample: pd.DataFrame) -> float:
-    """Accuracy in [0, 1] of the classifier on the evaluated inputs (one row per sample)."""
+    """Accuracy in [0, 1] of the classifier on the labelled evaluated inputs (label ≥ 0); NaN if none."""
     samples = per_sample.drop_duplicates("sample_id")
-    return float((samples["label"] == samples["predicted"]).mean())
+    labelled = samples[samples["label"] >= 0]
+    return float((labelled["label"] == labelled["predicted"]).mean()) if len(labelled) else float("nan")
 
 
 def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
@@ -58,15 +59,22 @@ def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
 
 
 def write_tables(out_dir: Path, rows: list[tuple[str, str]], title: str, notes: list[str]) -> str:
-    """Rebuild ``table.csv`` and ``table.md`` in ``out_dir`` from ``per_sample.csv``; return the Markdown."""
+    """Rebuild ``table.csv`` and ``table.md`` in ``out_dir`` from ``per_sample.csv``; return the Markdown.
+
+    The Markdown title gets the classifier's accuracy on the evaluated inputs and their count.
+    """
     per_sample = pd.read_csv(out_dir / "per_sample.csv")
     table = summarise(per_sample, rows)
     accuracy = classifier_accuracy(per_sample)
     invalid = [f"{r.method} ({r.setting}): {r.invalid_maps} invalid maps excluded from SPS/COMP"
                for r in table.itertuples() if pd.notna(r.invalid_maps) and r.invalid_maps > 0]
-    notes = [f"classifier accuracy on the evaluated inputs: {accuracy:.3f} "
-             f"({per_sample['sample_id'].nunique()} samples)", *notes, *invalid]
+    not_defined = sorted({r.method for r in table.itertuples() if r.n == 0})
+    if not_defined:
+        invalid.append(f"n/a: {', '.join(not_defined)} cannot explain that setting (their masks live on the "
+                       "STFT grid of the listenable setting)")
+    shown = "n/a (unlabelled)" if pd.isna(accuracy) else f"{100 * accuracy:.1f} %"
+    title = f"{title} — classifier accuracy {shown}, n = {per_sample['sample_id'].nunique()}"
     table.to_csv(out_dir / "table.csv", index=False)
-    markdown = to_markdown(table, title, notes)
+    markdown = to_markdown(table, title, [*notes, *invalid])
     (out_dir / "table.md").write_text(markdown)
     return markdown

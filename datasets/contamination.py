@@ -1,9 +1,15 @@
 """Contaminated evaluation inputs (BENCHMARK.md §6).
 
-Currently: OOD mixtures, ``0.8·x/‖x‖ + 0.2·s/‖s‖`` then ``/max|·|``, with s another
-ESC-50 clip. ID noise (gains 1, 1), speech (0.8, 0.2) and white noise (1, 0.5) are the
-same :func:`mix` with other contaminants and gains; add their draw functions beside
-:func:`draw_ood_mixtures`.
+Every condition is one formula, ``gain_x·x/‖x‖ + gain_c·c/‖c‖`` then ``/max|·|``,
+with its own contaminant c and gains:
+
+| condition | contaminant | gains | per clip |
+|---|---|---|---|
+| ``noise`` (ID) | a noise recording (WHAM! in the paper) | 1, 1 (0 dB) | 1 |
+| ``mixtures`` (OOD) | another clip of the dataset | 0.8, 0.2 | 2 |
+| ``speech`` (OOD) | a speech recording (LJSpeech in the paper) | 0.8, 0.2 | 2 |
+| ``white_noise`` (OOD) | n ~ N(0, 1), seeded per sample | 1, 0.5 | 2 |
+| ``clean`` | none: the clip as it is | — | 1 |
 """
 from __future__ import annotations
 
@@ -15,6 +21,9 @@ import torch
 
 OOD_GAIN_X = 0.8
 OOD_GAIN_C = 0.2
+GAINS = {"noise": (1.0, 1.0), "mixtures": (OOD_GAIN_X, OOD_GAIN_C), "speech": (OOD_GAIN_X, OOD_GAIN_C),
+         "white_noise": (1.0, 0.5)}
+WHITE_NOISE = "N(0,1)"
 
 
 def mix(x: torch.Tensor, contaminant: torch.Tensor, gain_x: float,
@@ -50,17 +59,61 @@ def ood_mixture(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 @dataclass
 class ContaminatedSample:
     """One evaluated sample: base clip ``base_file`` (row ``base_index`` of the
-    evaluation part) mixed with ``contaminant_file`` at gains ``gain_x`` / ``gain_c``."""
+    evaluation part) mixed with ``contaminant_file`` at gains ``gain_x`` / ``gain_c``.
+
+    White noise has ``contaminant_file`` "N(0,1)" and the seed of its draw in
+    ``noise_seed``; a clean sample has no contaminant ("") and ``gain_c`` 0.
+    """
     base_index: int
     base_file: str
     contaminant_file: str
     gain_x: float
     gain_c: float
     contamination: str = "mixtures"
+    noise_seed: int | None = None
 
-    def apply(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Mix the loaded base waveform ``x`` with the loaded contaminant ``c``."""
+    def apply(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """Mix the loaded base waveform ``x`` (N,) with the loaded contaminant ``c`` (N,)."""
+        if self.contamination == "clean":
+            return x / x.abs().max()
         return mix(x, c, self.gain_x, self.gain_c)
+
+
+def white_noise(seed: int, num_samples: int) -> torch.Tensor:
+    """Reproducible N(0, 1) noise (num_samples,) for a sample's ``noise_seed``."""
+    return torch.randn(num_samples, generator=torch.Generator().manual_seed(seed))
+
+
+def draw_from_files(evaluation: pd.DataFrame, files: list[str], contamination: str, seed: int,
+                    per_clip: int) -> list[ContaminatedSample]:
+    """``per_clip`` contaminant files per evaluation clip, drawn with ``numpy.random.default_rng(seed)``
+    (without replacement when there are enough files), with the gains of ``contamination``.
+
+    Raises:
+        ValueError: no files, or an unknown contamination.
+    """
+    if not files:
+        raise ValueError(f"no contaminant files for {contamination}")
+    gain_x, gain_c = GAINS[contamination]
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i, base in enumerate(evaluation["filename"]):
+        picks = rng.choice(len(files), size=per_clip, replace=len(files) < per_clip)
+        samples += [ContaminatedSample(i, str(base), files[j], gain_x, gain_c, contamination) for j in picks]
+    return samples
+
+
+def draw_white_noise(evaluation: pd.DataFrame, seed: int, per_clip: int = 2) -> list[ContaminatedSample]:
+    """``per_clip`` white-noise samples per clip; sample k's noise is ``white_noise(seed·10⁶ + k)``."""
+    gain_x, gain_c = GAINS["white_noise"]
+    return [ContaminatedSample(i, str(base), WHITE_NOISE, gain_x, gain_c, "white_noise",
+                               noise_seed=seed * 1_000_000 + i * per_clip + j)
+            for i, base in enumerate(evaluation["filename"]) for j in range(per_clip)]
+
+
+def clean_samples(evaluation: pd.DataFrame) -> list[ContaminatedSample]:
+    """The evaluation clips as they are (``--setting clean``)."""
+    return [ContaminatedSample(i, str(base), "", 1.0, 0.0, "clean") for i, base in enumerate(evaluation["filename"])]
 
 
 def draw_ood_mixtures(evaluation: pd.DataFrame, pool: pd.DataFrame, seed: int,

@@ -8,9 +8,11 @@ import soundfile as sf
 import torch
 
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fit_length, load_clip
-from datasets.contamination import (ContaminatedSample, draw_ood_mixtures, mix,
+from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
+                                    draw_white_noise, mix, white_noise,
                                     ood_mixture)
-from datasets.esc50 import (DatasetNotFoundError, class_names, load_metadata,
+from datasets.split import class_names
+from datasets.esc50 import (DatasetNotFoundError, load_metadata,
                             make_split, resolve_data_root)
 
 ESC50 = Path(__file__).resolve().parents[1].parent / "shared/data/esc50"
@@ -195,3 +197,30 @@ def test_draw_ood_mixtures(meta):
     y = c.apply(load_clip(ESC50 / "audio" / c.base_file),
                 load_clip(ESC50 / "audio" / c.contaminant_file))
     assert y.shape == (CLIP_SAMPLES,) and torch.isclose(y.abs().max(), torch.tensor(1.0))
+
+
+def test_other_conditions_draws_and_gains(meta):
+    s = make_split(meta, seed=0)
+    speech_dir = ESC50.parent / "speech"
+    files = sorted(str(p) for p in speech_dir.glob("*.wav"))
+    speech = draw_from_files(s.evaluation, files, "speech", seed=0, per_clip=2)
+    assert len(speech) == 200 and speech == draw_from_files(s.evaluation, files, "speech", seed=0, per_clip=2)
+    assert speech != draw_from_files(s.evaluation, files, "speech", seed=1, per_clip=2)
+    assert {(c.gain_x, c.gain_c) for c in speech} == {(0.8, 0.2)}
+    noise = draw_from_files(s.evaluation, files, "noise", seed=0, per_clip=1)
+    assert len(noise) == 100 and {(c.gain_x, c.gain_c) for c in noise} == {(1.0, 1.0)}
+    with pytest.raises(ValueError):
+        draw_from_files(s.evaluation, [], "speech", seed=0, per_clip=2)
+
+    white = draw_white_noise(s.evaluation, seed=0)
+    assert len(white) == 200 and len({c.noise_seed for c in white}) == 200
+    x = load_clip(ESC50 / "audio" / white[0].base_file)
+    n = white_noise(white[0].noise_seed, CLIP_SAMPLES)
+    assert torch.equal(n, white_noise(white[0].noise_seed, CLIP_SAMPLES))  # rebuilt from the recorded seed
+    y = white[0].apply(x, n)
+    # y ∝ x/‖x‖ + 0.5·n/‖n‖: its projection on n/‖n‖ over the one on x/‖x‖ is ≈ 0.5 (x ⟂ n nearly)
+    ratio = float(y @ (n / n.norm())) / float(y @ (x / x.norm()))
+    assert ratio == pytest.approx(0.5, abs=0.02) and torch.isclose(y.abs().max(), torch.tensor(1.0))
+
+    clean = clean_samples(s.evaluation)
+    assert len(clean) == 100 and torch.equal(clean[0].apply(x, None), x)

@@ -1,0 +1,67 @@
+"""Open a dataset for a run: ESC-50, UrbanSound8K or a folder of your own recordings."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from datasets import esc50, folder, urbansound8k
+from datasets.split import FoldPlan, Split, class_names, make_split
+
+DATASETS = ("esc50", "us8k", "folder")
+
+
+@dataclass
+class AudioData:
+    """A dataset opened for a run: its clips' metadata (filename relative to
+    ``audio_root``, fold, target, category), class names and split."""
+
+    name: str
+    root: Path
+    audio_root: Path
+    meta: pd.DataFrame
+    class_names: list[str]
+    split: Split
+
+    def paths(self, part: pd.DataFrame) -> list[Path]:
+        return [self.audio_root / name for name in part["filename"]]
+
+
+def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None = None,
+                 classifier_classes: list[str] | None = None) -> AudioData:
+    """Find, read and split a dataset (§6).
+
+    Args:
+        name: "esc50", "us8k" or "folder".
+        data_root: its folder (for esc50 / us8k also $ESC50_ROOT / $US8K_ROOT or the cache).
+        folds: "TRAIN:VALID:EVALUATION:POOL" fold lists, e.g. "1-8:9:10:9" (esc50 / us8k).
+        classifier_classes: class names of a given classifier checkpoint; for a folder,
+            every file is then evaluated (labels from sub-folders matched by name).
+    Raises:
+        DatasetNotFoundError: esc50 / us8k not found. FileNotFoundError: no folder or
+        no audio in it. ValueError: a folder without checkpoint has fewer than two
+        labelled classes (sub-folders), or an unknown dataset.
+    """
+    if name in ("esc50", "us8k"):
+        module = esc50 if name == "esc50" else urbansound8k
+        root = module.resolve_data_root(data_root)
+        meta = module.load_metadata(root)
+        split = module.make_split(meta, seed, FoldPlan.parse(folds) if folds else module.FOLDS)
+        return AudioData(name, root, root / "audio", meta, class_names(meta), split)
+    if name != "folder":
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    if not data_root:
+        raise FileNotFoundError("--dataset folder needs --data-root DIR, the folder of audio files")
+    root = Path(data_root).expanduser().resolve()
+    meta = folder.load_metadata(root, classifier_classes)
+    if classifier_classes is not None:
+        split = Split(meta, meta.iloc[:0], meta, meta, f"folder {root}: all {len(meta)} files evaluated with the "
+                      "given classifier; interpreters train on the same files")
+        return AudioData(name, root, root, meta, list(classifier_classes), split)
+    labelled = meta[meta["target"] >= 0]
+    if labelled["target"].nunique() < 2:
+        raise ValueError(f"folder {root}: to train a classifier, put the files in one sub-folder per class "
+                         "(at least two); to explain with a trained one, pass --classifier-checkpoint")
+    split = make_split(labelled, seed, FoldPlan((1,), (1,), (1,), (1,)))
+    return AudioData(name, root, root, labelled, class_names(labelled), split)

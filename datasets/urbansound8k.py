@@ -1,0 +1,61 @@
+"""UrbanSound8K in its official layout (BENCHMARK.md §6).
+
+``metadata/UrbanSound8K.csv`` (columns as released: slice_file_name, fsID, start,
+end, salience, fold, classID, class) and ``audio/fold1..fold10/*.wav``; 8,732 clips
+of at most 4 s, 10 classes, 10 folds. Clips are zero-padded to 5 s on load.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from datasets import split
+from datasets.roots import DatasetNotFoundError, resolve_root
+from datasets.split import FoldPlan, Split
+
+COLUMNS = ["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"]
+FOLDS = FoldPlan(train=tuple(range(1, 9)), valid=(9,), evaluation=(10,), pool=(9,))
+HOW_TO_GET = "Download UrbanSound8K from https://urbansounddataset.weebly.com/urbansound8k.html."
+
+
+def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
+    """The UrbanSound8K root (``metadata/UrbanSound8K.csv``, ``audio/``): ``--data-root``,
+    else ``$US8K_ROOT``, else ``~/.cache/lmac-benchmark/UrbanSound8K``.
+
+    Raises:
+        DatasetNotFoundError: missing CSV or audio folder.
+    """
+    return resolve_root(data_root, "US8K_ROOT", "UrbanSound8K", ["metadata/UrbanSound8K.csv", "audio"], HOW_TO_GET)
+
+
+def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
+    """The released CSV plus the benchmark's columns: ``filename`` (``fold{k}/{slice_file_name}``,
+    relative to ``audio/``), ``target`` (classID) and ``category`` (class); sorted by filename.
+
+    Raises:
+        DatasetNotFoundError: no CSV. ValueError: a released column is missing.
+        FileNotFoundError: listed audio files are missing (count and first names given).
+    """
+    csv = Path(root) / "metadata" / "UrbanSound8K.csv"
+    if not csv.is_file():
+        raise DatasetNotFoundError(f"no UrbanSound8K metadata file {csv}. {HOW_TO_GET}")
+    meta = pd.read_csv(csv)
+    missing_columns = [c for c in COLUMNS if c not in meta.columns]
+    if missing_columns:
+        raise ValueError(f"{csv} lacks columns {missing_columns}; expected the released columns {COLUMNS}")
+    meta["filename"] = [f"fold{fold}/{name}" for fold, name in zip(meta["fold"], meta["slice_file_name"])]
+    meta["target"], meta["category"] = meta["classID"], meta["class"]
+    meta = meta.sort_values("filename", kind="stable").reset_index(drop=True)
+    missing = [f for f in meta["filename"] if not (Path(root) / "audio" / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(meta)} audio files listed in {csv} are missing from "
+                                f"{Path(root) / 'audio'}: {', '.join(missing[:10])}")
+    return meta
+
+
+def make_split(meta: pd.DataFrame, seed: int = 0, plan: FoldPlan = FOLDS) -> Split:
+    """Parts by fold (default train 1-8, valid 9, evaluation 10, mixtures from 9; ``--folds``
+    changes it), or a stratified split when a copy lacks some of the plan's folds."""
+    return split.make_split(meta, seed, plan)
