@@ -11,7 +11,7 @@ import torch
 
 from benchmark.checkpoints import default_cache_dir
 from benchmark.frontend import DOMAINS
-from benchmark.harness import RunConfig, run
+from benchmark.harness import RunConfig, explain_file, run
 from benchmark.profiles import PROFILES, default_profile
 from datasets.audio import AudioError
 from datasets.sources import DATASETS
@@ -32,15 +32,25 @@ def _method_option(text: str) -> tuple[str, str, object]:
     return method, key, value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(explain: bool = False) -> argparse.ArgumentParser:
+    """The benchmark's options; with ``explain``, those of ``run_benchmark.py explain FILE``."""
+    if explain:
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py explain",
+            description="Explain one audio file: print the classifier's prediction and write the listenable "
+                        "interpretation (WAV), the input WAV and a spectrogram / mask PNG to --out. The classifier "
+                        "and the method are trained on --dataset (or loaded from the cache) first.")
+        parser.add_argument("audio", help="audio file (wav/flac/ogg, any rate; mono mix, 16 kHz, 5 s)")
+        parser.add_argument("--method", default="lmac", help="explainer (default lmac)")
+        add_common_options(parser)
+        parser.set_defaults(setting="clean", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
+                            domains="listenable", limit=None, batch_size=1, save_audio=False, ad_single_softmax=False)
+        return parser
     parser = argparse.ArgumentParser(
         prog="run_benchmark.py",
         description="Benchmark of interpretation methods for audio classifiers (L-MAC paper, ICML 2024): trains "
                     "what is missing (cached), explains the evaluation samples with each method, computes AI, AD, "
                     "AG, FF, Fid-In, SPS, COMP and MM, and writes per_sample.csv, table.csv, table.md and run.json.")
-    parser.add_argument("--dataset", default="esc50", choices=list(DATASETS),
-                        help="esc50 (official layout), us8k (UrbanSound8K, official layout) or folder (any folder "
-                             "of wav/flac/ogg files, labels from sub-folder names). Default: esc50")
     parser.add_argument("--setting", default="ood", choices=["id", "ood", "clean"],
                         help="id: each evaluation clip mixed with one noise clip at 0 dB (needs --noise-dir); "
                              "ood: with two contaminants (see --contamination); clean: the clips as they are. "
@@ -50,42 +60,56 @@ def build_parser() -> argparse.ArgumentParser:
                              "(0.8/0.2) or white noise (1/0.5). Default: mixtures")
     parser.add_argument("--speech-dir", help="folder of speech recordings for --contamination speech "
                                              "(LJSpeech's wavs/ in the paper)")
+    parser.add_argument("--methods", default="saliency,lmac,all-ones",
+                        help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
+    parser.add_argument("--l2i-rth", default="0.2,0.4",
+                        help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper)")
+    parser.add_argument("--domains", default="listenable",
+                        help="comma-separated settings: listenable (STFT→Mel) and/or mel. Default: listenable")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N evaluation clips")
+    parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch size (default 16)")
+    parser.add_argument("--save-audio", action="store_true",
+                        help="write, for every evaluated sample, the input WAV and each method's listenable "
+                             "interpretation (ISTFT of the masked spectrogram with the input's phase) under OUT/audio/")
+    parser.add_argument("--ad-single-softmax", action="store_true",
+                        help="AD with one softmax (default: twice, as the published code)")
+    add_common_options(parser)
+    return parser
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the benchmark and ``explain``: data, models, caches, device."""
+    parser.add_argument("--dataset", default="esc50", choices=list(DATASETS),
+                        help="esc50 (official layout), us8k (UrbanSound8K, official layout) or folder (any folder "
+                             "of wav/flac/ogg files, labels from sub-folder names). Default: esc50")
     parser.add_argument("--data-root", help="dataset folder: ESC-50 (audio/, meta/esc50.csv; default $ESC50_ROOT, "
                                             "else ~/.cache/lmac-benchmark/esc50), UrbanSound8K (audio/fold*/, "
                                             "metadata/UrbanSound8K.csv; default $US8K_ROOT) or your folder")
     parser.add_argument("--folds", help="TRAIN:VALID:EVALUATION:POOL fold lists (default esc50 1-3:4:4:5, "
                                         "us8k 1-8:9:10:9)")
-    parser.add_argument("--classifier-checkpoint", help="a classifier-*.pt from the checkpoint cache, instead of "
-                                                        "training one (e.g. to explain --dataset folder)")
+    parser.add_argument("--classifier-checkpoint", help="a classifier-*.pt from the checkpoint cache, or a "
+                                                        "SpeechBrain folder with embedding_model.ckpt and "
+                                                        "classifier.ckpt, instead of training one")
+    parser.add_argument("--lmac-checkpoint", help="a trained L-MAC decoder state dict (SpeechBrain's psi_model.ckpt "
+                                                  "of CNN14PSI_stft, or an lmac-*.pt of the cache) instead of training")
     parser.add_argument("--noise-dir", help="folder of noise recordings: L-MAC's 0 dB training augmentation and "
                                             "the id setting (WHAM! in the paper). Without it L-MAC trains on "
                                             "mixtures of training clips")
-    parser.add_argument("--methods", default="saliency,lmac,all-ones",
-                        help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                         help="import a Python module that registers your own explainers (repeatable), "
                              "e.g. --import my_explainer --methods energy")
     parser.add_argument("--set", dest="method_options", action="append", default=[], type=_method_option,
                         metavar="METHOD.KEY=VALUE", help="hyperparameter of a method, e.g. lmac.lambda_l1=0.4 "
                                                           "(repeatable; defaults are the paper's)")
-    parser.add_argument("--l2i-rth", default="0.2,0.4",
-                        help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper)")
-    parser.add_argument("--domains", default="listenable",
-                        help="comma-separated settings: listenable (STFT→Mel) and/or mel. Default: listenable")
     parser.add_argument("--profile", choices=list(PROFILES),
                         help="model sizes and schedules: paper (CNN14 width 64, decoder 2048) or cpu (same code, "
                              "small width, few epochs). Default: paper on CUDA, cpu otherwise")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N evaluation clips")
-    parser.add_argument("--out", help="output folder (default results/<dataset>-<setting>-<profile>); a rerun with "
-                                      "the same configuration resumes from its per_sample.csv")
+    parser.add_argument("--out", help="output folder (default results/<dataset>-<condition>-<profile>); a rerun "
+                                      "with the same configuration resumes from its per_sample.csv")
     parser.add_argument("--cache-dir", help=f"checkpoint cache (default $LMAC_BENCHMARK_CACHE or {default_cache_dir()})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, draws, training (default 0)")
-    parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch size (default 16)")
-    parser.add_argument("--ad-single-softmax", action="store_true",
-                        help="AD with one softmax (default: twice, as the published code)")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -100,6 +124,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise SystemExit(f"unknown domain in {args.domains!r}; choose from {', '.join(DOMAINS)}")
     options: dict[str, dict] = {}
     options["l2i"] = {"rth": [float(v) for v in args.l2i_rth.split(",")]}
+    if args.lmac_checkpoint:
+        options["lmac"] = {"checkpoint": args.lmac_checkpoint}
     for method, key, value in args.method_options:
         options.setdefault(method, {})[key] = value
     profile = args.profile or default_profile(args.device)
@@ -111,17 +137,25 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=args.out or os.path.join("results", f"{args.dataset}-{condition}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
-        batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax)
+        batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax, save_audio=args.save_audio)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``run_benchmark.py [options]`` runs the benchmark; ``run_benchmark.py explain FILE`` explains one file.
+
+    Returns the exit code: 0, or 2 with a message for missing data, folders, checkpoints or bad audio.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    explain = bool(argv) and argv[0] == "explain"
+    args = build_parser(explain).parse_args(argv[1:] if explain else argv)
+    if explain:
+        args.methods = args.method
+        args.out = args.out or "explanations"
     config = config_from_args(args)
     torch.set_num_threads(os.cpu_count() or 1)
     try:
-        markdown = run(config)
-    except (FileNotFoundError, AudioError, ValueError) as error:  # missing dataset (DatasetNotFoundError), folder or audio
+        print(explain_file(config, args.audio) if explain else run(config))
+    except (FileNotFoundError, AudioError, ValueError) as error:  # missing dataset, folder, checkpoint; bad audio
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(markdown)
     return 0

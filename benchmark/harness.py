@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,16 +18,17 @@ from pathlib import Path
 import captum
 import numpy as np
 import pandas as pd
+import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from benchmark import tables
 from benchmark.checkpoints import cached_training, config_key, load_state
 from benchmark.classifier import AudioClassifier, DomainModel
-from benchmark.frontend import DOMAINS, stft
+from benchmark.frontend import DOMAINS, listenable_waveform, stft
 from benchmark.profiles import PROFILES
 from benchmark.training import accuracy, mel_features, train_classifier
-from datasets.audio import CLIP_SAMPLES, load_clip
+from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip
 from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
                                     draw_white_noise, white_noise)
 from datasets.folder import audio_files
@@ -65,10 +67,11 @@ class RunConfig:
     seed: int = 0
     batch_size: int = 16
     ad_softmax_twice: bool = True
+    save_audio: bool = False
 
     def identity(self) -> dict:
         """The settings that define the results (not where or how fast they are computed)."""
-        return {k: v for k, v in asdict(self).items() if k not in {"limit", "out", "cache_dir", "device", "batch_size"}}
+        return {k: v for k, v in asdict(self).items() if k not in {"limit", "out", "cache_dir", "device", "batch_size", "save_audio"}}
 
 
 def load_waveforms(paths: list[Path]) -> torch.Tensor:
@@ -154,8 +157,8 @@ class ResultWriter:
 
 
 def evaluate_batch(model: DomainModel, explainer: Explainer, features: torch.Tensor, logits: torch.Tensor,
-                   ad_softmax_twice: bool) -> dict[str, torch.Tensor]:
-    """Mask of ``explainer`` for the predicted classes and all metrics, each (B,) (§5).
+                   ad_softmax_twice: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Mask (B, T_m, F) of ``explainer`` for the predicted classes and all metrics, each (B,) (§5).
 
     Three forward passes: p (given as ``logits``), p_in on M⊙X and p_out on (1−M)⊙X,
     with X cropped to the mask's frames.
@@ -168,12 +171,21 @@ def evaluate_batch(model: DomainModel, explainer: Explainer, features: torch.Ten
         logits_out = model((1 - mask) * cropped)
     scores = faithfulness_scores(logits, logits_in, logits_out, target, ad_softmax_twice=ad_softmax_twice)
     scores.update(structure_scores(mask))
-    return scores
+    return mask, scores
+
+
+def write_audio(path: Path, waveform: torch.Tensor) -> None:
+    """16 kHz mono PCM16 WAV of a waveform (N,)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, waveform.detach().cpu().clamp(-1, 1).numpy(), SAMPLE_RATE, subtype="PCM_16")
 
 
 def versions() -> dict[str, str]:
+    """Versions of Python, the libraries and this code (git commit, when run from a checkout)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
     return {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
-            "captum": captum.__version__, "numpy": np.__version__, "pandas": pd.__version__}
+            "captum": captum.__version__, "numpy": np.__version__, "pandas": pd.__version__, "code": commit or "unknown"}
 
 
 def prepare_output(config: RunConfig) -> tuple[Path, dict]:
@@ -194,20 +206,43 @@ def prepare_output(config: RunConfig) -> tuple[Path, dict]:
     return out, {"config_key": identity, "config": asdict(config), "versions": versions()}
 
 
-def load_classifier_checkpoint(path: str | os.PathLike) -> tuple[AudioClassifier, str, list[str]]:
-    """A classifier saved by this benchmark: ``classifier-<key>.pt`` with its ``.json`` beside it.
+def load_classifier_checkpoint(path: str | os.PathLike) -> tuple[AudioClassifier, str, list[str] | None]:
+    """A trained classifier, in one of two formats.
+
+    - a ``classifier-<key>.pt`` of this benchmark's cache, with its ``.json`` beside it
+      (width and class names recorded);
+    - a SpeechBrain directory (the L-MAC recipe's ``embedding_model.ckpt``, a
+      ``Cnn14(mel_bins=80, emb_dim=2048, return_reps=True)`` state dict, and
+      ``classifier.ckpt``, a ``Linear(2048, n_classes)``); the width is read from the
+      tensors, the class names are unknown (None).
 
     Returns:
-        the classifier (eval mode), its configuration key and its class names.
+        the classifier (eval mode), a key identifying the weights, the class names or None.
     Raises:
-        FileNotFoundError: no such checkpoint or no JSON beside it.
-        ValueError: a tensor's shape does not fit the recorded width / class count.
+        FileNotFoundError: neither format is found at ``path``.
+        ValueError: a tensor's shape does not fit (the message names it).
     """
     path = Path(path)
+    if path.is_dir():
+        embedding, head = path / "embedding_model.ckpt", path / "classifier.ckpt"
+        if not embedding.is_file() or not head.is_file():
+            raise FileNotFoundError(f"{path} holds no SpeechBrain embedding_model.ckpt and classifier.ckpt")
+        embedding_state = torch.load(embedding, map_location="cpu", weights_only=True)
+        head_state = torch.load(head, map_location="cpu", weights_only=True)
+        if "conv_block1.conv1.weight" not in embedding_state or "weight" not in head_state:
+            raise ValueError(f"{path}: not a SpeechBrain Cnn14 / Linear checkpoint (no conv_block1.conv1.weight "
+                             "in embedding_model.ckpt or no weight in classifier.ckpt)")
+        classifier = AudioClassifier(head_state["weight"].shape[0],
+                                     width=embedding_state["conv_block1.conv1.weight"].shape[0])
+        load_state(classifier.embedding_model, embedding)
+        load_state(classifier.head, head)
+        digest = config_key({"embedding": embedding.stat().st_size, "head": head.stat().st_size, "path": str(path)})
+        return classifier.eval(), digest, None
     description = path.with_suffix(".json")
     if not path.is_file() or not description.is_file():
         raise FileNotFoundError(f"classifier checkpoint {path} (with {description.name} beside it) not found; pass a "
-                                "classifier-*.pt file from the checkpoint cache (--cache-dir)")
+                                "classifier-*.pt file from the checkpoint cache (--cache-dir) or a SpeechBrain "
+                                "directory with embedding_model.ckpt and classifier.ckpt")
     config = json.loads(description.read_text())["config"]
     classifier = AudioClassifier(len(config["class_names"]), width=config["width"])
     load_state(classifier, path)
@@ -223,7 +258,7 @@ def prepare_classifier(config: RunConfig, data: AudioData, profile: dict, device
     """
     if config.classifier_checkpoint:
         classifier, key, names = load_classifier_checkpoint(config.classifier_checkpoint)
-        if names != data.class_names:
+        if classifier.head.out_features != len(data.class_names) or names not in (None, data.class_names):
             raise ValueError(f"classifier checkpoint {config.classifier_checkpoint} knows {len(names)} classes, the "
                              f"dataset has {len(data.class_names)} (or other names); use a checkpoint of this dataset")
         return classifier.to(device), key
@@ -247,25 +282,17 @@ def prepare_classifier(config: RunConfig, data: AudioData, profile: dict, device
     return classifier.to(device), key
 
 
-def run(config: RunConfig) -> str:
-    """Run the benchmark end to end and return the Markdown table.
+def prepare(config: RunConfig, record: dict) -> tuple[AudioData, AudioClassifier, list[Explainer]]:
+    """Open the dataset, train or load the classifier and fit the explainers (all cached).
 
-    Trains (or loads from the cache) the classifier and the trainable explainers,
-    evaluates every method × setting on the contaminated evaluation samples and
-    writes per_sample.csv, table.csv, table.md and run.json to ``config.out``.
-
-    Raises:
-        DatasetNotFoundError: no dataset at the data root (the CLI exits with code 2).
-        FileNotFoundError, AudioError: missing noise/speech folder or checkpoint, unreadable audio.
+    Fills ``record`` (for run.json) with the data root, split, classifier and methods.
     """
-    started = time.time()
     device = torch.device(config.device)
-    torch.manual_seed(config.seed)
     profile = PROFILES[config.profile]
-    out, record = prepare_output(config)
-
-    checkpoint_classes = (load_classifier_checkpoint(config.classifier_checkpoint)[2]
-                          if config.classifier_checkpoint else None)
+    checkpoint_classes = None
+    if config.classifier_checkpoint:
+        given, _, checkpoint_classes = load_classifier_checkpoint(config.classifier_checkpoint)
+        checkpoint_classes = checkpoint_classes or [f"class {i}" for i in range(given.head.out_features)]
     data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
     split = data.split
     print(f"data: {data.root}\nsplit: {split.protocol}")
@@ -291,6 +318,26 @@ def run(config: RunConfig) -> str:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in explainers}
     record["trained_parts"] = resources.log
+    return data, classifier, explainers
+
+
+def run(config: RunConfig) -> str:
+    """Run the benchmark end to end and return the Markdown table.
+
+    Trains (or loads from the cache) the classifier and the trainable explainers,
+    evaluates every method × setting on the contaminated evaluation samples and
+    writes per_sample.csv, table.csv, table.md and run.json to ``config.out``.
+
+    Raises:
+        DatasetNotFoundError: no dataset at the data root (the CLI exits with code 2).
+        FileNotFoundError, AudioError: missing noise/speech folder or checkpoint, unreadable audio.
+    """
+    started = time.time()
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    out, record = prepare_output(config)
+    data, classifier, explainers = prepare(config, record)
+    split = data.split
 
     evaluation = split.evaluation
     samples, contaminants = evaluation_set(config, data)
@@ -312,12 +359,20 @@ def run(config: RunConfig) -> str:
                 continue
             waves = torch.stack([samples[i].apply(base_waves[samples[i].base_index],
                                                   contaminant(samples[i], contaminants)) for i in batch]).to(device)
-            features = model.domain.features(stft(waves))
+            spec = stft(waves)
+            features = model.domain.features(spec)
             with torch.no_grad():
                 logits = model(features)
+            listenable = config.save_audio and domain_name == "listenable"
+            if listenable:
+                for k, i in enumerate(batch):
+                    write_audio(out / "audio" / f"{i:04d}-input.wav", waves[k])
             for explainer in todo:
                 torch.manual_seed(config.seed)
-                scores = evaluate_batch(model, explainer, features, logits, config.ad_softmax_twice)
+                mask, scores = evaluate_batch(model, explainer, features, logits, config.ad_softmax_twice)
+                if listenable:
+                    for k, audio in enumerate(listenable_waveform(mask, spec, waves.shape[1])):
+                        write_audio(out / "audio" / f"{batch[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
                 writer.write([
                     {"sample_id": i, "clip": samples[i].base_file, "contamination": samples[i].contamination,
                      "contaminant": samples[i].contaminant_file, "noise_seed": samples[i].noise_seed,
@@ -340,3 +395,52 @@ def run(config: RunConfig) -> str:
     record["wall_time_s"] = round(time.time() - started, 1)
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
     return markdown
+
+
+def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
+    """Explain one audio file with ``config.methods[0]`` in the listenable setting.
+
+    Writes to ``config.out``: ``<stem>-input.wav``, ``<stem>-<method>.wav`` (the
+    interpretation: ISTFT of the masked spectrogram with the input's phase) and
+    ``<stem>-<method>.png`` (input spectrogram, mask, masked spectrogram).
+
+    Returns:
+        a one-line description of the prediction.
+    Raises:
+        AudioError: unreadable or silent file. ValueError: the method cannot explain
+        the listenable setting.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    torch.manual_seed(config.seed)
+    data, classifier, explainers = prepare(config, {})
+    explainer = explainers[0]
+    if "listenable" not in explainer.domains:
+        raise ValueError(f"{explainer.name} does not explain the listenable setting")
+    audio = Path(audio)
+    waveform = load_clip(audio).unsqueeze(0).to(config.device)
+    spec = stft(waveform)
+    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
+    features = model.domain.features(spec)
+    with torch.no_grad():
+        probabilities = model(features).softmax(1)[0]
+    predicted = int(probabilities.argmax())
+    mask = explainer.mask(model, features, torch.tensor([predicted], device=features.device))
+    out = Path(config.out)
+    stem = f"{audio.stem}-{explainer.label.replace(' ', '_')}"
+    write_audio(out / f"{audio.stem}-input.wav", waveform[0])
+    write_audio(out / f"{stem}.wav", listenable_waveform(mask, spec, waveform.shape[1])[0])
+    panels = [("input log1p|STFT|", features[0]), (f"{explainer.label} mask", mask[0]),
+              ("masked input (the interpretation)", mask[0] * features[0, : mask.shape[1]])]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
+    for axis, (title, image) in zip(axes, panels):
+        axis.imshow(image.detach().cpu().T.numpy(), origin="lower", aspect="auto", cmap="magma")
+        axis.set(title=title, xlabel="frame (11.6 ms)")
+    axes[0].set_ylabel("STFT bin (7.8 Hz)")
+    figure.tight_layout()
+    figure.savefig(out / f"{stem}.png", dpi=80)
+    plt.close(figure)
+    return (f"{audio}: predicted {data.class_names[predicted]!r} (p = {float(probabilities[predicted]):.3f}); "
+            f"wrote {stem}.wav, {stem}.png and {audio.stem}-input.wav to {out}")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from benchmark.checkpoints import cached_training
+from benchmark.checkpoints import cached_training, load_state
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from datasets.contamination import mix
@@ -106,7 +106,8 @@ class LMACExplainer(Explainer):
 
     Keywords: ``lambda_in`` 4, ``lambda_out`` 0.2, ``l1_batch_scaled`` True (the
     reference sums the per-sample mean |M| over the batch: effective L1 weight
-    B·λ_1, see §4), ``weight_decay`` 2e-6 (paper values); ``width``, ``epochs``,
+    B·λ_1, see §4), ``weight_decay`` 2e-6 (paper values), ``checkpoint`` (a trained
+    decoder to load instead of training, see ``fit``); ``width``, ``epochs``,
     ``lr`` and ``lambda_l1`` default to the profile's (``lmac_*``): the paper profile
     uses the paper's 2048, 200, 2e-4 and 0.4. The CPU profile trains 30 epochs at lr
     1e-3 (the paper's 15,000 steps are out of reach) with λ_1 = 1.6: with 0.4 its
@@ -128,14 +129,31 @@ class LMACExplainer(Explainer):
         weight_decay: float = 2e-6,
         width: int | None = None,
         epochs: int | None = None,
+        checkpoint: str | None = None,
     ):
         super().__init__(
             lambda_in=lambda_in, lambda_out=lambda_out, lambda_l1=lambda_l1, l1_batch_scaled=l1_batch_scaled,
-            lr=lr, weight_decay=weight_decay, width=width, epochs=epochs,
+            lr=lr, weight_decay=weight_decay, width=width, epochs=epochs, checkpoint=checkpoint,
         )
         self.decoder: LMACDecoder | None = None
 
     def fit(self, resources: TrainingResources) -> None:
+        """Train the decoder (cached), or load ``checkpoint``: a decoder state dict such as
+        SpeechBrain's ``psi_model.ckpt`` of ``CNN14PSI_stft(dim=2048)`` (width read from it).
+
+        Raises:
+            ValueError: the checkpoint does not fit the classifier's representations.
+        """
+        if self.hyperparameters["checkpoint"]:
+            path = self.hyperparameters["checkpoint"]
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if "convt1.weight" not in state:
+                raise ValueError(f"{path}: not an L-MAC decoder state dict (no convt1.weight)")
+            decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels,
+                                  state["convt1.weight"].shape[1])
+            load_state(decoder, path)
+            self.decoder = decoder.to(resources.device).eval()
+            return
         hp = dict(self.hyperparameters)
         for key in ("width", "epochs", "lr", "lambda_l1"):
             if hp[key] is None:

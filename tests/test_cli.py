@@ -2,7 +2,9 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import soundfile as sf
 import pytest
 
 import benchmark.harness
@@ -101,3 +103,26 @@ def test_the_readme_explainer_example_runs_through_the_cli(first_run, tmp_path, 
     energy = per_sample[per_sample["method"] == "energy"]
     assert energy[METRICS].notna().all().all() and (energy["MM"] < 1).all()
     assert json.loads((out / "run.json").read_text())["methods"]["energy"] == {"method": "energy", "power": 3}
+
+
+def test_explain_one_file_writes_listenable_audio_and_a_picture(first_run, tmp_path, capsys):
+    clip = ESC50 / "audio" / "4-102871-A-42.wav"  # a siren
+    common = ["--profile", "tiny", "--data-root", str(ESC50), "--cache-dir", str(first_run / "cache"),
+              "--out", str(tmp_path)]
+    assert main(["explain", str(clip), "--method", "lmac", *common]) == 0
+    assert "predicted" in capsys.readouterr().out
+    interpretation, rate = sf.read(tmp_path / "4-102871-A-42-lmac.wav")
+    original, _ = sf.read(tmp_path / "4-102871-A-42-input.wav")
+    assert rate == 16000 and len(interpretation) == len(original) == 80000
+    assert np.sqrt(np.mean(interpretation**2)) > 1e-3  # not silent
+    assert (tmp_path / "4-102871-A-42-lmac.png").stat().st_size > 10_000
+    assert main(["explain", str(clip), "--method", "all-ones", *common]) == 0
+    kept, _ = sf.read(tmp_path / "4-102871-A-42-all-ones.wav")
+    assert np.abs(kept - original).max() <= 1e-4  # an all-ones mask gives the input back
+
+
+def test_save_audio_writes_each_samples_interpretations(first_run, tmp_path):
+    assert run_cli(tmp_path / "out", first_run / "cache", "--save-audio") == 0
+    written = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir())
+    assert written[:4] == ["0000-all-ones.wav", "0000-input.wav", "0000-lmac.wav", "0000-saliency.wav"]
+    assert len(written) == 4 * 4  # 4 samples × (input + 3 methods)

@@ -1,13 +1,15 @@
 """Tests of metrics/ against hand-computed values and against Quantus."""
 
-import glob
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark.frontend import stft as benchmark_stft
+from datasets.audio import load_clip
 from metrics import METRICS, arrow, complexity, faithfulness_scores, mask_mean, sparseness, structure_scores
+from tests.conftest import ESC50
 
 LN3 = math.log(3)
 EPS = 1e-7  # the Gini offset of Quantus Sparseness
@@ -140,18 +142,9 @@ def test_structure_rejects_bad_shape(bad):
 # --- structure: against Quantus on real spectrogram maps ---------------------------------
 
 def _audio_maps() -> np.ndarray:
-    """(5, 431, 513) float64 maps from a real ESC-50 clip resampled to 16 kHz."""
-    sf = pytest.importorskip("soundfile")
-    signal = pytest.importorskip("scipy.signal")
-    files = sorted(glob.glob("/work/shared/data/esc50/audio/*.wav"))
-    if not files:
-        pytest.skip("no ESC-50 audio")
-    wav, sr = sf.read(files[0], dtype="float64")
-    assert sr == 44100 and wav.ndim == 1
-    wav = torch.from_numpy(signal.resample_poly(wav, 160, 441))
-    stft = torch.stft(wav, n_fft=1024, win_length=372, hop_length=186,
-                      window=torch.hamming_window(372, dtype=torch.float64),
-                      center=True, return_complex=True).T                 # (T, F)
+    """(5, 431, 513) float64 maps from a real ESC-50 clip at 16 kHz."""
+    clip = load_clip(sorted((ESC50 / "audio").glob("*.wav"))[0])
+    stft = benchmark_stft(clip.double())[0]                                   # (T, F)
     mag = stft.abs()
     maps = [mag, mag ** 2, torch.where(mag > mag.quantile(0.9), mag, 0.0), stft.real, torch.log1p(mag)]
     out = torch.stack(maps).numpy()
@@ -160,7 +153,7 @@ def _audio_maps() -> np.ndarray:
 
 
 def test_sparseness_and_complexity_match_quantus():
-    quantus = pytest.importorskip("quantus")
+    import quantus  # a test dependency (pyproject [test]): never skipped
     maps = _audio_maps()
     ours = structure_scores(torch.from_numpy(maps))
     for name, metric in (("SPS", quantus.Sparseness), ("COMP", quantus.Complexity)):

@@ -1,0 +1,65 @@
+"""SpeechBrain checkpoints (BENCHMARK.md §2, §4): the L-MAC recipe's paper-size Cnn14, linear head and
+CNN14PSI_stft decoder, saved in SpeechBrain's format, load here and give the same logits, block
+representations and L-MAC mask on real clips."""
+import pytest
+import torch
+from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
+
+from benchmark.classifier import DomainModel
+from benchmark.frontend import DOMAINS, stft
+from benchmark.harness import load_classifier_checkpoint
+from methods import build_explainer
+from methods.base import TrainingResources
+
+
+@pytest.fixture(scope="module")
+def speechbrain_checkpoints(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("speechbrain")
+    embedding = Cnn14(mel_bins=80, emb_dim=2048, return_reps=True).eval()
+    head = torch.nn.Linear(2048, 50).eval()
+    psi = CNN14PSI_stft(dim=2048).eval()
+    for module in (embedding, head, psi):  # non-trivial BatchNorm statistics
+        for name, buffer in module.named_buffers():
+            if "running" in name:
+                buffer.uniform_(0.5, 1.5)
+    torch.save(embedding.state_dict(), folder / "embedding_model.ckpt")
+    torch.save(head.state_dict(), folder / "classifier.ckpt")
+    torch.save(psi.state_dict(), folder / "psi_model.ckpt")
+    return folder, embedding, head, psi
+
+
+def test_logits_representations_and_mask_equal_speechbrains(speechbrain_checkpoints, clips):
+    folder, embedding, head, psi = speechbrain_checkpoints
+    classifier, _, names = load_classifier_checkpoint(folder)
+    assert names is None and classifier.embedding_model.width == 64
+    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
+    features = model.domain.features(stft(clips[:1]))
+    mel = model.domain.classifier_input(features)
+    with torch.no_grad():
+        logits, representations = model.forward_with_representations(features)
+        sb_embedding, sb_representations = embedding(mel)
+        sb_logits = head(sb_embedding.squeeze(1))
+        sb_mask = torch.sigmoid(psi(sb_representations)).squeeze(1)
+    torch.testing.assert_close(logits, sb_logits, rtol=0, atol=1e-4)
+    for ours, theirs in zip(representations, sb_representations):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+
+    lmac = build_explainer("lmac", checkpoint=str(folder / "psi_model.ckpt"))
+    lmac.fit(TrainingResources(classifier, "sb", torch.empty(0), torch.empty(0), None, folder, {},
+                               torch.device("cpu"), 0))
+    mask = lmac.mask(model, features, logits.argmax(1))
+    assert mask.shape == (1, 425, 513)
+    torch.testing.assert_close(mask, sb_mask, rtol=0, atol=1e-4)
+
+
+def test_mismatched_checkpoints_name_the_tensor(speechbrain_checkpoints, tmp_path, small_classifier):
+    folder, *_ = speechbrain_checkpoints
+    lmac = build_explainer("lmac", checkpoint=str(folder / "psi_model.ckpt"))
+    with pytest.raises(ValueError, match="convt1.weight"):  # a width-4 classifier has 128 block-6 channels
+        lmac.fit(TrainingResources(small_classifier, "x", torch.empty(0), torch.empty(0), None, tmp_path, {},
+                                   torch.device("cpu"), 0))
+    (tmp_path / "embedding_model.ckpt").symlink_to(folder / "embedding_model.ckpt")
+    torch.save({"weight": torch.zeros(50, 1024), "bias": torch.zeros(50)}, tmp_path / "classifier.ckpt")
+    with pytest.raises(ValueError, match="'weight'"):
+        load_classifier_checkpoint(tmp_path)
