@@ -107,6 +107,7 @@ class L2IExplainer(Explainer):
         hp["epochs"] = hp["epochs"] or resources.profile["l2i_epochs"]
         self.hyperparameters = hp
         n_classes = resources.classifier.head.out_features
+        torch.manual_seed(resources.seed)  # the same initial interpreter whatever ran before
         interpreter = L2IInterpreter(resources.classifier.embedding_model.representation_channels[:3],
                                      hp["n_components"], n_classes)
         trained = {k: v for k, v in hp.items() if k not in {"rth", "eps"}}  # the mask step is not trained

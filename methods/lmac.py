@@ -159,6 +159,7 @@ class LMACExplainer(Explainer):
             if hp[key] is None:
                 hp[key] = resources.profile[f"lmac_{key}"]
         self.hyperparameters = hp
+        torch.manual_seed(resources.seed)  # the same initial decoder whatever ran before
         decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels, hp["width"])
         config = {
             "kind": "lmac", "classifier": resources.classifier_key, "batch_size": resources.profile["batch_size"],
