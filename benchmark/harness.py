@@ -61,7 +61,7 @@ class RunConfig:
     domains: list[str] = field(default_factory=lambda: ["listenable"])
     profile: str = "cpu"
     limit: int | None = None
-    out: str = "results/esc50-ood-cpu"
+    out: str = "results/esc50-ood-mixtures-cpu"
     cache_dir: str = ""
     device: str = "cpu"
     seed: int = 0
