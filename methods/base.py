@@ -42,6 +42,7 @@ class TrainingResources:
         profile: sizes and schedules of the chosen profile (``benchmark.profiles``).
         device: torch device.
         seed: random seed.
+        log: explainers append what they trained or loaded (checkpoint keys), for run.json.
     """
 
     classifier: AudioClassifier
