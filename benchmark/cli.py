@@ -92,6 +92,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                                                         "classifier.ckpt, instead of training one")
     parser.add_argument("--lmac-checkpoint", help="a trained L-MAC decoder state dict (SpeechBrain's psi_model.ckpt "
                                                   "of CNN14PSI_stft, or an lmac-*.pt of the cache) instead of training")
+    parser.add_argument("--lmac-ft-guidance", type=float, default=4.0,
+                        help="L-MAC FT's guidance weight λ_g (default 4, the paper's tables; 16 in its user study)")
+    parser.add_argument("--lmac-ft-cth", type=float, default=0.6,
+                        help="L-MAC FT's cosine-similarity threshold of guided samples (default 0.6)")
     parser.add_argument("--noise-dir", help="folder of noise recordings: L-MAC's 0 dB training augmentation and "
                                             "the id setting (WHAM! in the paper). Without it L-MAC trains on "
                                             "mixtures of training clips")
@@ -104,8 +108,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=list(PROFILES),
                         help="model sizes and schedules: paper (CNN14 width 64, decoder 2048) or cpu (same code, "
                              "small width, few epochs). Default: paper on CUDA, cpu otherwise")
-    parser.add_argument("--out", help="output folder (default results/<dataset>-<condition>-<profile>); a rerun "
-                                      "with the same configuration resumes from its per_sample.csv")
+    parser.add_argument("--out", help="output folder (default results/runs/<dataset>-<condition>-<profile>); a "
+                                      "rerun with the same configuration resumes from its per_sample.csv")
     parser.add_argument("--cache-dir", help=f"checkpoint cache (default $LMAC_BENCHMARK_CACHE or {default_cache_dir()})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
@@ -124,8 +128,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise SystemExit(f"unknown domain in {args.domains!r}; choose from {', '.join(DOMAINS)}")
     options: dict[str, dict] = {}
     options["l2i"] = {"rth": [float(v) for v in args.l2i_rth.split(",")]}
+    options["lmac-ft"] = {"guidance": args.lmac_ft_guidance, "cth": args.lmac_ft_cth}
     if args.lmac_checkpoint:
         options["lmac"] = {"checkpoint": args.lmac_checkpoint}
+        options["lmac-ft"]["checkpoint"] = args.lmac_checkpoint
     for method, key, value in args.method_options:
         options.setdefault(method, {})[key] = value
     profile = args.profile or default_profile(args.device)
@@ -135,7 +141,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         folds=args.folds, classifier_checkpoint=args.classifier_checkpoint,
         noise_dir=args.noise_dir, speech_dir=args.speech_dir,
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
-        out=args.out or os.path.join("results", f"{args.dataset}-{condition}-{profile}"),
+        out=args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax, save_audio=args.save_audio)
 
@@ -155,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     try:
         print(explain_file(config, args.audio) if explain else run(config))
-    except (FileNotFoundError, AudioError, ValueError) as error:  # missing dataset, folder, checkpoint; bad audio
+    except (OSError, AudioError, ValueError) as error:  # missing dataset, folder, checkpoint; bad audio; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

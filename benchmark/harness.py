@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from benchmark import tables
@@ -35,6 +36,7 @@ from datasets.folder import audio_files
 from datasets.sources import AudioData, open_dataset
 from methods import build_explainers
 from methods.base import Explainer, TrainingResources
+from methods.lmac import binarised_spectrogram
 from metrics import faithfulness_scores, structure_scores
 
 
@@ -61,7 +63,7 @@ class RunConfig:
     domains: list[str] = field(default_factory=lambda: ["listenable"])
     profile: str = "cpu"
     limit: int | None = None
-    out: str = "results/esc50-ood-mixtures-cpu"
+    out: str = "results/runs/esc50-ood-mixtures-cpu"
     cache_dir: str = ""
     device: str = "cpu"
     seed: int = 0
@@ -172,6 +174,13 @@ def evaluate_batch(model: DomainModel, explainer: Explainer, features: torch.Ten
     scores = faithfulness_scores(logits, logits_in, logits_out, target, ad_softmax_twice=ad_softmax_twice)
     scores.update(structure_scores(mask))
     return mask, scores
+
+
+def clean_spectrogram_bce(mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Per-sample BCE (B,) of a listenable mask (B, T_m, 513) against the binarised clean
+    spectrogram 1[X_clean ≥ 0.35·max X_clean] (what L-MAC FT is guided towards, §4); lower is closer."""
+    target = binarised_spectrogram(clean[:, : mask.shape[1]])
+    return F.binary_cross_entropy(mask.clamp(1e-7, 1 - 1e-7), target, reduction="none").flatten(1).mean(1)
 
 
 def write_audio(path: Path, waveform: torch.Tensor) -> None:
@@ -363,6 +372,8 @@ def run(config: RunConfig) -> str:
             features = model.domain.features(spec)
             with torch.no_grad():
                 logits = model(features)
+            if domain_name == "listenable":  # the clean clips' spectrograms, L-MAC FT's guidance target
+                clean = model.domain.features(stft(base_waves[[samples[i].base_index for i in batch]].to(device)))
             listenable = config.save_audio and domain_name == "listenable"
             if listenable:
                 for k, i in enumerate(batch):
@@ -370,6 +381,8 @@ def run(config: RunConfig) -> str:
             for explainer in todo:
                 torch.manual_seed(config.seed)
                 mask, scores = evaluate_batch(model, explainer, features, logits, config.ad_softmax_twice)
+                scores["BCE-clean"] = (clean_spectrogram_bce(mask, clean) if domain_name == "listenable"
+                                       else torch.full((len(batch),), float("nan")))
                 if listenable:
                     for k, audio in enumerate(listenable_waveform(mask, spec, waves.shape[1])):
                         write_audio(out / "audio" / f"{batch[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)

@@ -12,15 +12,15 @@ from __future__ import annotations
 PROFILES: dict[str, dict] = {
     "paper": dict(
         classifier_width=64, classifier_epochs=200, classifier_lr=1e-3, batch_size=16,
-        lmac_width=2048, lmac_epochs=200, lmac_lr=2e-4, lmac_lambda_l1=0.4, l2i_epochs=200,
+        lmac_width=2048, lmac_epochs=200, lmac_lr=2e-4, lmac_lambda_l1=0.4, lmac_ft_epochs=50, l2i_epochs=200,
     ),
     "cpu": dict(
         classifier_width=8, classifier_epochs=80, classifier_lr=1e-3, batch_size=16,
-        lmac_width=64, lmac_epochs=30, lmac_lr=1e-3, lmac_lambda_l1=1.6, l2i_epochs=20,
+        lmac_width=64, lmac_epochs=30, lmac_lr=1e-3, lmac_lambda_l1=1.6, lmac_ft_epochs=10, l2i_epochs=20,
     ),
     "tiny": dict(
         classifier_width=2, classifier_epochs=2, classifier_lr=1e-3, batch_size=16,
-        lmac_width=8, lmac_epochs=1, lmac_lr=1e-3, lmac_lambda_l1=1.6, l2i_epochs=1,
+        lmac_width=8, lmac_epochs=1, lmac_lr=1e-3, lmac_lambda_l1=1.6, lmac_ft_epochs=1, l2i_epochs=1,
     ),
 }
 

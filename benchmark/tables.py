@@ -68,6 +68,10 @@ def write_tables(out_dir: Path, rows: list[tuple[str, str]], title: str, notes: 
     accuracy = classifier_accuracy(per_sample)
     invalid = [f"{r.method} ({r.setting}): {r.invalid_maps} invalid maps excluded from SPS/COMP"
                for r in table.itertuples() if pd.notna(r.invalid_maps) and r.invalid_maps > 0]
+    if "BCE-clean" in per_sample:
+        bce = per_sample[per_sample["setting"] == "listenable"].groupby("method", sort=False)["BCE-clean"].mean()
+        invalid.append("mask vs binarised clean spectrogram (BCE ↓, L-MAC FT's guidance target), listenable: "
+                       + ", ".join(f"{method} {value:.3f}" for method, value in bce.items()))
     not_defined = sorted({r.method for r in table.itertuples() if r.n == 0})
     if not_defined:
         invalid.append(f"n/a: {', '.join(not_defined)} cannot explain that setting (their masks live on the "

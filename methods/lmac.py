@@ -7,6 +7,7 @@ masked-out input loses it, with an L1 penalty on the mask (paper Eq. 4).
 """
 from __future__ import annotations
 
+import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,6 +67,7 @@ def lmac_loss(
     lambda_out: float,
     lambda_l1: float,
     l1_batch_scaled: bool,
+    l1_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The L-MAC objective (§4): λ_in·CE(f(M⊙X), ŷ) − λ_out·CE(f((1−M)⊙X), ŷ) + L1.
 
@@ -76,6 +78,7 @@ def lmac_loss(
         predicted: ŷ (B,), the classifier's prediction on X.
         l1_batch_scaled: True reproduces the reference, which sums the per-sample
             mean |M| over the batch (effective weight B·λ_1); False uses λ_1·mean|M|.
+        l1_weights: (B,) per-sample factors of the L1 term (fine-tuning: 0 for guided samples).
     Returns:
         the scalar loss and its terms (floats) for logging.
     """
@@ -83,7 +86,8 @@ def lmac_loss(
     ce_in = F.cross_entropy(model(mask * cropped), predicted)
     ce_out = F.cross_entropy(model((1 - mask) * cropped), predicted)
     per_sample_l1 = mask.abs().flatten(1).mean(1)
-    l1 = per_sample_l1.sum() if l1_batch_scaled else per_sample_l1.mean()
+    weighted = per_sample_l1 if l1_weights is None else per_sample_l1 * l1_weights
+    l1 = weighted.sum() if l1_batch_scaled else weighted.mean()
     loss = lambda_in * ce_in - lambda_out * ce_out + lambda_l1 * l1
     return loss, {"ce_in": ce_in.item(), "ce_out": ce_out.item(), "mask_mean": per_sample_l1.mean().item()}
 
@@ -92,12 +96,34 @@ def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_siz
     """Shuffled batches of training clips mixed at 0 dB with a random noise clip (§4).
 
     Without noise clips, another (shuffled) training clip serves as the noise.
-    Yields (B, samples) waveforms, peak-normalised.
+    Yields (clean, noisy) pairs of (B, samples) waveforms, the noisy ones peak-normalised.
     """
     pool = waveforms if noise is None else noise
     for batch in torch.randperm(len(waveforms), generator=generator).split(batch_size):
         picks = torch.randint(0, len(pool), (len(batch),), generator=generator)
-        yield mix(waveforms[batch], pool[picks], 1.0, 1.0)
+        yield waveforms[batch], mix(waveforms[batch], pool[picks], 1.0, 1.0)
+
+
+def binarised_spectrogram(features: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
+    """O = 1[X ≥ threshold · max X] per sample (§4, L-MAC FT's guidance target), (B, T, F) in {0, 1}."""
+    return (features >= threshold * features.flatten(1).amax(1).view(-1, 1, 1)).float()
+
+
+def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, cth: float,
+                   threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fine-tuning guidance (§4): per-sample BCE(M, O) against the binarised clean spectrogram,
+    and which samples are guided (cosine similarity of X_clean and M⊙X_noisy ≥ ``cth``).
+
+    Args:
+        mask: (B, T_m, F); clean, noisy: log1p magnitudes (B, T, F), cropped to T_m frames here.
+    Returns:
+        bce (B,), guided (B,) in {0, 1} (no gradient).
+    """
+    clean, noisy = clean[:, : mask.shape[1]], noisy[:, : mask.shape[1]]
+    target = binarised_spectrogram(clean, threshold)
+    bce = F.binary_cross_entropy(mask, target, reduction="none").flatten(1).mean(1)
+    similarity = F.cosine_similarity(clean.flatten(1), (mask * noisy).flatten(1), dim=1)
+    return bce, (similarity >= cth).float().detach()
 
 
 @register("lmac")
@@ -168,13 +194,16 @@ class LMACExplainer(Explainer):
         }
 
         def train(module: LMACDecoder) -> dict:
-            return self._train(module, resources)
+            return self._train(module, resources, hp["epochs"])
 
-        key = cached_training(decoder, "lmac", config, resources.cache_dir, train)
-        resources.log.append({"lmac_checkpoint": key})
+        self.checkpoint_key = cached_training(decoder, "lmac", config, resources.cache_dir, train)
+        resources.log.append({"lmac_checkpoint": self.checkpoint_key})
         self.decoder = decoder.to(resources.device).eval()
 
-    def _train(self, decoder: LMACDecoder, resources: TrainingResources) -> dict:
+    def _train(self, decoder: LMACDecoder, resources: TrainingResources, epochs: int, stage: str = "train L-MAC",
+               guidance: float = 0.0) -> dict:
+        """Train ``decoder`` in place for ``epochs``; with ``guidance`` > 0, the fine-tuning
+        objective: + λ_g·mean(BCE(M, O)·guided), and no L1 term for guided samples (§4)."""
         hp = self.hyperparameters
         torch.manual_seed(resources.seed)
         generator = torch.Generator().manual_seed(resources.seed)
@@ -183,17 +212,25 @@ class LMACExplainer(Explainer):
         model = DomainModel(resources.classifier, DOMAINS["listenable"]).eval()
         optimizer = torch.optim.Adam(decoder.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         history = []
-        progress = tqdm(range(hp["epochs"]), desc="train L-MAC", unit="epoch")
+        progress = tqdm(range(epochs), desc=stage, unit="epoch")
         for epoch in progress:
             terms = []
-            for noisy in noisy_batches(resources.train_waveforms, resources.noise_waveforms,
-                                       resources.profile["batch_size"], generator):
+            for clean, noisy in noisy_batches(resources.train_waveforms, resources.noise_waveforms,
+                                              resources.profile["batch_size"], generator):
                 features = log1p_magnitude(stft(noisy.to(device)))
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
                 mask = torch.sigmoid(decoder(representations)).squeeze(1)
+                bce, guided = None, None
+                if guidance:
+                    bce, guided = guidance_terms(mask, log1p_magnitude(stft(clean.to(device))), features,
+                                                 hp["cth"], hp["binarisation"])
                 loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
-                                         hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"])
+                                         hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"],
+                                         None if guided is None else 1 - guided)
+                if guidance:
+                    loss = loss + guidance * (bce * guided).mean()
+                    logged.update(guided=guided.mean().item(), bce=bce.mean().item())
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -210,3 +247,40 @@ class LMACExplainer(Explainer):
         with torch.no_grad():
             _, representations = model.forward_with_representations(features)
             return torch.sigmoid(self.decoder(representations)).squeeze(1)
+
+
+@register("lmac-ft")
+class LMACFineTunedExplainer(LMACExplainer):
+    """L-MAC FT (§4): the trained L-MAC decoder fine-tuned towards the binarised clean spectrogram.
+
+    Keywords: ``guidance`` λ_g (4, the paper's table rows; 16 in its user study),
+    ``cth`` cosine-similarity threshold of guided samples (0.6), ``binarisation``
+    threshold of O = 1[X_clean ≥ 0.35·max X_clean] (0.35), ``ft_epochs`` (default: the
+    profile's ``lmac_ft_epochs``); the other keywords are L-MAC's, for the decoder it
+    starts from (the same cached decoder as the ``lmac`` row).
+    """
+
+    def __init__(self, guidance: float = 4.0, cth: float = 0.6, binarisation: float = 0.35,
+                 ft_epochs: int | None = None, **lmac_keywords):
+        super().__init__(**lmac_keywords)
+        self.hyperparameters.update(guidance=guidance, cth=cth, binarisation=binarisation, ft_epochs=ft_epochs)
+
+    def fit(self, resources: TrainingResources) -> None:
+        tuning = {k: self.hyperparameters.pop(k) for k in ("guidance", "cth", "binarisation", "ft_epochs")}
+        super().fit(resources)  # the L-MAC decoder it starts from, trained or cached
+        tuning["ft_epochs"] = tuning["ft_epochs"] or resources.profile["lmac_ft_epochs"]
+        self.hyperparameters.update(tuning)
+        if self.hyperparameters["checkpoint"]:
+            base = str(self.hyperparameters["checkpoint"])
+        else:
+            base = self.checkpoint_key
+        decoder = copy.deepcopy(self.decoder)
+        config = {"kind": "lmac-ft", "base": base, "seed": resources.seed, **tuning,
+                  "lr": self.hyperparameters["lr"]}
+
+        def train(module: LMACDecoder) -> dict:
+            return self._train(module, resources, tuning["ft_epochs"], "fine-tune L-MAC", tuning["guidance"])
+
+        key = cached_training(decoder, "lmac-ft", config, resources.cache_dir, train)
+        resources.log.append({"lmac_ft_checkpoint": key})
+        self.decoder = decoder.to(resources.device).eval()

@@ -75,9 +75,9 @@ def test_interrupted_run_resumes(first_run):
     assert (out / "table.csv").read_text() == complete
 
 
-def test_other_configuration_refuses_to_mix_results(first_run):
-    with pytest.raises(FileExistsError, match="another configuration"):
-        run_cli(first_run / "out", first_run / "cache", "--seed", "1")
+def test_other_configuration_refuses_to_mix_results(first_run, capsys):
+    assert run_cli(first_run / "out", first_run / "cache", "--seed", "1") == 2
+    assert "another configuration" in capsys.readouterr().err
 
 
 def test_missing_dataset_exits_2_and_says_how_to_get_it(tmp_path, capsys):

@@ -139,3 +139,44 @@ def test_a_list_valued_option_sweeps_rows():
     explainers = build_explainers(["l2i", "saliency"], {"l2i": {"rth": [0.2, 0.4], "n_components": 10}})
     assert [e.label for e in explainers] == ["l2i rth=0.2", "l2i rth=0.4", "saliency"]
     assert explainers[1].hyperparameters["rth"] == 0.4 and explainers[1].hyperparameters["n_components"] == 10
+
+
+def test_lmac_fine_tuning_guidance_terms(clips, small_classifier):
+    from methods.lmac import binarised_spectrogram, guidance_terms
+
+    clean = DOMAINS["listenable"].features(stft(clips))
+    target = binarised_spectrogram(clean[:, :425])
+    assert set(target.unique().tolist()) == {0.0, 1.0}
+    soft_oracle = target * 0.98 + 0.01
+    bce, guided = guidance_terms(soft_oracle, clean, clean, cth=0.6, threshold=0.35)
+    bce_flat, guided_flat = guidance_terms(torch.full_like(soft_oracle, 0.5), clean, clean, cth=0.6, threshold=0.35)
+    assert (bce < bce_flat).all()  # the binarised clean spectrogram is the closest mask
+    assert guided.tolist() == [1.0, 1.0] and guided_flat.tolist() == [1.0, 1.0]  # M⊙X ∝ X: cosine 1
+    first_frames = torch.zeros_like(soft_oracle)
+    first_frames[:, :10] = 1
+    _, unguided = guidance_terms(first_frames, clean, clean, cth=0.6, threshold=0.35)
+    assert unguided.tolist() == [0.0, 0.0]  # keeping 10 of 425 frames is far from the clean spectrogram
+
+    model = DomainModel(small_classifier, DOMAINS["listenable"])
+    predicted = model(clean).argmax(1)
+    mask = torch.full((2, 425, 513), 0.25)
+    loss, _ = lmac_loss(model, mask, clean, predicted, 0.0, 0.0, 0.4, True, l1_weights=torch.tensor([0.0, 1.0]))
+    assert loss.item() == pytest.approx(0.4 * 0.25)  # guided samples skip the L1 term
+
+
+def test_lmac_ft_starts_from_the_cached_lmac_decoder(clips, small_classifier, tmp_path):
+    from benchmark.profiles import PROFILES
+    from methods.base import TrainingResources
+
+    resources = TrainingResources(small_classifier, "test", clips.repeat(4, 1), torch.tensor([49, 42] * 4), None,
+                                  tmp_path, PROFILES["tiny"], torch.device("cpu"), 0)
+    lmac, tuned = build_explainer("lmac"), build_explainer("lmac-ft", guidance=16.0)
+    lmac.fit(resources)
+    tuned.fit(resources)
+    assert len(list(tmp_path.glob("lmac-*.json"))) == 2  # lmac-<key> reused, lmac-ft-<key> added
+    assert tuned.hyperparameters["guidance"] == 16.0 and tuned.hyperparameters["ft_epochs"] == 1
+    model = DomainModel(small_classifier, DOMAINS["listenable"])
+    features = model.domain.features(stft(clips))
+    target = model(features).argmax(1)
+    assert tuned.mask(model, features, target).shape == (2, 425, 513)
+    assert not torch.equal(tuned.mask(model, features, target), lmac.mask(model, features, target))
