@@ -374,8 +374,8 @@ def run(config: RunConfig) -> str:
                 logits = model(features)
             if domain_name == "listenable":  # the clean clips' spectrograms, L-MAC FT's guidance target
                 clean = model.domain.features(stft(base_waves[[samples[i].base_index for i in batch]].to(device)))
-            listenable = config.save_audio and domain_name == "listenable"
-            if listenable:
+            write_wavs = config.save_audio and domain_name == "listenable"
+            if write_wavs:
                 for k, i in enumerate(batch):
                     write_audio(out / "audio" / f"{i:04d}-input.wav", waves[k])
             for explainer in todo:
@@ -383,7 +383,7 @@ def run(config: RunConfig) -> str:
                 mask, scores = evaluate_batch(model, explainer, features, logits, config.ad_softmax_twice)
                 scores["BCE-clean"] = (clean_spectrogram_bce(mask, clean) if domain_name == "listenable"
                                        else torch.full((len(batch),), float("nan")))
-                if listenable:
+                if write_wavs:
                     for k, audio in enumerate(listenable_waveform(mask, spec, waves.shape[1])):
                         write_audio(out / "audio" / f"{batch[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
                 writer.write([
