@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from benchmark import tables
@@ -36,7 +35,7 @@ from datasets.folder import audio_files
 from datasets.sources import AudioData, open_dataset
 from methods import build_explainers
 from methods.base import Explainer, TrainingResources
-from methods.lmac import binarised_spectrogram
+from methods.lmac import clean_spectrogram_bce
 from metrics import faithfulness_scores, structure_scores
 
 
@@ -176,13 +175,6 @@ def evaluate_batch(model: DomainModel, explainer: Explainer, features: torch.Ten
     return mask, scores
 
 
-def clean_spectrogram_bce(mask: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Per-sample BCE (B,) of a listenable mask (B, T_m, 513) against the binarised clean
-    spectrogram 1[X_clean ≥ 0.35·max X_clean] (what L-MAC FT is guided towards, §4); lower is closer."""
-    target = binarised_spectrogram(clean[:, : mask.shape[1]])
-    return F.binary_cross_entropy(mask.clamp(1e-7, 1 - 1e-7), target, reduction="none").flatten(1).mean(1)
-
-
 def write_audio(path: Path, waveform: torch.Tensor) -> None:
     """16 kHz mono PCM16 WAV of a waveform (N,)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,17 +251,20 @@ def load_classifier_checkpoint(path: str | os.PathLike) -> tuple[AudioClassifier
 
 
 def prepare_classifier(config: RunConfig, data: AudioData, profile: dict, device: torch.device,
-                       train_waves: torch.Tensor, valid_waves: torch.Tensor) -> tuple[AudioClassifier, str]:
-    """The CNN14 classifier trained on the training part (cached by configuration, §2).
+                       train_waves: torch.Tensor, valid_waves: torch.Tensor,
+                       given: tuple[AudioClassifier, str, list[str] | None] | None) -> tuple[AudioClassifier, str]:
+    """The classifier: ``given`` (a loaded ``--classifier-checkpoint``), or the CNN14 trained
+    on the training part (cached by configuration, §2).
 
     Raises:
-        ValueError: the dataset's class count differs from a given checkpoint's.
+        ValueError: the dataset's classes differ from the given checkpoint's.
     """
-    if config.classifier_checkpoint:
-        classifier, key, names = load_classifier_checkpoint(config.classifier_checkpoint)
+    if given is not None:
+        classifier, key, names = given
         if classifier.head.out_features != len(data.class_names) or names not in (None, data.class_names):
-            raise ValueError(f"classifier checkpoint {config.classifier_checkpoint} knows {len(names)} classes, the "
-                             f"dataset has {len(data.class_names)} (or other names); use a checkpoint of this dataset")
+            raise ValueError(f"classifier checkpoint {config.classifier_checkpoint} knows "
+                             f"{classifier.head.out_features} classes, the dataset has {len(data.class_names)} (or "
+                             "other names); use a checkpoint of this dataset")
         return classifier.to(device), key
     split = data.split
     classifier = AudioClassifier(len(data.class_names), width=profile["classifier_width"])
@@ -298,10 +293,10 @@ def prepare(config: RunConfig, record: dict) -> tuple[AudioData, AudioClassifier
     """
     device = torch.device(config.device)
     profile = PROFILES[config.profile]
-    checkpoint_classes = None
+    given, checkpoint_classes = None, None
     if config.classifier_checkpoint:
-        given, _, checkpoint_classes = load_classifier_checkpoint(config.classifier_checkpoint)
-        checkpoint_classes = checkpoint_classes or [f"class {i}" for i in range(given.head.out_features)]
+        given = load_classifier_checkpoint(config.classifier_checkpoint)
+        checkpoint_classes = given[2] or [f"class {i}" for i in range(given[0].head.out_features)]
     data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
     split = data.split
     print(f"data: {data.root}\nsplit: {split.protocol}")
@@ -310,7 +305,7 @@ def prepare(config: RunConfig, record: dict) -> tuple[AudioData, AudioClassifier
 
     train_waves = load_waveforms(data.paths(split.train))
     valid_waves = load_waveforms(data.paths(split.valid)) if len(split.valid) else train_waves[:0]
-    classifier, classifier_key = prepare_classifier(config, data, profile, device, train_waves, valid_waves)
+    classifier, classifier_key = prepare_classifier(config, data, profile, device, train_waves, valid_waves, given)
     classifier.eval().requires_grad_(False)
     record["classifier"] = {"checkpoint": classifier_key, "width": classifier.embedding_model.width}
     if len(split.valid):

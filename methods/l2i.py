@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from benchmark.checkpoints import cached_training
 from benchmark.classifier import DomainModel
-from benchmark.frontend import DOMAINS, N_BINS, log1p_magnitude, stft
+from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
+from datasets.audio import CLIP_SAMPLES
 from methods.base import Explainer, TrainingResources, register
 
-FRAMES = 431  # STFT frames of a 5 s clip at 16 kHz, hop 186
+FRAMES = 1 + CLIP_SAMPLES // HOP_LENGTH  # 431 STFT frames of a 5 s clip
 
 
 class L2IInterpreter(nn.Module):
@@ -128,8 +129,7 @@ class L2IExplainer(Explainer):
         interpreter.dictionary.copy_(nmf_dictionary(spectra, hp["n_components"], resources.seed))
         interpreter.to(device).train()
         model = DomainModel(resources.classifier, DOMAINS["listenable"]).eval()
-        trainable = [p for n, p in interpreter.named_parameters()]
-        optimizer = torch.optim.Adam(trainable, lr=hp["lr"])
+        optimizer = torch.optim.Adam(interpreter.parameters(), lr=hp["lr"])
         history = []
         for epoch in tqdm(range(hp["epochs"]), desc="train L2I", unit="epoch"):
             totals = {"reconstruction": 0.0, "fidelity": 0.0}

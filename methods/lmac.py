@@ -109,6 +109,14 @@ def binarised_spectrogram(features: torch.Tensor, threshold: float = 0.35) -> to
     return (features >= threshold * features.flatten(1).amax(1).view(-1, 1, 1)).float()
 
 
+def clean_spectrogram_bce(mask: torch.Tensor, clean: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
+    """Per-sample BCE (B,) of a mask (B, T_m, F) against the binarised clean spectrogram
+    1[X_clean ≥ threshold·max X_clean] of ``clean`` (B, T ≥ T_m, F): L-MAC FT's guidance
+    target (§4), also reported for every listenable mask; lower is closer."""
+    target = binarised_spectrogram(clean[:, : mask.shape[1]], threshold)
+    return F.binary_cross_entropy(mask.clamp(1e-7, 1 - 1e-7), target, reduction="none").flatten(1).mean(1)
+
+
 def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, cth: float,
                    threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Fine-tuning guidance (§4): per-sample BCE(M, O) against the binarised clean spectrogram,
@@ -120,10 +128,8 @@ def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor,
         bce (B,), guided (B,) in {0, 1} (no gradient).
     """
     clean, noisy = clean[:, : mask.shape[1]], noisy[:, : mask.shape[1]]
-    target = binarised_spectrogram(clean, threshold)
-    bce = F.binary_cross_entropy(mask, target, reduction="none").flatten(1).mean(1)
     similarity = F.cosine_similarity(clean.flatten(1), (mask * noisy).flatten(1), dim=1)
-    return bce, (similarity >= cth).float().detach()
+    return clean_spectrogram_bce(mask, clean, threshold), (similarity >= cth).float().detach()
 
 
 @register("lmac")
@@ -270,10 +276,7 @@ class LMACFineTunedExplainer(LMACExplainer):
         super().fit(resources)  # the L-MAC decoder it starts from, trained or cached
         tuning["ft_epochs"] = tuning["ft_epochs"] or resources.profile["lmac_ft_epochs"]
         self.hyperparameters.update(tuning)
-        if self.hyperparameters["checkpoint"]:
-            base = str(self.hyperparameters["checkpoint"])
-        else:
-            base = self.checkpoint_key
+        base = str(self.hyperparameters["checkpoint"] or self.checkpoint_key)  # what the fine-tuning starts from
         decoder = copy.deepcopy(self.decoder)
         config = {"kind": "lmac-ft", "base": base, "seed": resources.seed, **tuning,
                   "lr": self.hyperparameters["lr"]}
