@@ -44,7 +44,8 @@ def build_parser(explain: bool = False) -> argparse.ArgumentParser:
         parser.add_argument("--method", default="lmac", help="explainer (default lmac)")
         add_common_options(parser)
         parser.set_defaults(setting="clean", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
-                            domains="listenable", limit=None, batch_size=1, save_audio=False, ad_single_softmax=False)
+                            domains="listenable", limit=None, batch_size=1, save_audio=False, ad_single_softmax=False,
+                            resume=False)
         return parser
     parser = argparse.ArgumentParser(
         prog="run_benchmark.py",
@@ -71,6 +72,10 @@ def build_parser(explain: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--save-audio", action="store_true",
                         help="write, for every evaluated sample, the input WAV and each method's listenable "
                              "interpretation (ISTFT of the masked spectrogram with the input's phase) under OUT/audio/")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its per_sample.csv (an interrupted run): finished "
+                             "samples are not computed again. Without it, results of the same configuration in "
+                             "--out are replaced")
     parser.add_argument("--ad-single-softmax", action="store_true",
                         help="AD with one softmax (default: twice, as the published code)")
     add_common_options(parser)
@@ -108,8 +113,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=list(PROFILES),
                         help="model sizes and schedules: paper (CNN14 width 64, decoder 2048) or cpu (same code, "
                              "small width, few epochs). Default: paper on CUDA, cpu otherwise")
-    parser.add_argument("--out", help="output folder (default results/runs/<dataset>-<condition>-<profile>); a "
-                                      "rerun with the same configuration resumes from its per_sample.csv")
+    parser.add_argument("--out", help="output folder (default results/runs/<dataset>-<condition>-<profile>)")
     parser.add_argument("--cache-dir", help=f"checkpoint cache (default $LMAC_BENCHMARK_CACHE or {default_cache_dir()})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
@@ -143,7 +147,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
-        batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax, save_audio=args.save_audio)
+        batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax, save_audio=args.save_audio,
+        resume=args.resume)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,4 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, AudioError, ValueError) as error:  # missing dataset, folder, checkpoint; bad audio; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the finished samples are in {config.out}/per_sample.csv; rerun with --resume to "
+              "continue", file=sys.stderr)
+        return 130
     return 0

@@ -1,8 +1,8 @@
 """The evaluation harness: clip → contamination → features → prediction → mask → metrics → rows.
 
 One function per arrow (DESIGN.md). Per-sample rows are appended to
-``per_sample.csv`` as each batch finishes; a rerun with the same configuration
-skips the rows already on disk, and the tables are rebuilt from the CSV.
+``per_sample.csv`` as each batch finishes; a rerun with ``resume`` skips the rows
+already on disk, and the tables are built from the CSV.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from benchmark import tables
 from benchmark.checkpoints import cached_training, config_key, load_state
 from benchmark.classifier import AudioClassifier, DomainModel
-from benchmark.frontend import DOMAINS, listenable_waveform, stft
+from benchmark.frontend import DOMAINS, listenable_waveform, log1p_magnitude, stft
 from benchmark.profiles import PROFILES
 from benchmark.training import accuracy, mel_features, train_classifier
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip
@@ -45,7 +45,8 @@ class RunConfig:
 
     methods: registry names; imports: user modules registering more methods; method_options: per-method constructor keywords;
     domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
-    ad_softmax_twice: AD as in the published code (True) or single softmax.
+    ad_softmax_twice: AD as in the published code (True) or single softmax; resume: continue
+    the results in ``out`` instead of replacing them.
     """
 
     dataset: str = "esc50"
@@ -69,10 +70,11 @@ class RunConfig:
     batch_size: int = 16
     ad_softmax_twice: bool = True
     save_audio: bool = False
+    resume: bool = False
 
     def identity(self) -> dict:
         """The settings that define the results (not where or how fast they are computed)."""
-        return {k: v for k, v in asdict(self).items() if k not in {"limit", "out", "cache_dir", "device", "batch_size", "save_audio"}}
+        return {k: v for k, v in asdict(self).items() if k not in {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume"}}
 
 
 def load_waveforms(paths: list[Path]) -> torch.Tensor:
@@ -136,12 +138,20 @@ def condition_name(config: "RunConfig") -> str:
 
 
 class ResultWriter:
-    """Appends per-sample rows to ``per_sample.csv`` and knows which are already there."""
+    """Appends per-sample rows to ``per_sample.csv`` and knows which are already there.
+
+    A file cut off in the middle of a row (a run killed while writing) is truncated
+    after its last complete row on opening.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.done: set[tuple[str, str, int]] = set()
         if path.exists():
+            text = path.read_bytes()
+            if text and not text.endswith(b"\n"):
+                path.write_bytes(text[: text.rfind(b"\n") + 1])
+        if path.exists() and path.stat().st_size:
             existing = pd.read_csv(path, usecols=["setting", "method", "sample_id"])
             self.done = set(zip(existing["setting"], existing["method"], existing["sample_id"]))
 
@@ -153,25 +163,58 @@ class ResultWriter:
         frame = pd.DataFrame([r for r in rows if (r["setting"], r["method"], r["sample_id"]) not in self.done])
         if frame.empty:
             return
-        frame.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
+        header = not self.path.exists() or self.path.stat().st_size == 0
+        frame.to_csv(self.path, mode="a", header=header, index=False)
         self.done.update(zip(frame["setting"], frame["method"], frame["sample_id"]))
 
 
-def evaluate_batch(model: DomainModel, explainer: Explainer, features: torch.Tensor, logits: torch.Tensor,
+@dataclass
+class EvaluationBatch:
+    """What every method shares on one batch of one setting, computed once (§5).
+
+    waves: (B, N) evaluated waveforms at 16 kHz; spec: their complex STFT (B, T, 513);
+    features: X of the setting (B, T, F); logits: (B, C) classifier output on X (the
+    model keeps its representations for L-MAC and L2I); clean: log1p|STFT| of the
+    clean clips (B, T, 513), the target of the BCE-clean column, or None.
+    """
+
+    waves: torch.Tensor
+    spec: torch.Tensor
+    features: torch.Tensor
+    logits: torch.Tensor
+    clean: torch.Tensor | None = None
+
+
+def prepare_batch(model: DomainModel, waves: torch.Tensor, clean_waves: torch.Tensor | None = None) -> EvaluationBatch:
+    """STFT, features and the one unmasked classifier pass of a batch of waveforms (B, N).
+
+    ``clean_waves`` (B, N), the clips before contamination, give the BCE-clean target.
+    """
+    spec = stft(waves)
+    features = model.domain.features(spec)
+    with torch.no_grad():
+        logits, _ = model.forward_with_representations(features)
+    clean = None if clean_waves is None else log1p_magnitude(stft(clean_waves))
+    return EvaluationBatch(waves, spec, features, logits, clean)
+
+
+def evaluate_batch(model: DomainModel, explainer: Explainer, batch: EvaluationBatch,
                    ad_softmax_twice: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mask (B, T_m, F) of ``explainer`` for the predicted classes and all metrics, each (B,) (§5).
 
-    Three forward passes: p (given as ``logits``), p_in on M⊙X and p_out on (1−M)⊙X,
-    with X cropped to the mask's frames.
+    Two forward passes besides the batch's shared one: p_in on M⊙X and p_out on
+    (1−M)⊙X, with X cropped to the mask's frames. "BCE-clean" is NaN without ``batch.clean``.
     """
-    target = logits.argmax(1)
-    mask = explainer.mask(model, features, target)
-    cropped = features[:, : mask.shape[1]]
+    target = batch.logits.argmax(1)
+    mask = explainer.mask(model, batch.features, target)
+    cropped = batch.features[:, : mask.shape[1]]
     with torch.no_grad():
         logits_in = model(mask * cropped)
         logits_out = model((1 - mask) * cropped)
-    scores = faithfulness_scores(logits, logits_in, logits_out, target, ad_softmax_twice=ad_softmax_twice)
+    scores = faithfulness_scores(batch.logits, logits_in, logits_out, target, ad_softmax_twice=ad_softmax_twice)
     scores.update(structure_scores(mask))
+    scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean is None
+                           else clean_spectrogram_bce(mask, batch.clean))
     return mask, scores
 
 
@@ -190,20 +233,24 @@ def versions() -> dict[str, str]:
 
 
 def prepare_output(config: RunConfig) -> tuple[Path, dict]:
-    """Create the output directory; reuse it (resume) only for the same configuration.
+    """Create the output directory. Results already there of the same configuration are
+    continued with ``config.resume`` and replaced without it.
 
     Raises:
         FileExistsError: the directory holds results of another configuration.
     """
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    run_json = out / "run.json"
+    run_json, per_sample = out / "run.json", out / "per_sample.csv"
     identity = config_key(config.identity())
-    if (out / "per_sample.csv").exists():
+    if per_sample.exists():
         previous = json.loads(run_json.read_text()) if run_json.exists() else {}
         if previous.get("config_key") != identity:
             raise FileExistsError(
-                f"{out} holds results of another configuration; pass another --out or delete {out / 'per_sample.csv'}")
+                f"{out} holds results of another configuration; pass another --out or delete {per_sample}")
+        if not config.resume:
+            print(f"replacing the results in {out} (pass --resume to continue them instead)")
+            per_sample.unlink()
     return out, {"config_key": identity, "config": asdict(config), "versions": versions()}
 
 
@@ -325,6 +372,83 @@ def prepare(config: RunConfig, record: dict) -> tuple[AudioData, AudioClassifier
     return data, classifier, explainers
 
 
+@dataclass
+class EvaluationSamples:
+    """The evaluated samples of a run and what building their waveforms needs.
+
+    samples: the contaminated samples (§6); base_waves: (N_clips, 80000) evaluation
+    clips, row = ``base_index``; contaminants: loaded contaminant waveforms by file;
+    labels: the true class of each evaluation clip.
+    """
+
+    samples: list[ContaminatedSample]
+    base_waves: torch.Tensor
+    contaminants: dict
+    labels: list[int]
+
+    def waveforms(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contaminated and the clean waveforms (B, 80000) of samples ``ids``."""
+        picked = [self.samples[i] for i in ids]
+        clean = self.base_waves[[s.base_index for s in picked]]
+        return torch.stack([s.apply(x, contaminant(s, self.contaminants)) for s, x in zip(picked, clean)]), clean
+
+
+def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
+    """The condition's samples of the evaluation part (the first ``config.limit`` clips' only, if set)."""
+    evaluation = data.split.evaluation
+    samples, contaminants = evaluation_set(config, data)
+    if config.limit is not None:
+        samples = [s for s in samples if s.base_index < config.limit]
+    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]))
+    return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist())
+
+
+def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Explainer],
+             evaluation: EvaluationSamples, writer: ResultWriter, out: Path) -> None:
+    """Explain and score every sample with every method in every setting of ``config.domains``.
+
+    Works in batches of ``config.batch_size``: the waveforms, STFT, features and the
+    unmasked classifier pass of a batch are computed once and shared by its methods;
+    each mask is computed once and serves every metric and the audio writer. Rows go
+    to ``writer`` as each method finishes a batch; batches already on disk are skipped.
+    """
+    device = torch.device(config.device)
+    samples = evaluation.samples
+    batches = [list(range(i, min(i + config.batch_size, len(samples)))) for i in range(0, len(samples), config.batch_size)]
+    progress = tqdm(total=len(batches) * len(config.domains), desc="evaluate", unit="batch")
+    for domain_name in config.domains:
+        model = DomainModel(classifier, DOMAINS[domain_name]).eval()
+        for batch in batches:
+            progress.update()
+            todo = [e for e in explainers if domain_name in e.domains and writer.missing(domain_name, e.label, batch)]
+            if not todo:
+                continue
+            waves, clean_waves = (w.to(device) for w in evaluation.waveforms(batch))
+            shared = prepare_batch(model, waves, clean_waves if domain_name == "listenable" else None)
+            write_wavs = config.save_audio and domain_name == "listenable"
+            if write_wavs:
+                for k, i in enumerate(batch):
+                    write_audio(out / "audio" / f"{i:04d}-input.wav", waves[k])
+            predicted = shared.logits.argmax(1).tolist()
+            confidence = shared.logits.softmax(1).amax(1).tolist()
+            for explainer in todo:
+                torch.manual_seed(config.seed)
+                mask, scores = evaluate_batch(model, explainer, shared, config.ad_softmax_twice)
+                if write_wavs:
+                    for k, audio in enumerate(listenable_waveform(mask, shared.spec, waves.shape[1])):
+                        write_audio(out / "audio" / f"{batch[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
+                scores = {m: v.tolist() for m, v in scores.items()}
+                writer.write([
+                    {"sample_id": i, "clip": samples[i].base_file, "contamination": samples[i].contamination,
+                     "contaminant": samples[i].contaminant_file, "noise_seed": samples[i].noise_seed,
+                     "gain_x": samples[i].gain_x, "gain_c": samples[i].gain_c,
+                     "label": evaluation.labels[samples[i].base_index], "predicted": predicted[k],
+                     "confidence": confidence[k], "setting": domain_name, "method": explainer.label,
+                     **{m: v[k] for m, v in scores.items()}}
+                    for k, i in enumerate(batch)])
+    progress.close()
+
+
 def run(config: RunConfig) -> str:
     """Run the benchmark end to end and return the Markdown table.
 
@@ -337,70 +461,24 @@ def run(config: RunConfig) -> str:
         FileNotFoundError, AudioError: missing noise/speech folder or checkpoint, unreadable audio.
     """
     started = time.time()
-    device = torch.device(config.device)
     torch.manual_seed(config.seed)
     out, record = prepare_output(config)
     data, classifier, explainers = prepare(config, record)
-    split = data.split
-
-    evaluation = split.evaluation
-    samples, contaminants = evaluation_set(config, data)
-    if config.limit is not None:
-        samples = [s for s in samples if s.base_index < config.limit]
-    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]))
-    record["evaluated_samples"] = len(samples)
+    evaluation = evaluation_samples(config, data)
+    record["evaluated_samples"] = len(evaluation.samples)
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
-
-    writer = ResultWriter(out / "per_sample.csv")
-    batches = [list(range(i, min(i + config.batch_size, len(samples)))) for i in range(0, len(samples), config.batch_size)]
-    progress = tqdm(total=len(batches) * len(config.domains), desc="evaluate", unit="batch")
-    for domain_name in config.domains:
-        model = DomainModel(classifier, DOMAINS[domain_name]).eval()
-        for batch in batches:
-            progress.update()
-            todo = [e for e in explainers if domain_name in e.domains and writer.missing(domain_name, e.label, batch)]
-            if not todo:
-                continue
-            waves = torch.stack([samples[i].apply(base_waves[samples[i].base_index],
-                                                  contaminant(samples[i], contaminants)) for i in batch]).to(device)
-            spec = stft(waves)
-            features = model.domain.features(spec)
-            with torch.no_grad():
-                logits = model(features)
-            if domain_name == "listenable":  # the clean clips' spectrograms, L-MAC FT's guidance target
-                clean = model.domain.features(stft(base_waves[[samples[i].base_index for i in batch]].to(device)))
-            write_wavs = config.save_audio and domain_name == "listenable"
-            if write_wavs:
-                for k, i in enumerate(batch):
-                    write_audio(out / "audio" / f"{i:04d}-input.wav", waves[k])
-            for explainer in todo:
-                torch.manual_seed(config.seed)
-                mask, scores = evaluate_batch(model, explainer, features, logits, config.ad_softmax_twice)
-                scores["BCE-clean"] = (clean_spectrogram_bce(mask, clean) if domain_name == "listenable"
-                                       else torch.full((len(batch),), float("nan")))
-                if write_wavs:
-                    for k, audio in enumerate(listenable_waveform(mask, spec, waves.shape[1])):
-                        write_audio(out / "audio" / f"{batch[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
-                writer.write([
-                    {"sample_id": i, "clip": samples[i].base_file, "contamination": samples[i].contamination,
-                     "contaminant": samples[i].contaminant_file, "noise_seed": samples[i].noise_seed,
-                     "gain_x": samples[i].gain_x, "gain_c": samples[i].gain_c,
-                     "label": int(evaluation["target"][samples[i].base_index]),
-                     "predicted": int(logits[k].argmax()), "confidence": float(logits[k].softmax(0).max()),
-                     "setting": domain_name, "method": explainer.label,
-                     **{m: float(v[k]) for m, v in scores.items()}}
-                    for k, i in enumerate(batch)])
-    progress.close()
+    prepared = time.time()
+    evaluate(config, classifier, explainers, evaluation, ResultWriter(out / "per_sample.csv"), out)
 
     rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = "AD with softmax applied twice, as the published code" if config.ad_softmax_twice else "AD with a single softmax"
     title = f"{config.dataset} — {condition_name(config)}"
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
-    markdown = tables.write_tables(out, rows, title, [ad_note, f"split: {split.protocol}",
+    markdown = tables.write_tables(out, rows, title, [ad_note, f"split: {data.split.protocol}",
                                                        f"profile: {config.profile}, seed {config.seed}",
                                                        *hyperparameters])
-    record["wall_time_s"] = round(time.time() - started, 1)
+    record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
     return markdown
 

@@ -1,5 +1,9 @@
 """End to end through the CLI on real ESC-50 clips, tiny profile: outputs, caching, resume, errors."""
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,10 +73,45 @@ def test_interrupted_run_resumes(first_run):
     out = first_run / "out"
     complete = (out / "table.csv").read_text()
     per_sample = pd.read_csv(out / "per_sample.csv")
-    per_sample.iloc[:7].to_csv(out / "per_sample.csv", index=False)  # as if killed after a few batches
-    assert run_cli(out, first_run / "cache") == 0
-    assert len(pd.read_csv(out / "per_sample.csv")) == len(per_sample)
+    lines = (out / "per_sample.csv").read_text().splitlines(keepends=True)
+    (out / "per_sample.csv").write_text("".join(lines[:8]) + lines[8][:30])  # killed while writing a row
+    assert run_cli(out, first_run / "cache", "--resume") == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "per_sample.csv"), per_sample)
     assert (out / "table.csv").read_text() == complete
+
+
+def test_rerun_without_resume_replaces_the_results(first_run, capsys):
+    out = first_run / "out"
+    per_sample = pd.read_csv(out / "per_sample.csv")
+    assert run_cli(out, first_run / "cache") == 0
+    assert "replacing the results" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out / "per_sample.csv"), per_sample)
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_tables(first_run, tmp_path):
+    arguments = ["--dataset", "esc50", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "4",
+                 "--methods", "smoothgrad,all-ones", "--domains", "listenable,mel", "--batch-size", "2",
+                 "--cache-dir", str(first_run / "cache")]
+    assert main([*arguments, "--out", str(tmp_path / "whole")]) == 0
+    rows = len(pd.read_csv(tmp_path / "whole" / "per_sample.csv"))
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "run_benchmark.py", *arguments, "--out", str(killed)],
+                               cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    written = killed / "per_sample.csv"
+    while process.poll() is None and not (written.exists() and written.read_text().count("\n") >= 3):
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL  # killed, not finished
+    assert 2 <= written.read_text().count("\n") - 1 < rows
+    assert main([*arguments, "--out", str(killed), "--resume"]) == 0
+    key = ["setting", "method", "sample_id"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(written).sort_values(key, ignore_index=True),
+        pd.read_csv(tmp_path / "whole" / "per_sample.csv").sort_values(key, ignore_index=True))
+    for name in ("table.csv", "table.md"):
+        assert (killed / name).read_text() == (tmp_path / "whole" / name).read_text()
 
 
 def test_other_configuration_refuses_to_mix_results(first_run, capsys):
