@@ -6,15 +6,17 @@ import ast
 import importlib
 import os
 import sys
+from pathlib import Path
 
 import torch
 
+from benchmark.bench import run_bench, speechbrain_paper_checkpoints
 from benchmark.checkpoints import default_cache_dir
 from benchmark.frontend import DOMAINS
 from benchmark.harness import RunConfig, explain_file, run
 from benchmark.profiles import PROFILES, default_profile
 from datasets.audio import AudioError
-from datasets.sources import DATASETS
+from datasets.sources import DATASETS, open_dataset
 from methods import available_methods
 
 
@@ -32,9 +34,35 @@ def _method_option(text: str) -> tuple[str, str, object]:
     return method, key, value
 
 
-def build_parser(explain: bool = False) -> argparse.ArgumentParser:
-    """The benchmark's options; with ``explain``, those of ``run_benchmark.py explain FILE``."""
-    if explain:
+def build_parser(command: str = "run") -> argparse.ArgumentParser:
+    """The options of ``run_benchmark.py`` (command "run"), ``run_benchmark.py explain FILE``
+    ("explain") or ``run_benchmark.py bench`` ("bench")."""
+    if command == "bench":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py bench",
+            description="Speed of the harness on real clips: per method samples/s, time in model passes vs the rest "
+                        "(harness overhead), peak memory, and the batched harness against a per-sample loop with the "
+                        "same models (speed-up, largest per-sample metric difference). Writes bench.csv and bench.md "
+                        "to --out (default results/runs/bench-<profile>).")
+        parser.add_argument("--methods", default="saliency,smoothgrad,integrated-gradients,guided-backprop,shap,"
+                                                 "gradcam,guided-gradcam,lmac,all-ones",
+                            help="comma-separated explainers, or 'all' (default: all but the trained l2i and lmac-ft)")
+        parser.add_argument("--per-sample-methods", default="saliency,gradcam,lmac,all-ones",
+                            help="methods also timed in the per-sample loop, or 'all' (default: the cheap ones)")
+        parser.add_argument("--limit", type=int, default=16,
+                            help="evaluation clips (default 16: 32 samples of the ood condition)")
+        parser.add_argument("--batch-size", type=int, default=16, help="batch size of the harness (default 16)")
+        parser.add_argument("--domains", default="listenable", help="settings: listenable and/or mel")
+        parser.add_argument("--repeats", type=int, default=3, help="each timing is the fastest of this many runs")
+        parser.add_argument("--paper-size", action="store_true",
+                            help="use seeded paper-size SpeechBrain checkpoints (CNN14 width 64, L-MAC decoder dim "
+                                 "2048), written to the cache on first use, as --classifier-checkpoint and "
+                                 "--lmac-checkpoint")
+        add_common_options(parser)
+        parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
+                            save_audio=False, ad_single_softmax=False, resume=False)
+        return parser
+    if command == "explain":
         parser = argparse.ArgumentParser(
             prog="run_benchmark.py explain",
             description="Explain one audio file: print the classifier's prediction and write the listenable "
@@ -151,25 +179,43 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         resume=args.resume)
 
 
+def bench(args: argparse.Namespace) -> str:
+    """``run_benchmark.py bench``: ``benchmark.bench.run_bench`` with the parsed options."""
+    if args.paper_size:
+        classes = len(open_dataset(args.dataset, args.data_root, args.seed, args.folds).class_names)
+        folder = Path(args.cache_dir or default_cache_dir()) / f"speechbrain-paper-size-{classes}-classes"
+        speechbrain_paper_checkpoints(folder, classes)
+        args.classifier_checkpoint, args.lmac_checkpoint = str(folder), str(folder / "psi_model.ckpt")
+    name = "bench-paper-size" if args.paper_size else f"bench-{args.profile or default_profile(args.device)}"
+    args.out = args.out or os.path.join("results", "runs", name)
+    return run_bench(config_from_args(args), [m.strip() for m in args.per_sample_methods.split(",")], args.repeats)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``run_benchmark.py [options]`` runs the benchmark; ``run_benchmark.py explain FILE`` explains one file.
+    """``run_benchmark.py [options]`` runs the benchmark; ``run_benchmark.py explain FILE`` explains one
+    file; ``run_benchmark.py bench`` measures the harness's speed.
 
     Returns the exit code: 0, or 2 with a message for missing data, folders, checkpoints or bad audio.
     """
     argv = sys.argv[1:] if argv is None else argv
-    explain = bool(argv) and argv[0] == "explain"
-    args = build_parser(explain).parse_args(argv[1:] if explain else argv)
-    if explain:
+    command = argv[0] if argv and argv[0] in ("explain", "bench") else "run"
+    args = build_parser(command).parse_args(argv if command == "run" else argv[1:])
+    if command == "explain":
         args.methods = args.method
         args.out = args.out or "explanations"
-    config = config_from_args(args)
     torch.set_num_threads(os.cpu_count() or 1)
+    config = None if command == "bench" else config_from_args(args)
     try:
-        print(explain_file(config, args.audio) if explain else run(config))
+        if command == "bench":
+            print(bench(args))
+        else:
+            print(explain_file(config, args.audio) if command == "explain" else run(config))
     except (OSError, AudioError, ValueError) as error:  # missing dataset, folder, checkpoint; bad audio; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if command != "run":
+            raise
         print(f"\ninterrupted: the finished samples are in {config.out}/per_sample.csv; rerun with --resume to "
               "continue", file=sys.stderr)
         return 130

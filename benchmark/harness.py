@@ -6,6 +6,7 @@ already on disk, and the tables are built from the CSV.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -35,7 +36,7 @@ from datasets.folder import audio_files
 from datasets.sources import AudioData, open_dataset
 from methods import build_explainers
 from methods.base import Explainer, TrainingResources
-from methods.lmac import clean_spectrogram_bce
+from methods.lmac import binarised_spectrogram, clean_spectrogram_bce
 from metrics import faithfulness_scores, structure_scores
 
 
@@ -147,25 +148,79 @@ class ResultWriter:
     def __init__(self, path: Path):
         self.path = path
         self.done: set[tuple[str, str, int]] = set()
+        self.columns: list[str] | None = None
         if path.exists():
             text = path.read_bytes()
             if text and not text.endswith(b"\n"):
                 path.write_bytes(text[: text.rfind(b"\n") + 1])
         if path.exists() and path.stat().st_size:
-            existing = pd.read_csv(path, usecols=["setting", "method", "sample_id"])
+            existing = pd.read_csv(path)
+            self.columns = list(existing.columns)
             self.done = set(zip(existing["setting"], existing["method"], existing["sample_id"]))
 
     def missing(self, setting: str, method: str, sample_ids: list[int]) -> bool:
         return any((setting, method, i) not in self.done for i in sample_ids)
 
     def write(self, rows: list[dict]) -> None:
-        """Append the rows not yet on disk (a batch interrupted half-way is completed, not duplicated)."""
-        frame = pd.DataFrame([r for r in rows if (r["setting"], r["method"], r["sample_id"]) not in self.done])
-        if frame.empty:
+        """Append the rows not yet on disk (a batch interrupted half-way is completed, not duplicated).
+
+        Raises:
+            ValueError: the rows have other columns than the file.
+        """
+        rows = [r for r in rows if (r["setting"], r["method"], r["sample_id"]) not in self.done]
+        if not rows:
             return
-        header = not self.path.exists() or self.path.stat().st_size == 0
-        frame.to_csv(self.path, mode="a", header=header, index=False)
-        self.done.update(zip(frame["setting"], frame["method"], frame["sample_id"]))
+        new_file = self.columns is None
+        self.columns = self.columns or list(rows[0])
+        if any(list(r) != self.columns for r in rows):
+            raise ValueError(f"per-sample rows with columns other than {self.path}'s")
+        with self.path.open("a", newline="") as file:
+            writer = csv.writer(file)
+            if new_file:
+                writer.writerow(self.columns)
+            writer.writerows([["" if v is None else v for v in r.values()] for r in rows])
+        self.done.update((r["setting"], r["method"], r["sample_id"]) for r in rows)
+
+
+@dataclass
+class EvaluationSamples:
+    """The evaluated samples of a run and what building their waveforms needs.
+
+    samples: the contaminated samples (§6); base_waves: (N_clips, 80000) evaluation
+    clips, row = ``base_index``; contaminants: loaded contaminant waveforms by file;
+    labels: the true class of each evaluation clip.
+    """
+
+    samples: list[ContaminatedSample]
+    base_waves: torch.Tensor
+    contaminants: dict
+    labels: list[int]
+    _clean_targets: dict = field(default_factory=dict, repr=False)
+
+    def waveforms(self, ids: list[int]) -> torch.Tensor:
+        """The contaminated waveforms (B, 80000) of samples ``ids``."""
+        picked = [self.samples[i] for i in ids]
+        return torch.stack([s.apply(self.base_waves[s.base_index], contaminant(s, self.contaminants)) for s in picked])
+
+    def clean_targets(self, ids: list[int], device: torch.device) -> torch.Tensor:
+        """The binarised clean spectrograms (B, T, 513) bool of samples ``ids``, the target of
+        the BCE-clean column; computed once per clip and run (a clip serves several samples)."""
+        clips = [self.samples[i].base_index for i in ids]
+        missing = sorted(set(clips) - set(self._clean_targets))
+        if missing:
+            spectra = log1p_magnitude(stft(self.base_waves[missing].to(device)))
+            self._clean_targets.update(zip(missing, binarised_spectrogram(spectra)))
+        return torch.stack([self._clean_targets[c] for c in clips])
+
+
+def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
+    """The condition's samples of the evaluation part (the first ``config.limit`` clips' only, if set)."""
+    evaluation = data.split.evaluation
+    samples, contaminants = evaluation_set(config, data)
+    if config.limit is not None:
+        samples = [s for s in samples if s.base_index < config.limit]
+    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]))
+    return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist())
 
 
 @dataclass
@@ -174,28 +229,28 @@ class EvaluationBatch:
 
     waves: (B, N) evaluated waveforms at 16 kHz; spec: their complex STFT (B, T, 513);
     features: X of the setting (B, T, F); logits: (B, C) classifier output on X (the
-    model keeps its representations for L-MAC and L2I); clean: log1p|STFT| of the
-    clean clips (B, T, 513), the target of the BCE-clean column, or None.
+    model keeps its representations for L-MAC and L2I); clean_target: the binarised
+    clean spectrograms (B, T, 513) bool, the target of the BCE-clean column, or None.
     """
 
     waves: torch.Tensor
     spec: torch.Tensor
     features: torch.Tensor
     logits: torch.Tensor
-    clean: torch.Tensor | None = None
+    clean_target: torch.Tensor | None = None
 
 
-def prepare_batch(model: DomainModel, waves: torch.Tensor, clean_waves: torch.Tensor | None = None) -> EvaluationBatch:
-    """STFT, features and the one unmasked classifier pass of a batch of waveforms (B, N).
-
-    ``clean_waves`` (B, N), the clips before contamination, give the BCE-clean target.
-    """
+def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[int],
+                  device: torch.device) -> EvaluationBatch:
+    """The waveforms, STFT, features, BCE-clean target (listenable setting) and the one
+    unmasked classifier pass of samples ``ids``: the work every method of the batch shares."""
+    waves = evaluation.waveforms(ids).to(device)
     spec = stft(waves)
     features = model.domain.features(spec)
     with torch.no_grad():
         logits, _ = model.forward_with_representations(features)
-    clean = None if clean_waves is None else log1p_magnitude(stft(clean_waves))
-    return EvaluationBatch(waves, spec, features, logits, clean)
+    clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
+    return EvaluationBatch(waves, spec, features, logits, clean_target)
 
 
 def evaluate_batch(model: DomainModel, explainer: Explainer, batch: EvaluationBatch,
@@ -203,18 +258,25 @@ def evaluate_batch(model: DomainModel, explainer: Explainer, batch: EvaluationBa
     """Mask (B, T_m, F) of ``explainer`` for the predicted classes and all metrics, each (B,) (§5).
 
     Two forward passes besides the batch's shared one: p_in on M⊙X and p_out on
-    (1−M)⊙X, with X cropped to the mask's frames. "BCE-clean" is NaN without ``batch.clean``.
+    (1−M)⊙X, with X cropped to the mask's frames. "BCE-clean" is NaN without ``batch.clean_target``.
+    On CPU the explainer sees one sample at a time, as the classifier does (see
+    ``DomainModel.forward_with_representations``): every per-sample result is then the
+    same whatever the batch size, and a per-sample pass costs no more there.
     """
     target = batch.logits.argmax(1)
-    mask = explainer.mask(model, batch.features, target)
+    if batch.features.device.type == "cpu":  # batch-size-independent results, as DomainModel's passes
+        mask = torch.cat([explainer.mask(model, x, c) for x, c in zip(batch.features.split(1), target.split(1))])
+    else:
+        mask = explainer.mask(model, batch.features, target)
     cropped = batch.features[:, : mask.shape[1]]
     with torch.no_grad():
-        logits_in = model(mask * cropped)
-        logits_out = model((1 - mask) * cropped)
+        masked_in = mask * cropped
+        logits_in = model(masked_in)
+        logits_out = model(cropped - masked_in)  # (1 − M)⊙X
     scores = faithfulness_scores(batch.logits, logits_in, logits_out, target, ad_softmax_twice=ad_softmax_twice)
     scores.update(structure_scores(mask))
-    scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean is None
-                           else clean_spectrogram_bce(mask, batch.clean))
+    scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean_target is None
+                           else clean_spectrogram_bce(mask, batch.clean_target))
     return mask, scores
 
 
@@ -372,37 +434,6 @@ def prepare(config: RunConfig, record: dict) -> tuple[AudioData, AudioClassifier
     return data, classifier, explainers
 
 
-@dataclass
-class EvaluationSamples:
-    """The evaluated samples of a run and what building their waveforms needs.
-
-    samples: the contaminated samples (§6); base_waves: (N_clips, 80000) evaluation
-    clips, row = ``base_index``; contaminants: loaded contaminant waveforms by file;
-    labels: the true class of each evaluation clip.
-    """
-
-    samples: list[ContaminatedSample]
-    base_waves: torch.Tensor
-    contaminants: dict
-    labels: list[int]
-
-    def waveforms(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The contaminated and the clean waveforms (B, 80000) of samples ``ids``."""
-        picked = [self.samples[i] for i in ids]
-        clean = self.base_waves[[s.base_index for s in picked]]
-        return torch.stack([s.apply(x, contaminant(s, self.contaminants)) for s, x in zip(picked, clean)]), clean
-
-
-def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
-    """The condition's samples of the evaluation part (the first ``config.limit`` clips' only, if set)."""
-    evaluation = data.split.evaluation
-    samples, contaminants = evaluation_set(config, data)
-    if config.limit is not None:
-        samples = [s for s in samples if s.base_index < config.limit]
-    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]))
-    return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist())
-
-
 def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Explainer],
              evaluation: EvaluationSamples, writer: ResultWriter, out: Path) -> None:
     """Explain and score every sample with every method in every setting of ``config.domains``.
@@ -423,8 +454,8 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
             todo = [e for e in explainers if domain_name in e.domains and writer.missing(domain_name, e.label, batch)]
             if not todo:
                 continue
-            waves, clean_waves = (w.to(device) for w in evaluation.waveforms(batch))
-            shared = prepare_batch(model, waves, clean_waves if domain_name == "listenable" else None)
+            shared = prepare_batch(model, evaluation, batch, device)
+            waves = shared.waves
             write_wavs = config.save_audio and domain_name == "listenable"
             if write_wavs:
                 for k, i in enumerate(batch):

@@ -105,16 +105,17 @@ def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_siz
 
 
 def binarised_spectrogram(features: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
-    """O = 1[X ≥ threshold · max X] per sample (§4, L-MAC FT's guidance target), (B, T, F) in {0, 1}."""
-    return (features >= threshold * features.flatten(1).amax(1).view(-1, 1, 1)).float()
+    """O = 1[X ≥ threshold · max X] per sample (§4, L-MAC FT's guidance target), (B, T, F) bool."""
+    return features >= threshold * features.flatten(1).amax(1).view(-1, 1, 1)
 
 
-def clean_spectrogram_bce(mask: torch.Tensor, clean: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
+def clean_spectrogram_bce(mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-sample BCE (B,) of a mask (B, T_m, F) against the binarised clean spectrogram
-    1[X_clean ≥ threshold·max X_clean] of ``clean`` (B, T ≥ T_m, F): L-MAC FT's guidance
-    target (§4), also reported for every listenable mask; lower is closer."""
-    target = binarised_spectrogram(clean[:, : mask.shape[1]], threshold)
-    return F.binary_cross_entropy(mask.clamp(1e-7, 1 - 1e-7), target, reduction="none").flatten(1).mean(1)
+    ``target`` = ``binarised_spectrogram(X_clean)`` (B, T ≥ T_m, F), L-MAC FT's guidance
+    target (§4), also reported for every listenable mask; lower is closer. The mask is
+    clamped to [1e-7, 1 − 1e-7]."""
+    clamped = mask.clamp(1e-7, 1 - 1e-7)  # BCE with a binary target: −log of the probability of the target
+    return -torch.where(target[:, : mask.shape[1]], clamped, 1 - clamped).log().flatten(1).mean(1)
 
 
 def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, cth: float,
@@ -129,7 +130,8 @@ def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor,
     """
     clean, noisy = clean[:, : mask.shape[1]], noisy[:, : mask.shape[1]]
     similarity = F.cosine_similarity(clean.flatten(1), (mask * noisy).flatten(1), dim=1)
-    return clean_spectrogram_bce(mask, clean, threshold), (similarity >= cth).float().detach()
+    return (clean_spectrogram_bce(mask, binarised_spectrogram(clean, threshold)),
+            (similarity >= cth).float().detach())
 
 
 @register("lmac")

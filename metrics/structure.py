@@ -5,35 +5,74 @@ SPS and COMP are the Quantus definitions (Hedström et al., 2023):
 `quantus.Complexity` (entropy, Bhatt et al., 2020), both with abs=True,
 normalise=True. Quantus normalises by the max over the whole batch; the L-MAC
 reference evaluates at batch size 1, so here each sample is normalised by its
-own max. Everything is vectorised over the batch and computed in float64
-(431×513 maps have 221,103 entries).
+own max. Everything is vectorised over the batch; the map stays in its dtype
+(float32 sums are pairwise, relative error ~1e-7 for 431×513 = 221,103 entries)
+and the Gini sums, which cancel, are taken in float64.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 
 
 def _flat(masks: torch.Tensor) -> torch.Tensor:
-    """(B, ...) → (B, n) float64; checks the shape."""
+    """(B, ...) → (B, n), same dtype; checks the shape."""
     if not isinstance(masks, torch.Tensor) or masks.ndim < 2:
         raise ValueError(f"masks must be a (B, ...) tensor with ndim >= 2, got {getattr(masks, 'shape', type(masks))}")
     if masks.is_complex():
         raise ValueError("masks must be real-valued")
     if masks.shape[0] == 0 or masks[0].numel() == 0:
         raise ValueError(f"masks must be non-empty, got shape {tuple(masks.shape)}")
-    return masks.reshape(masks.shape[0], -1).double()
+    return masks.reshape(masks.shape[0], -1)
 
 
-def _normalised_abs(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """a = |M| / max|M| per sample, (B, n) float64, and validity (B,) bool.
+def _absolute(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """|M| flattened, (B, n) in the map's float dtype (M itself when it has no negative
+    entry), its per-sample max (B,), and validity (B,) bool.
 
-    A sample is invalid when it holds a NaN/inf or is all zero; its row of a is
-    then meaningless (the callers turn its score into NaN).
+    A sample is invalid when it holds a NaN/inf or is all zero; its score becomes NaN.
+    Both metrics are written so that the division by the max never touches the map.
     """
-    m = _flat(masks).abs()
-    peak = m.amax(dim=1)
-    valid = torch.isfinite(m).all(dim=1) & (peak > 0)
-    a = m / torch.where(valid, peak, 1.0)[:, None]
-    return a, valid
+    m = _flat(masks).detach()
+    m = m if m.is_floating_point() else m.double()
+    low, _ = m.aminmax(dim=1)
+    if (low < 0).any():
+        m = m.abs()
+    peak = m.amax(dim=1)  # NaN or inf when the map holds one
+    return m, peak, torch.isfinite(peak) & (peak > 0)
+
+
+def _sorted_rows(a: torch.Tensor) -> torch.Tensor:
+    """Each row of (B, n) sorted ascending. On CPU with NumPy's SIMD sort (~9× faster than
+    ``torch.sort`` for 218k-entry maps), rows spread over torch's intra-op threads."""
+    if a.device.type != "cpu":
+        return torch.sort(a, dim=1).values
+    rows, ordered = a.numpy(), np.empty(tuple(a.shape), dtype=a.numpy().dtype)
+
+    def sort(part: np.ndarray) -> None:
+        ordered[part] = np.sort(rows[part], axis=1)
+
+    parts = np.array_split(np.arange(len(rows)), min(len(rows), torch.get_num_threads()))
+    with ThreadPoolExecutor(len(parts)) as pool:  # NumPy releases the GIL while sorting
+        list(pool.map(sort, parts))
+    return torch.from_numpy(ordered)
+
+
+def _sparseness(m: torch.Tensor, peak: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    # With a = m/peak + ε: the weights (2i − n − 1) sum to 0, so
+    # Σ w·a / (n Σ a) = Σ w·m_(i) / (n (Σ m + n ε peak)).
+    ordered = _sorted_rows(m).double()
+    n = m.shape[1]
+    weight = 2 * torch.arange(1, n + 1, dtype=torch.float64, device=m.device) - n - 1
+    return torch.where(valid, (ordered @ weight) / (n * (ordered.sum(dim=1) + n * 1e-7 * peak.double())), torch.nan)
+
+
+def _complexity(m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    # −Σ p ln p with p = m/S, S = Σ m (the max normalisation cancels) is ln S − (Σ m ln m)/S.
+    total = m.sum(dim=1).double()
+    comp = total.log() - torch.special.xlogy(m, m).sum(dim=1).double() / total
+    return torch.where(valid, comp, torch.nan)
 
 
 def sparseness(masks: torch.Tensor) -> torch.Tensor:
@@ -51,12 +90,7 @@ def sparseness(masks: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: if masks has ndim < 2, is empty or complex.
     """
-    a, valid = _normalised_abs(masks)
-    a = torch.sort(a + 1e-7, dim=1).values
-    n = a.shape[1]
-    weight = 2 * torch.arange(1, n + 1, dtype=torch.float64, device=a.device) - n - 1
-    sps = (a * weight).sum(dim=1) / (n * a.sum(dim=1))
-    return torch.where(valid, sps, torch.nan)
+    return _sparseness(*_absolute(masks))
 
 
 def complexity(masks: torch.Tensor) -> torch.Tensor:
@@ -74,10 +108,8 @@ def complexity(masks: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: if masks has ndim < 2, is empty or complex.
     """
-    a, valid = _normalised_abs(masks)
-    p = a / a.sum(dim=1, keepdim=True)
-    comp = -torch.special.xlogy(p, p).sum(dim=1)
-    return torch.where(valid, comp, torch.nan)
+    m, _, valid = _absolute(masks)
+    return _complexity(m, valid)
 
 
 def mask_mean(masks: torch.Tensor) -> torch.Tensor:
@@ -90,12 +122,15 @@ def mask_mean(masks: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: if masks has ndim < 2, is empty or complex.
     """
-    return _flat(masks).mean(dim=1)
+    flat = _flat(masks).detach()
+    return flat.mean(dim=1).double() if flat.is_floating_point() else flat.double().mean(dim=1)
 
 
 def structure_scores(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"SPS": sparseness, "COMP": complexity, "MM": mask_mean}, each (B,) float64.
+    """{"SPS": sparseness, "COMP": complexity, "MM": mask_mean}, each (B,) float64,
+    from one normalisation of the maps.
 
     See the three functions for definitions, ranges and errors.
     """
-    return {"SPS": sparseness(masks), "COMP": complexity(masks), "MM": mask_mean(masks)}
+    m, peak, valid = _absolute(masks)
+    return {"SPS": _sparseness(m, peak, valid), "COMP": _complexity(m, valid), "MM": mask_mean(masks)}

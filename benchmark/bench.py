@@ -1,0 +1,285 @@
+"""Speed of the evaluation harness on real clips: ``python run_benchmark.py bench``.
+
+For each method the harness's own ``evaluate`` explains and scores the condition's
+samples (the first ``--limit`` evaluation clips) twice with the same models:
+
+- batched (``--batch-size``), as a benchmark run does;
+- the per-sample loop: one sample at a time, every sample and method on its own.
+
+and reports
+
+- samples/s of the batched harness;
+- model passes: wall time inside the classifier (``DomainModel.forward`` and
+  ``forward_with_representations``: STFT→Mel, CNN14, head), inside the method's own
+  networks (L-MAC's decoder, L2I's interpreter) and inside every backward pass
+  (``torch.autograd.grad``, ``Tensor.backward``), measured in the same run;
+- harness overhead = 1 − model passes / total: everything else (mixing, STFT,
+  features, masks, metrics, per-sample rows), and total / model passes (× floor);
+- peak memory: resident memory of the process (CPU, sampled every 5 ms) or peak CUDA
+  memory allocated, while the method ran;
+- the per-sample loop's samples/s, the batched speed-up, and the largest absolute
+  difference of a per-sample metric between the two.
+
+Models are the run's (trained or loaded from the cache, ``--classifier-checkpoint``,
+``--lmac-checkpoint``); ``--paper-size`` benchmarks seeded paper-size SpeechBrain
+checkpoints (CNN14 width 64, decoder dim 2048) written to the cache.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+import resource
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from benchmark.classifier import DomainModel
+from benchmark.frontend import DOMAINS
+from benchmark.harness import RunConfig, ResultWriter, evaluate, evaluation_samples, prepare, prepare_batch
+
+METRIC_COLUMNS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM", "BCE-clean"]
+
+
+class ModelPassTimer(contextlib.AbstractContextManager):
+    """Wall time (s) spent inside model passes while the context is open.
+
+    Times the classifier passes (``DomainModel.forward``, ``forward_with_representations``),
+    the ``forward`` of the given explainer networks, ``torch.autograd.grad`` and
+    ``Tensor.backward``; nested calls count once. On CUDA every span is synchronised.
+    """
+
+    def __init__(self, networks: list[nn.Module], device: torch.device):
+        self.seconds = 0.0
+        self._depth = 0
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self._targets = [(DomainModel, "forward"), (DomainModel, "forward_with_representations"),
+                         (torch.autograd, "grad"), (torch.Tensor, "backward"),
+                         *{(type(network), "forward") for network in networks}]
+        self._originals: list = []
+
+    def _timed(self, function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            if self._depth:
+                return function(*args, **kwargs)
+            self._sync()
+            start = time.perf_counter()
+            self._depth += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                self._sync()
+                self.seconds += time.perf_counter() - start
+        return wrapper
+
+    def __enter__(self):
+        for owner, name in self._targets:
+            original = getattr(owner, name)
+            self._originals.append((owner, name, original))
+            setattr(owner, name, self._timed(original))
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original in reversed(self._originals):
+            setattr(owner, name, original)
+        self._originals.clear()
+        return False
+
+
+def resident_mib() -> float:
+    """Resident memory of this process in MiB (Linux /proc; elsewhere the peak so far)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakMemory(contextlib.AbstractContextManager):
+    """Peak memory (MiB) while the context is open: CUDA memory allocated on a GPU,
+    else the process's resident memory, sampled every 5 ms by a thread."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak_mib = max(self.peak_mib, resident_mib())
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak_mib = resident_mib()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mib = max(self.peak_mib, resident_mib())
+        return False
+
+
+def speechbrain_paper_checkpoints(folder: Path, n_classes: int, seed: int = 0) -> Path:
+    """Seeded paper-size modules of SpeechBrain's L-MAC recipe, saved in its format in ``folder``
+    (if not there yet): ``embedding_model.ckpt`` (``Cnn14(mel_bins=80, emb_dim=2048)``),
+    ``classifier.ckpt`` (``Linear(2048, n_classes)``) and ``psi_model.ckpt``
+    (``CNN14PSI_stft(dim=2048)``), BatchNorm statistics drawn from U(0.5, 1.5).
+
+    Returns ``folder``. Raises ImportError without speechbrain.
+    """
+    from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
+
+    if all((folder / name).is_file() for name in ("embedding_model.ckpt", "classifier.ckpt", "psi_model.ckpt")):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    modules = {"embedding_model": Cnn14(mel_bins=80, emb_dim=2048, return_reps=True),
+               "classifier": nn.Linear(2048, n_classes), "psi_model": CNN14PSI_stft(dim=2048)}
+    for name, module in modules.items():
+        for buffer_name, buffer in module.named_buffers():
+            if "running" in buffer_name:
+                buffer.uniform_(0.5, 1.5)
+        torch.save(module.state_dict(), folder / f"{name}.ckpt")
+    return folder
+
+
+def _timed(config: RunConfig, networks: list[nn.Module], work, repeats: int) -> dict:
+    """The fastest of ``repeats`` runs of ``work()``: total and model-pass seconds, peak memory."""
+    device = torch.device(config.device)
+    best = None
+    for _ in range(repeats):
+        with ModelPassTimer(networks, device) as timer, PeakMemory(device) as memory:
+            start = time.perf_counter()
+            work()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            total = time.perf_counter() - start
+        if best is None or total < best["total_s"]:
+            best = {"total_s": total, "model_s": timer.seconds, "peak_mib": memory.peak_mib}
+    return best
+
+
+def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: int, folder: Path,
+             repeats: int) -> dict:
+    """Evaluate ``explainer`` on all samples at ``batch_size`` with the harness (after one
+    untimed warm-up batch); the fastest of ``repeats`` runs, and the per-sample rows."""
+    config = replace(config, batch_size=batch_size)
+    csv = folder / f"{explainer.label.replace(' ', '_')}-batch{batch_size}.csv"
+    networks = [v for v in vars(explainer).values() if isinstance(v, nn.Module)]
+    head = replace(evaluation, samples=evaluation.samples[:batch_size])
+    evaluate(config, classifier, [explainer], head, ResultWriter(folder / "warm-up.csv"), folder)
+    (folder / "warm-up.csv").unlink()
+
+    def work():
+        csv.unlink(missing_ok=True)
+        evaluate(config, classifier, [explainer], evaluation, ResultWriter(csv), folder)
+
+    return {**_timed(config, networks, work, repeats), "rows": pd.read_csv(csv)}
+
+
+def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> dict:
+    """The per-batch work all methods share (``prepare_batch``: mixing, STFT, features,
+    BCE-clean target, the unmasked pass), over all samples and settings."""
+    device = torch.device(config.device)
+    batches = [list(range(i, min(i + config.batch_size, len(evaluation.samples))))
+               for i in range(0, len(evaluation.samples), config.batch_size)]
+    models = [DomainModel(classifier, DOMAINS[name]).eval() for name in config.domains]
+
+    def work():
+        for model in models:
+            for batch in batches:
+                model._unmasked = None  # a fresh pass, as in a run
+                prepare_batch(model, evaluation, batch, device)
+
+    work()  # warm-up
+    return _timed(config, [], work, repeats)
+
+
+def max_metric_difference(first: pd.DataFrame, second: pd.DataFrame) -> float:
+    """Largest |difference| of a per-sample metric between two runs (NaN in both counts as equal)."""
+    key = ["setting", "sample_id"]
+    merged = first.merge(second, on=key, suffixes=("", "_other"))
+    if len(merged) != len(first) or len(merged) != len(second):
+        raise ValueError("the two runs did not evaluate the same samples")
+    columns = [c for c in METRIC_COLUMNS if c in first]
+    a, b = merged[columns].to_numpy(float), merged[[f"{c}_other" for c in columns]].to_numpy(float)
+    difference = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
+    return float(np.nan_to_num(difference, nan=np.inf).max())
+
+
+def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3) -> str:
+    """Benchmark every method of ``config`` (see the module docstring); write bench.csv and
+    bench.md to ``config.out`` (the per-sample rows of both loops under ``per_sample/``) and
+    return the Markdown table.
+
+    ``per_sample_methods``: the methods also run in the per-sample loop ("all" for every one);
+    ``repeats``: each timing is the fastest of this many runs.
+    """
+    out = Path(config.out)
+    folder = out / "per_sample"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
+    data, classifier, explainers = prepare(config, {})
+    evaluation = evaluation_samples(config, data)
+    count = len(evaluation.samples) * len(config.domains)
+    shared = _measure_shared(config, classifier, evaluation, repeats)
+    rows = [{"method": "(shared per batch)", "samples/s": count / shared["total_s"],
+             "model passes s": shared["model_s"], "total s": shared["total_s"],
+             "overhead %": 100 * (1 - shared["model_s"] / shared["total_s"]),
+             "× floor": shared["total_s"] / shared["model_s"], "peak MiB": shared["peak_mib"]}]
+    for explainer in explainers:
+        batched = _measure(config, classifier, explainer, evaluation, config.batch_size, folder, repeats)
+        own_total, own_model = batched["total_s"] - shared["total_s"], batched["model_s"] - shared["model_s"]
+        row = {"method": explainer.label, "samples/s": count / batched["total_s"],
+               "model passes s": batched["model_s"], "total s": batched["total_s"],
+               "overhead %": 100 * (1 - batched["model_s"] / batched["total_s"]),
+               "× floor": batched["total_s"] / batched["model_s"], "peak MiB": batched["peak_mib"],
+               "own overhead %": 100 * (1 - own_model / own_total)}
+        if "all" in per_sample_methods or explainer.name in per_sample_methods:
+            single = _measure(config, classifier, explainer, evaluation, 1, folder, repeats)
+            row.update({"per-sample samples/s": count / single["total_s"],
+                        "batched speed-up ×": single["total_s"] / batched["total_s"],
+                        "max |Δ metric|": max_metric_difference(batched["rows"], single["rows"])})
+        rows.append(row)
+        print(f"{explainer.label}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "method"))
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "bench.csv", index=False)
+    decoders = "".join(f"; {e.label} decoder width {e.decoder.convt1.out_channels}"
+                       for e in explainers if getattr(e, "decoder", None) is not None)
+    lines = [
+        f"# Harness speed: {config.dataset}, {len(evaluation.samples)} samples × {', '.join(config.domains)}",
+        "",
+        table.to_markdown(index=False, floatfmt=".4g"),
+        "",
+        f"- batch size {config.batch_size}; device {config.device}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); torch {torch.__version__}; "
+        f"fastest of {repeats} runs",
+        f"- classifier CNN14 width {classifier.embedding_model.width}{decoders}",
+        "- model passes: time inside the classifier (STFT→Mel, CNN14, head), the method's networks and backward "
+        "passes; overhead = the rest (mixing, STFT, features, masks, metrics, rows); × floor = total / model passes",
+        "- a method's row is a run with that method alone, including the shared per-batch work (first row: mixing, "
+        "STFT, features, BCE-clean target, unmasked pass), which a run does once for all its methods; own "
+        "overhead % leaves that shared work out",
+        "- per-sample: the same harness one sample at a time; max |Δ metric| over AI, AD, AG, FF, Fid-In, SPS, "
+        "COMP, MM, BCE-clean",
+    ]
+    markdown = "\n".join(lines) + "\n"
+    (out / "bench.md").write_text(markdown)
+    return markdown
