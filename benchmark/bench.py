@@ -1,20 +1,25 @@
 """Speed of the evaluation harness on real clips: ``python run_benchmark.py bench``.
 
 For each method the harness's own ``evaluate`` explains and scores the condition's
-samples (the first ``--limit`` evaluation clips) twice with the same models:
+samples (the first ``--limit`` evaluation clips) with the same models, twice:
 
 - batched (``--batch-size``), as a benchmark run does;
-- the per-sample loop: one sample at a time, every sample and method on its own.
+- the per-sample loop: the same harness one sample at a time.
 
-and reports
+It reports, each timing the fastest of ``--repeats`` runs after an untimed warm-up:
 
-- samples/s of the batched harness;
+- samples/s of the batched harness for a run with that method alone;
 - model passes: wall time inside the classifier (``DomainModel.forward`` and
-  ``forward_with_representations``: STFT→Mel, CNN14, head), inside the method's own
-  networks (L-MAC's decoder, L2I's interpreter) and inside every backward pass
-  (``torch.autograd.grad``, ``Tensor.backward``), measured in the same run;
-- harness overhead = 1 − model passes / total: everything else (mixing, STFT,
-  features, masks, metrics, per-sample rows), and total / model passes (× floor);
+  ``forward_with_representations``: STFT→Mel, CNN14, head), inside the ``forward`` of
+  the method's own networks (L-MAC's decoder) and inside every backward pass
+  (``torch.autograd.grad``, ``Tensor.backward``), measured in the same run, and the
+  inputs that went through CNN14 per sample;
+- overhead = 1 − model passes / total: everything else (mixing, STFT, features,
+  the method's non-model work, masks, metrics, per-sample rows), and × floor = total
+  / model passes; "own overhead" leaves out the per-batch work a run shares between
+  its methods (mixing, STFT, features, BCE-clean target, the unmasked pass: first row);
+- for L-MAC, × L-MAC floor: total / (one decoder and three classifier passes per
+  sample, timed on their own in the same run);
 - peak memory: resident memory of the process (CPU, sampled every 5 ms) or peak CUDA
   memory allocated, while the method ran;
 - the per-sample loop's samples/s, the batched speed-up, and the largest absolute
@@ -41,8 +46,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from benchmark.classifier import DomainModel
-from benchmark.frontend import DOMAINS
+from benchmark.classifier import Cnn14, DomainModel
+from benchmark.frontend import DOMAINS, stft
 from benchmark.harness import RunConfig, ResultWriter, evaluate, evaluation_samples, prepare, prepare_batch
 
 METRIC_COLUMNS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM", "BCE-clean"]
@@ -54,10 +59,12 @@ class ModelPassTimer(contextlib.AbstractContextManager):
     Times the classifier passes (``DomainModel.forward``, ``forward_with_representations``),
     the ``forward`` of the given explainer networks, ``torch.autograd.grad`` and
     ``Tensor.backward``; nested calls count once. On CUDA every span is synchronised.
+    Also counts the inputs that went through CNN14 (``classifier_samples``).
     """
 
     def __init__(self, networks: list[nn.Module], device: torch.device):
         self.seconds = 0.0
+        self.classifier_samples = 0  # inputs that went through CNN14 (a kept unmasked pass is not one)
         self._depth = 0
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self._targets = [(DomainModel, "forward"), (DomainModel, "forward_with_representations"),
@@ -81,11 +88,19 @@ class ModelPassTimer(contextlib.AbstractContextManager):
                 self.seconds += time.perf_counter() - start
         return wrapper
 
+    def _counted(self, function):
+        @functools.wraps(function)
+        def wrapper(module, mel, *args, **kwargs):
+            self.classifier_samples += len(mel)
+            return function(module, mel, *args, **kwargs)
+        return wrapper
+
     def __enter__(self):
-        for owner, name in self._targets:
+        for owner, name, wrap in [*((owner, name, self._timed) for owner, name in self._targets),
+                                  (Cnn14, "forward", self._counted)]:
             original = getattr(owner, name)
             self._originals.append((owner, name, original))
-            setattr(owner, name, self._timed(original))
+            setattr(owner, name, wrap(original))
         return self
 
     def __exit__(self, *exc):
@@ -172,7 +187,8 @@ def _timed(config: RunConfig, networks: list[nn.Module], work, repeats: int) -> 
                 torch.cuda.synchronize()
             total = time.perf_counter() - start
         if best is None or total < best["total_s"]:
-            best = {"total_s": total, "model_s": timer.seconds, "peak_mib": memory.peak_mib}
+            best = {"total_s": total, "model_s": timer.seconds, "peak_mib": memory.peak_mib,
+                    "classifier_samples": timer.classifier_samples}
     return best
 
 
@@ -210,6 +226,29 @@ def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> 
 
     work()  # warm-up
     return _timed(config, [], work, repeats)
+
+
+def _lmac_floor(config: RunConfig, classifier, decoder: nn.Module, evaluation, repeats: int) -> float:
+    """Seconds of L-MAC's model-pass floor on all samples, timed in the same run: per
+    sample one decoder pass and three classifier passes (X, M⊙X, (1−M)⊙X), nothing else,
+    on the features of the listenable setting computed beforehand."""
+    device = torch.device(config.device)
+    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
+    ids = list(range(len(evaluation.samples)))
+    features = torch.cat([model.domain.features(stft(evaluation.waveforms(ids[i:i + config.batch_size]).to(device)))
+                          for i in range(0, len(ids), config.batch_size)])
+    split = (lambda x: x.split(1)) if device.type == "cpu" else (lambda x: x.split(config.batch_size))
+
+    def work():
+        with torch.no_grad():
+            for x in split(features):
+                _, representations = classifier.forward_with_representations(model.domain.classifier_input(x))
+                mask = torch.sigmoid(decoder(representations)).squeeze(1)
+                model(mask * x[:, : mask.shape[1]])
+                model((1 - mask) * x[:, : mask.shape[1]])
+
+    work()  # warm-up
+    return _timed(config, [], work, repeats)["total_s"]
 
 
 def max_metric_difference(first: pd.DataFrame, second: pd.DataFrame) -> float:
@@ -251,7 +290,11 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
                "model passes s": batched["model_s"], "total s": batched["total_s"],
                "overhead %": 100 * (1 - batched["model_s"] / batched["total_s"]),
                "× floor": batched["total_s"] / batched["model_s"], "peak MiB": batched["peak_mib"],
-               "own overhead %": 100 * (1 - own_model / own_total)}
+               "own overhead %": 100 * (1 - own_model / own_total),
+               "classifier passes / sample": batched["classifier_samples"] / count}
+        if getattr(explainer, "decoder", None) is not None and "listenable" in config.domains:
+            row["× L-MAC floor"] = batched["total_s"] / _lmac_floor(config, classifier, explainer.decoder,
+                                                                     evaluation, repeats)
         if "all" in per_sample_methods or explainer.name in per_sample_methods:
             single = _measure(config, classifier, explainer, evaluation, 1, folder, repeats)
             row.update({"per-sample samples/s": count / single["total_s"],
@@ -277,6 +320,8 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         "- a method's row is a run with that method alone, including the shared per-batch work (first row: mixing, "
         "STFT, features, BCE-clean target, unmasked pass), which a run does once for all its methods; own "
         "overhead % leaves that shared work out",
+        "- classifier passes / sample: inputs through CNN14 per sample (the unmasked pass is shared: L-MAC needs 3); "
+        "× L-MAC floor: total / (one decoder and three classifier passes per sample, timed alone in the same run)",
         "- per-sample: the same harness one sample at a time; max |Δ metric| over AI, AD, AG, FF, Fid-In, SPS, "
         "COMP, MM, BCE-clean",
     ]

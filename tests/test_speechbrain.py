@@ -5,6 +5,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
 
+from benchmark.bench import speechbrain_paper_checkpoints
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, stft
 from benchmark.harness import load_classifier_checkpoint
@@ -14,19 +15,13 @@ from methods.base import TrainingResources
 
 @pytest.fixture(scope="module")
 def speechbrain_checkpoints(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("speechbrain")
-    embedding = Cnn14(mel_bins=80, emb_dim=2048, return_reps=True).eval()
-    head = torch.nn.Linear(2048, 50).eval()
-    psi = CNN14PSI_stft(dim=2048).eval()
-    for module in (embedding, head, psi):  # non-trivial BatchNorm statistics
-        for name, buffer in module.named_buffers():
-            if "running" in name:
-                buffer.uniform_(0.5, 1.5)
-    torch.save(embedding.state_dict(), folder / "embedding_model.ckpt")
-    torch.save(head.state_dict(), folder / "classifier.ckpt")
-    torch.save(psi.state_dict(), folder / "psi_model.ckpt")
-    return folder, embedding, head, psi
+    folder = speechbrain_paper_checkpoints(tmp_path_factory.mktemp("speechbrain"), n_classes=50)
+    modules = (Cnn14(mel_bins=80, emb_dim=2048, return_reps=True), torch.nn.Linear(2048, 50), CNN14PSI_stft(dim=2048))
+    for module, name in zip(modules, ("embedding_model", "classifier", "psi_model")):
+        module.load_state_dict(torch.load(folder / f"{name}.ckpt", weights_only=True))
+        module.eval()
+    assert modules[0].state_dict()["norm0.running_var"].min() >= 0.5  # non-trivial BatchNorm statistics
+    return (folder, *modules)
 
 
 def test_logits_representations_and_mask_equal_speechbrains(speechbrain_checkpoints, clips):
