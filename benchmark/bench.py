@@ -216,12 +216,12 @@ def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> 
     device = torch.device(config.device)
     batches = [list(range(i, min(i + config.batch_size, len(evaluation.samples))))
                for i in range(0, len(evaluation.samples), config.batch_size)]
-    models = [DomainModel(classifier, DOMAINS[name]).eval() for name in config.domains]
+    models = [DomainModel(classifier, DOMAINS[name], per_sample=device.type == "cpu").eval()
+              for name in config.domains]
 
     def work():
         for model in models:
             for batch in batches:
-                model._unmasked = None  # a fresh pass, as in a run
                 prepare_batch(model, evaluation, batch, device)
 
     work()  # warm-up
@@ -233,7 +233,7 @@ def _lmac_floor(config: RunConfig, classifier, decoder: nn.Module, evaluation, r
     sample one decoder pass and three classifier passes (X, M⊙X, (1−M)⊙X), nothing else,
     on the features of the listenable setting computed beforehand."""
     device = torch.device(config.device)
-    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
+    model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
     ids = list(range(len(evaluation.samples)))
     features = torch.cat([model.domain.features(stft(evaluation.waveforms(ids[i:i + config.batch_size]).to(device)))
                           for i in range(0, len(ids), config.batch_size)])
@@ -277,6 +277,7 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
     torch.manual_seed(config.seed)
     data, classifier, explainers = prepare(config, {})
     evaluation = evaluation_samples(config, data)
+    explainers = [e for e in explainers if set(e.domains) & set(config.domains)]
     count = len(evaluation.samples) * len(config.domains)
     shared = _measure_shared(config, classifier, evaluation, repeats)
     rows = [{"method": "(shared per batch)", "samples/s": count / shared["total_s"],
@@ -284,6 +285,7 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
              "overhead %": 100 * (1 - shared["model_s"] / shared["total_s"]),
              "× floor": shared["total_s"] / shared["model_s"], "peak MiB": shared["peak_mib"]}]
     for explainer in explainers:
+        count = len(evaluation.samples) * len(set(explainer.domains) & set(config.domains))
         batched = _measure(config, classifier, explainer, evaluation, config.batch_size, folder, repeats)
         own_total, own_model = batched["total_s"] - shared["total_s"], batched["model_s"] - shared["model_s"]
         row = {"method": explainer.label, "samples/s": count / batched["total_s"],

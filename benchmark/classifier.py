@@ -115,12 +115,14 @@ class DomainModel(nn.Module):
     For the listenable domain X = log1p|STFT| (B, T, 513) goes through the STFT→Mel
     wrapper; for the mel domain X (B, T, 80) is the classifier's input. This is the
     function every explainer attributes and every metric queries (§3, §5).
+    ``per_sample``: see ``forward_with_representations``.
     """
 
-    def __init__(self, classifier: AudioClassifier, domain: Domain):
+    def __init__(self, classifier: AudioClassifier, domain: Domain, per_sample: bool = False):
         super().__init__()
         self.classifier = classifier
         self.domain = domain
+        self.per_sample = per_sample
         self._unmasked: tuple | None = None  # (features, version, (logits, representations)) of the last no-grad pass
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -130,10 +132,10 @@ class DomainModel(nn.Module):
     def forward_with_representations(self, features: torch.Tensor):
         """Logits (B, n_classes) and the block 6, 5, 4, 3 outputs for X (B, T, F).
 
-        Without gradient tracking (the harness's passes) on CPU, samples go through
-        the classifier one at a time: oneDNN picks its convolution algorithm by batch
-        size, and per-sample passes make every per-sample result independent of the
-        batch size at no cost on CPU (``run_benchmark.py bench``). The result for the
+        With ``per_sample`` (the harness on CPU), passes without gradient tracking take
+        the samples one at a time: oneDNN picks its convolution algorithm by batch size,
+        and per-sample passes make every per-sample result independent of the batch
+        size at no cost on CPU (``run_benchmark.py bench``). The result for the
         last ``features`` tensor is kept: a second call with the same, unmodified
         tensor, or with a block of its rows (``features[i:j]``), returns it without a
         new pass, so the harness's unmasked pass on a batch serves every method (L-MAC, L2I).
@@ -144,7 +146,7 @@ class DomainModel(nn.Module):
         if rows is not None:
             logits, representations = self._unmasked[2]
             return logits[rows], tuple(block[rows] for block in representations)
-        chunks = features.split(1) if features.device.type == "cpu" else [features]
+        chunks = features.split(1) if self.per_sample else [features]
         outputs = [self.classifier.forward_with_representations(self.domain.classifier_input(x)) for x in chunks]
         result = (torch.cat([logits for logits, _ in outputs]),
                   tuple(torch.cat(blocks) for blocks in zip(*(representations for _, representations in outputs))))

@@ -259,12 +259,12 @@ def evaluate_batch(model: DomainModel, explainer: Explainer, batch: EvaluationBa
 
     Two forward passes besides the batch's shared one: p_in on M⊙X and p_out on
     (1−M)⊙X, with X cropped to the mask's frames. "BCE-clean" is NaN without ``batch.clean_target``.
-    On CPU the explainer sees one sample at a time, as the classifier does (see
-    ``DomainModel.forward_with_representations``): every per-sample result is then the
-    same whatever the batch size, and a per-sample pass costs no more there.
+    With ``model.per_sample`` (CPU) the explainer sees one sample at a time, as the
+    model's passes do (see ``DomainModel.forward_with_representations``): every
+    per-sample result is then the same whatever the batch size, at no cost on CPU.
     """
     target = batch.logits.argmax(1)
-    if batch.features.device.type == "cpu":  # batch-size-independent results, as DomainModel's passes
+    if model.per_sample:  # batch-size-independent results, as the model's own passes
         mask = torch.cat([explainer.mask(model, x, c) for x, c in zip(batch.features.split(1), target.split(1))])
     else:
         mask = explainer.mask(model, batch.features, target)
@@ -448,7 +448,7 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
     batches = [list(range(i, min(i + config.batch_size, len(samples)))) for i in range(0, len(samples), config.batch_size)]
     progress = tqdm(total=len(batches) * len(config.domains), desc="evaluate", unit="batch")
     for domain_name in config.domains:
-        model = DomainModel(classifier, DOMAINS[domain_name]).eval()
+        model = DomainModel(classifier, DOMAINS[domain_name], per_sample=device.type == "cpu").eval()
         for batch in batches:
             progress.update()
             todo = [e for e in explainers if domain_name in e.domains and writer.missing(domain_name, e.label, batch)]
