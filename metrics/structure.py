@@ -36,10 +36,10 @@ def _absolute(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     """
     m = _flat(masks).detach()
     m = m if m.is_floating_point() else m.double()
-    low, _ = m.aminmax(dim=1)
+    low, peak = m.aminmax(dim=1)  # NaN or inf when the map holds one
     if (low < 0).any():
         m = m.abs()
-    peak = m.amax(dim=1)  # NaN or inf when the map holds one
+        peak = m.amax(dim=1)
     return m, peak, torch.isfinite(peak) & (peak > 0)
 
 
