@@ -47,10 +47,11 @@ import torch
 from torch import nn
 
 from benchmark.classifier import Cnn14, DomainModel
-from benchmark.frontend import DOMAINS, stft
+from benchmark.frontend import DOMAINS
 from benchmark.harness import RunConfig, ResultWriter, evaluate, evaluation_samples, prepare, prepare_batch
+from metrics import METRICS
 
-METRIC_COLUMNS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM", "BCE-clean"]
+METRIC_COLUMNS = [*METRICS, "BCE-clean"]
 
 
 class ModelPassTimer(contextlib.AbstractContextManager):
@@ -235,13 +236,12 @@ def _lmac_floor(config: RunConfig, classifier, decoder: nn.Module, evaluation, r
     device = torch.device(config.device)
     model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
     ids = list(range(len(evaluation.samples)))
-    features = torch.cat([model.domain.features(stft(evaluation.waveforms(ids[i:i + config.batch_size]).to(device)))
+    features = torch.cat([prepare_batch(model, evaluation, ids[i:i + config.batch_size], device).features
                           for i in range(0, len(ids), config.batch_size)])
-    split = (lambda x: x.split(1)) if device.type == "cpu" else (lambda x: x.split(config.batch_size))
 
     def work():
         with torch.no_grad():
-            for x in split(features):
+            for x in features.split(1 if model.per_sample else config.batch_size):
                 _, representations = classifier.forward_with_representations(model.domain.classifier_input(x))
                 mask = torch.sigmoid(decoder(representations)).squeeze(1)
                 model(mask * x[:, : mask.shape[1]])
