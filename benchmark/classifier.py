@@ -123,7 +123,7 @@ class DomainModel(nn.Module):
         self.classifier = classifier
         self.domain = domain
         self.per_sample = per_sample
-        self._unmasked: tuple | None = None  # (features, version, (logits, representations)) of the last no-grad pass
+        self._unmasked: tuple | None = None  # (features, version, (logits, representations)) of ``unmasked_pass``
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Logits (B, n_classes) for X (B, T, F); see ``forward_with_representations``."""
@@ -135,10 +135,9 @@ class DomainModel(nn.Module):
         With ``per_sample`` (the harness on CPU), passes without gradient tracking take
         the samples one at a time: oneDNN picks its convolution algorithm by batch size,
         and per-sample passes make every per-sample result independent of the batch
-        size at no cost on CPU (``run_benchmark.py bench``). The result for the
-        last ``features`` tensor is kept: a second call with the same, unmodified
-        tensor, or with a block of its rows (``features[i:j]``), returns it without a
-        new pass, so the harness's unmasked pass on a batch serves every method (L-MAC, L2I).
+        size at no cost on CPU (``run_benchmark.py bench``). A call without gradient
+        tracking on the tensor of the last ``unmasked_pass``, unmodified, or on a block
+        of its rows (``features[i:j]``), returns the kept result without a new pass.
         """
         if torch.is_grad_enabled():
             return self.classifier.forward_with_representations(self.domain.classifier_input(features))
@@ -148,8 +147,15 @@ class DomainModel(nn.Module):
             return logits[rows], tuple(block[rows] for block in representations)
         chunks = features.split(1) if self.per_sample else [features]
         outputs = [self.classifier.forward_with_representations(self.domain.classifier_input(x)) for x in chunks]
-        result = (torch.cat([logits for logits, _ in outputs]),
-                  tuple(torch.cat(blocks) for blocks in zip(*(representations for _, representations in outputs))))
+        return (torch.cat([logits for logits, _ in outputs]),
+                tuple(torch.cat(blocks) for blocks in zip(*(representations for _, representations in outputs))))
+
+    @torch.no_grad()
+    def unmasked_pass(self, features: torch.Tensor):
+        """``forward_with_representations`` on X (B, T, F), without gradient tracking, kept
+        for later calls on X or a block of its rows: the harness's one unmasked pass of a
+        batch serves every method (L-MAC, L2I) while the masked passes come and go."""
+        result = self.forward_with_representations(features)
         self._unmasked = (features, features._version, result)
         return result
 

@@ -247,8 +247,7 @@ def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[i
     waves = evaluation.waveforms(ids).to(device)
     spec = stft(waves)
     features = model.domain.features(spec)
-    with torch.no_grad():
-        logits, _ = model.forward_with_representations(features)
+    logits, _ = model.unmasked_pass(features)
     clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
     return EvaluationBatch(waves, spec, features, logits, clean_target)
 

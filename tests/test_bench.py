@@ -40,3 +40,19 @@ def test_model_pass_timer_counts_classifier_passes_and_restores_them(small_class
     with ModelPassTimer([], torch.device("cpu")) as idle:
         features.abs()
     assert idle.seconds == 0
+
+
+def test_the_unmasked_pass_serves_later_methods_after_masked_passes(small_classifier, clips):
+    model = DomainModel(small_classifier, DOMAINS["listenable"], per_sample=True).eval()
+    features = DOMAINS["listenable"].features(stft(clips))
+    with ModelPassTimer([], torch.device("cpu")) as timer, torch.no_grad():
+        logits, _ = model.unmasked_pass(features)
+        model(0.5 * features)  # a method's masked passes M⊙X and (1−M)⊙X
+        model(features - 0.5 * features)
+        after_masked = timer.classifier_samples
+        again, representations = model.forward_with_representations(features[1:2])  # L-MAC on sample 1
+    assert after_masked == 3 * len(clips) and timer.classifier_samples == after_masked
+    assert torch.equal(again, logits[1:2]) and len(representations) == 4
+    with torch.no_grad():
+        features.mul_(2)  # modified in place: the kept pass no longer applies
+        assert not torch.equal(model(features[1:2]), logits[1:2])
