@@ -73,7 +73,7 @@ def stft(waveform: torch.Tensor) -> torch.Tensor:
 def magnitude(spec: torch.Tensor) -> torch.Tensor:
     """``sqrt(re² + im² + 1e-14)`` of a complex STFT (B, T, F): SpeechBrain's
     ``spectral_magnitude(power=0.5)``, finite gradient at zero."""
-    return (spec.real**2 + spec.imag**2 + MAGNITUDE_EPS).sqrt()
+    return spec.real.square().addcmul_(spec.imag, spec.imag).add_(MAGNITUDE_EPS).sqrt_()  # one buffer, autograd-safe
 
 
 def log1p_magnitude(spec: torch.Tensor) -> torch.Tensor:

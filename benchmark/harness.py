@@ -227,12 +227,14 @@ def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
 class EvaluationBatch:
     """What every method shares on one batch of one setting, computed once (§5).
 
+    ids: the samples' indices in ``EvaluationSamples.samples``;
     waves: (B, N) evaluated waveforms at 16 kHz; spec: their complex STFT (B, T, 513);
     features: X of the setting (B, T, F); logits: (B, C) classifier output on X (the
     model keeps its representations for L-MAC and L2I); clean_target: the binarised
     clean spectrograms (B, T, 513) bool, the target of the BCE-clean column, or None.
     """
 
+    ids: list[int]
     waves: torch.Tensor
     spec: torch.Tensor
     features: torch.Tensor
@@ -249,23 +251,37 @@ def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[i
     features = model.domain.features(spec)
     logits, _ = model.unmasked_pass(features)
     clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
-    return EvaluationBatch(waves, spec, features, logits, clean_target)
+    return EvaluationBatch(list(ids), waves, spec, features, logits, clean_target)
+
+
+def sample_seed(seed: int, sample_id: int) -> int:
+    """The seed of a method's random draws for one sample (SmoothGrad's noise, SHAP's baselines
+    and interpolation points): a function of the run's seed and the sample's index only, so
+    that a sample's explanation does not depend on the batch it is in or on the other methods."""
+    return int(np.random.SeedSequence([seed, sample_id]).generate_state(1)[0])
 
 
 def evaluate_batch(model: DomainModel, explainer: Explainer, batch: EvaluationBatch,
-                   ad_softmax_twice: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                   ad_softmax_twice: bool, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mask (B, T_m, F) of ``explainer`` for the predicted classes and all metrics, each (B,) (§5).
 
     Two forward passes besides the batch's shared one: p_in on M⊙X and p_out on
     (1−M)⊙X, with X cropped to the mask's frames. "BCE-clean" is NaN without ``batch.clean_target``.
     With ``model.per_sample`` (CPU) the explainer sees one sample at a time, as the
-    model's passes do (see ``DomainModel.forward_with_representations``): every
-    per-sample result is then the same whatever the batch size, at no cost on CPU.
+    model's passes do (see ``DomainModel.forward_with_representations``), with torch's
+    generator seeded by ``sample_seed(seed, id)`` for each sample: every per-sample
+    result is then the same whatever the batch size, at no cost on CPU. Batched (GPU),
+    the generator is seeded once per batch, from its first sample.
     """
     target = batch.logits.argmax(1)
     if model.per_sample:  # batch-size-independent results, as the model's own passes
-        mask = torch.cat([explainer.mask(model, x, c) for x, c in zip(batch.features.split(1), target.split(1))])
+        masks = []
+        for i, x, c in zip(batch.ids, batch.features.split(1), target.split(1)):
+            torch.manual_seed(sample_seed(seed, i))
+            masks.append(explainer.mask(model, x, c))
+        mask = torch.cat(masks)
     else:
+        torch.manual_seed(sample_seed(seed, batch.ids[0]))
         mask = explainer.mask(model, batch.features, target)
     cropped = batch.features[:, : mask.shape[1]]
     with torch.no_grad():
@@ -462,8 +478,7 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
             predicted = shared.logits.argmax(1).tolist()
             confidence = shared.logits.softmax(1).amax(1).tolist()
             for explainer in todo:
-                torch.manual_seed(config.seed)
-                mask, scores = evaluate_batch(model, explainer, shared, config.ad_softmax_twice)
+                mask, scores = evaluate_batch(model, explainer, shared, config.ad_softmax_twice, config.seed)
                 if write_wavs:
                     for k, audio in enumerate(listenable_waveform(mask, shared.spec, waves.shape[1])):
                         write_audio(out / "audio" / f"{batch[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)

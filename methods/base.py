@@ -125,7 +125,7 @@ def to_mask(saliency_map: torch.Tensor) -> torch.Tensor:
     """
     absolute = saliency_map.abs()
     peak = absolute.flatten(1).amax(dim=1).clamp_min(torch.finfo(absolute.dtype).tiny)
-    return absolute / peak.view(-1, 1, 1)
+    return absolute.div_(peak.view(-1, 1, 1))
 
 
 _REGISTRY: dict[str, type[Explainer]] = {}

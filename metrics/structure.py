@@ -69,9 +69,11 @@ def _sparseness(m: torch.Tensor, peak: torch.Tensor, valid: torch.Tensor) -> tor
 
 
 def _complexity(m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    # −Σ p ln p with p = m/S, S = Σ m (the max normalisation cancels) is ln S − (Σ m ln m)/S.
+    # −Σ p ln p with p = m/S, S = Σ m (the max normalisation cancels) is ln S − (Σ m ln m)/S;
+    # m ln max(m, tiny) is 0 at m = 0 like xlogy(m, m), and about 2× faster.
     total = m.sum(dim=1).double()
-    comp = total.log() - torch.special.xlogy(m, m).sum(dim=1).double() / total
+    m_log_m = m * m.clamp_min(torch.finfo(m.dtype).tiny).log()
+    comp = total.log() - m_log_m.sum(dim=1).double() / total
     return torch.where(valid, comp, torch.nan)
 
 

@@ -1,11 +1,15 @@
 """The harness benchmark (run_benchmark.py bench) on real ESC-50 clips, tiny profile."""
 import pandas as pd
+import pytest
 import torch
 
 from benchmark.bench import ModelPassTimer
 from benchmark.classifier import DomainModel
 from benchmark.cli import main
 from benchmark.frontend import DOMAINS, stft
+from benchmark.harness import EvaluationSamples, evaluate_batch, prepare_batch
+from datasets.contamination import ContaminatedSample
+from methods import build_explainer
 from tests.conftest import ESC50
 
 
@@ -56,3 +60,16 @@ def test_the_unmasked_pass_serves_later_methods_after_masked_passes(small_classi
     with torch.no_grad():
         features.mul_(2)  # modified in place: the kept pass no longer applies
         assert not torch.equal(model(features[1:2]), logits[1:2])
+
+
+@pytest.mark.parametrize("method, options", [("smoothgrad", {"n_samples": 3}), ("shap", {})])
+def test_a_stochastic_method_draws_the_same_for_a_sample_in_any_batch(method, options, small_classifier, clips):
+    model = DomainModel(small_classifier, DOMAINS["listenable"], per_sample=True).eval()
+    samples = [ContaminatedSample(i, f"clip {i}", "", 1.0, 0.0, "clean") for i in range(len(clips))]
+    evaluation = EvaluationSamples(samples, clips, {}, [0, 1])
+    explainer = build_explainer(method, **options)
+    pair, _ = evaluate_batch(model, explainer, prepare_batch(model, evaluation, [0, 1], torch.device("cpu")), True, 0)
+    alone, _ = evaluate_batch(model, explainer, prepare_batch(model, evaluation, [1], torch.device("cpu")), True, 0)
+    other_seed, _ = evaluate_batch(model, explainer, prepare_batch(model, evaluation, [1], torch.device("cpu")), True, 1)
+    assert torch.equal(pair[1], alone[0])  # sample 1 second in a batch of two, or alone
+    assert (other_seed[0] - alone[0]).abs().max() > 1e-3  # the draws are random, seeded by the run's seed
