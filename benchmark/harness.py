@@ -555,8 +555,7 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     spec = stft(waveform)
     model = DomainModel(classifier, DOMAINS["listenable"]).eval()
     features = model.domain.features(spec)
-    with torch.no_grad():
-        probabilities = model(features).softmax(1)[0]
+    probabilities = model.unmasked_pass(features)[0].softmax(1)[0]  # kept for L-MAC / L2I
     predicted = int(probabilities.argmax())
     mask = explainer.mask(model, features, torch.tensor([predicted], device=features.device))
     out = Path(config.out)
