@@ -48,7 +48,8 @@ from torch import nn
 
 from benchmark.classifier import Cnn14, DomainModel
 from benchmark.frontend import DOMAINS
-from benchmark.harness import RunConfig, ResultWriter, evaluate, evaluation_samples, prepare, prepare_batch
+from benchmark.harness import (RunConfig, ResultWriter, batch_ids, evaluate, evaluation_samples, prepare,
+                               prepare_batch)
 from metrics import METRICS
 
 METRIC_COLUMNS = [*METRICS, "BCE-clean"]
@@ -215,8 +216,7 @@ def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> 
     """The per-batch work all methods share (``prepare_batch``: mixing, STFT, features,
     BCE-clean target, the unmasked pass), over all samples and settings."""
     device = torch.device(config.device)
-    batches = [list(range(i, min(i + config.batch_size, len(evaluation.samples))))
-               for i in range(0, len(evaluation.samples), config.batch_size)]
+    batches = batch_ids(len(evaluation.samples), config.batch_size)
     models = [DomainModel(classifier, DOMAINS[name], per_sample=device.type == "cpu").eval()
               for name in config.domains]
 
@@ -229,21 +229,20 @@ def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> 
     return _timed(config, [], work, repeats)
 
 
-def _lmac_floor(config: RunConfig, classifier, decoder: nn.Module, evaluation, repeats: int) -> float:
+def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: int) -> float:
     """Seconds of L-MAC's model-pass floor on all samples, timed in the same run: per
-    sample one decoder pass and three classifier passes (X, M⊙X, (1−M)⊙X), nothing else,
-    on the features of the listenable setting computed beforehand."""
+    sample its mask (one classifier pass for the representations, one decoder pass) and
+    the two classifier passes M⊙X and (1−M)⊙X, nothing else, on the features of the
+    listenable setting computed beforehand."""
     device = torch.device(config.device)
     model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
-    ids = list(range(len(evaluation.samples)))
-    features = torch.cat([prepare_batch(model, evaluation, ids[i:i + config.batch_size], device).features
-                          for i in range(0, len(ids), config.batch_size)])
+    features = torch.cat([prepare_batch(model, evaluation, ids, device).features
+                          for ids in batch_ids(len(evaluation.samples), config.batch_size)])
 
     def work():
         with torch.no_grad():
             for x in features.split(1 if model.per_sample else config.batch_size):
-                _, representations = classifier.forward_with_representations(model.domain.classifier_input(x))
-                mask = torch.sigmoid(decoder(representations)).squeeze(1)
+                mask = explainer.attribute(model, x, None)  # a new tensor: the kept unmasked pass does not apply
                 model(mask * x[:, : mask.shape[1]])
                 model((1 - mask) * x[:, : mask.shape[1]])
 
@@ -295,8 +294,7 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
                "own overhead %": 100 * (1 - own_model / own_total),
                "classifier passes / sample": batched["classifier_samples"] / count}
         if getattr(explainer, "decoder", None) is not None and "listenable" in config.domains:
-            row["× L-MAC floor"] = batched["total_s"] / _lmac_floor(config, classifier, explainer.decoder,
-                                                                     evaluation, repeats)
+            row["× L-MAC floor"] = batched["total_s"] / _lmac_floor(config, classifier, explainer, evaluation, repeats)
         if "all" in per_sample_methods or explainer.name in per_sample_methods:
             single = _measure(config, classifier, explainer, evaluation, 1, folder, repeats)
             row.update({"per-sample samples/s": count / single["total_s"],

@@ -242,6 +242,11 @@ class EvaluationBatch:
     clean_target: torch.Tensor | None = None
 
 
+def batch_ids(count: int, batch_size: int) -> list[list[int]]:
+    """Sample indices 0..count−1 in consecutive batches of ``batch_size`` (the last one shorter)."""
+    return [list(range(i, min(i + batch_size, count))) for i in range(0, count, batch_size)]
+
+
 def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[int],
                   device: torch.device) -> EvaluationBatch:
     """The waveforms, STFT, features, BCE-clean target (listenable setting) and the one
@@ -460,7 +465,7 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
     """
     device = torch.device(config.device)
     samples = evaluation.samples
-    batches = [list(range(i, min(i + config.batch_size, len(samples)))) for i in range(0, len(samples), config.batch_size)]
+    batches = batch_ids(len(samples), config.batch_size)
     progress = tqdm(total=len(batches) * len(config.domains), desc="evaluate", unit="batch")
     for domain_name in config.domains:
         model = DomainModel(classifier, DOMAINS[domain_name], per_sample=device.type == "cpu").eval()
