@@ -48,8 +48,8 @@ from torch import nn
 
 from benchmark.classifier import Cnn14, DomainModel
 from benchmark.frontend import DOMAINS
-from benchmark.harness import (RunConfig, ResultWriter, batch_ids, evaluate, evaluation_samples, prepare,
-                               prepare_batch)
+from benchmark.harness import RunConfig, batch_ids, evaluate, prepare, prepare_batch
+from benchmark.store import ResultWriter
 from metrics import METRICS
 
 METRIC_COLUMNS = [*METRICS, "BCE-clean"]
@@ -252,7 +252,7 @@ def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: i
 
 def max_metric_difference(first: pd.DataFrame, second: pd.DataFrame) -> float:
     """Largest |difference| of a per-sample metric between two runs (NaN in both counts as equal)."""
-    key = ["setting", "sample_id"]
+    key = ["domain", "sample_id"]
     merged = first.merge(second, on=key, suffixes=("", "_other"))
     if len(merged) != len(first) or len(merged) != len(second):
         raise ValueError("the two runs did not evaluate the same samples")
@@ -274,8 +274,8 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
     folder = out / "per_sample"
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    data, classifier, explainers = prepare(config, {})
-    evaluation = evaluation_samples(config, data)
+    inputs, classifier, explainers = prepare(config, {})
+    evaluation = inputs.evaluation
     explainers = [e for e in explainers if set(e.domains) & set(config.domains)]
     count = len(evaluation.samples) * len(config.domains)
     shared = _measure_shared(config, classifier, evaluation, repeats)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import os
 import sys
@@ -12,31 +11,39 @@ import torch
 
 from benchmark.bench import run_bench, speechbrain_paper_checkpoints
 from benchmark.checkpoints import default_cache_dir
+from benchmark.explain import explain_file
 from benchmark.frontend import DOMAINS
-from benchmark.harness import RunConfig, explain_file, run
+from benchmark.harness import RunConfig, run
 from benchmark.profiles import PROFILES, default_profile
-from datasets.audio import AudioError
+from benchmark.selection import select_lmac_l1
+from datasets.audio import PEAK_NORMALISATIONS, AudioError, load_clip
 from datasets.sources import DATASETS, open_dataset
+from datasets.split import FoldPlan
 from methods import available_methods
+from methods.base import InvalidExplanationError, parse_hyperparameter
+
+COMMANDS = ("explain", "bench", "select-lmac-l1")
 
 
-def _method_option(text: str) -> tuple[str, str, object]:
-    """``METHOD.KEY=VALUE`` → (method, key, value); VALUE parsed as a Python literal when possible."""
+class UsageError(ValueError):
+    """A command-line value is out of range or names something that is not there; the
+    message names the flag and the fix (exit code 2)."""
+
+
+def _method_option(text: str) -> tuple[str, str, str]:
+    """``METHOD.KEY=VALUE`` → (method, key, value text); the value is converted later, by
+    the type of the method's keyword (``methods.base.parse_hyperparameter``)."""
     try:
         target, value = text.split("=", 1)
         method, key = target.split(".", 1)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE, got {text!r}") from None
-    try:
-        value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        pass
-    return method, key, value
+    return method.strip(), key.strip(), value
 
 
 def build_parser(command: str = "run") -> argparse.ArgumentParser:
     """The options of ``run_benchmark.py`` (command "run"), ``run_benchmark.py explain FILE``
-    ("explain") or ``run_benchmark.py bench`` ("bench")."""
+    ("explain"), ``run_benchmark.py bench`` ("bench") or ``run_benchmark.py select-lmac-l1``."""
     if command == "bench":
         parser = argparse.ArgumentParser(
             prog="run_benchmark.py bench",
@@ -61,6 +68,23 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         add_common_options(parser)
         parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
                             save_audio=False, ad_single_softmax=False, resume=False)
+        return parser
+    if command == "select-lmac-l1":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py select-lmac-l1",
+            description="Choose L-MAC's L1 weight λ_1 on the training and validation parts only: train one decoder "
+                        "per --grid value (cached, as a run would), explain OOD mixtures of validation clips with "
+                        "each, and pick the largest λ_1 whose validation Fid-In stays within --margin of the all-ones "
+                        "mask's. Writes selection.csv and selection.md to --out (default "
+                        "results/runs/lmac-l1-selection-<profile>). The evaluation part is never read.")
+        parser.add_argument("--grid", default="0.4,0.8,1.6,3.2", help="λ_1 values to train (default 0.4,0.8,1.6,3.2: "
+                                                                      "the paper's 0.4 × 1, 2, 4, 8)")
+        parser.add_argument("--margin", type=float, default=0.2,
+                            help="largest allowed drop of validation Fid-In below the all-ones mask's (default 0.2)")
+        add_common_options(parser)
+        parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2", methods="lmac",
+                            domains="listenable", limit=None, batch_size=16, save_audio=False,
+                            ad_single_softmax=False, resume=False)
         return parser
     if command == "explain":
         parser = argparse.ArgumentParser(
@@ -146,27 +170,108 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, draws, training (default 0)")
+    parser.add_argument("--peak-normalisation", choices=list(PEAK_NORMALISATIONS), default="max",
+                        help="how clips and mixtures are scaled: max, x / x.max() with the signed maximum as the "
+                             "reference (default; samples may fall below −1), or absmax, x / max|x|")
+
+
+def _number_list(text: str, flag: str, low: float, high: float) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 0.2,0.4") from None
+    if not values or not all(low <= v <= high for v in values):
+        raise UsageError(f"{flag} {text!r}: expected numbers in [{low}, {high}]")
+    return values
+
+
+def _check_device(text: str) -> None:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device {text!r}: not a torch device; use cpu or cuda (cuda:N)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise UsageError(f"--device {text}: no such CUDA device is available here "
+                         f"({torch.cuda.device_count()} found); use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {text}: only cpu and cuda are supported")
+
+
+def _check_path(path: str | None, flag: str, folder: bool) -> None:
+    if path and not (Path(path).is_dir() if folder else Path(path).exists()):
+        kind = "folder" if folder else "file"
+        raise UsageError(f"{flag} {path}: no such {kind}; pass an existing {kind}")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Check every option and build the run's configuration; nothing is read but the
+    named paths' existence, nothing trains.
+
+    Raises:
+        UsageError: an option out of range, an unknown method / domain / --set keyword or
+            value, an unavailable device, a missing file or folder (the message names the flag).
+    """
     for module in args.imports:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UsageError(f"--import {module}: cannot import it ({error}); put {module}.py in the working "
+                             "directory or on PYTHONPATH") from None
     methods = available_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise UsageError(f"--methods {args.methods!r}: name at least one method; registered: "
+                         f"{', '.join(available_methods())}")
     unknown = [m for m in methods if m not in available_methods()]
-    domains = [d.strip() for d in args.domains.split(",") if d.strip()]
     if unknown:
-        raise SystemExit(f"unknown method(s) {', '.join(unknown)}; registered: {', '.join(available_methods())}")
-    if any(d not in DOMAINS for d in domains):
-        raise SystemExit(f"unknown domain in {args.domains!r}; choose from {', '.join(DOMAINS)}")
+        raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; registered: "
+                         f"{', '.join(available_methods())}")
+    domains = [d.strip() for d in args.domains.split(",") if d.strip()]
+    if not domains or any(d not in DOMAINS for d in domains):
+        raise UsageError(f"--domains {args.domains!r}: choose from {', '.join(DOMAINS)}")
+    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: must be a positive integer")
+    if not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed {args.seed}: must be in 0 … 2**32 − 1")
+    if args.folds:
+        try:
+            FoldPlan.parse(args.folds)
+        except ValueError as error:
+            raise UsageError(f"--folds: {error}") from None
+    _check_device(args.device)
+    _check_path(args.classifier_checkpoint, "--classifier-checkpoint", folder=False)
+    _check_path(args.lmac_checkpoint, "--lmac-checkpoint", folder=False)
+    _check_path(args.noise_dir, "--noise-dir", folder=True)
+    _check_path(args.speech_dir, "--speech-dir", folder=True)
+    if args.setting == "id" and not args.noise_dir:
+        raise UsageError("--setting id mixes each clip with a noise recording: pass --noise-dir DIR")
+    if args.setting == "ood" and args.contamination == "speech" and not args.speech_dir:
+        raise UsageError("--contamination speech needs speech recordings: pass --speech-dir DIR")
+    if not 0 <= args.lmac_ft_guidance:
+        raise UsageError(f"--lmac-ft-guidance {args.lmac_ft_guidance}: must be ≥ 0")
+    if not -1 <= args.lmac_ft_cth <= 1:
+        raise UsageError(f"--lmac-ft-cth {args.lmac_ft_cth}: a cosine similarity, must be in [-1, 1]")
+
     options: dict[str, dict] = {}
-    options["l2i"] = {"rth": [float(v) for v in args.l2i_rth.split(",")]}
-    options["lmac-ft"] = {"guidance": args.lmac_ft_guidance, "cth": args.lmac_ft_cth}
+    if "l2i" in methods:
+        options["l2i"] = {"rth": _number_list(args.l2i_rth, "--l2i-rth", 0.0, 1.0)}
+    if "lmac-ft" in methods:
+        options["lmac-ft"] = {"guidance": args.lmac_ft_guidance, "cth": args.lmac_ft_cth}
     if args.lmac_checkpoint:
-        options["lmac"] = {"checkpoint": args.lmac_checkpoint}
-        options["lmac-ft"]["checkpoint"] = args.lmac_checkpoint
-    for method, key, value in args.method_options:
-        options.setdefault(method, {})[key] = value
+        for name in ("lmac", "lmac-ft"):
+            if name in methods:
+                options.setdefault(name, {})["checkpoint"] = args.lmac_checkpoint
+    for method, key, text in args.method_options:
+        if method in available_methods() and method not in methods:
+            raise UsageError(f"--set {method}.{key}: {method} is not among --methods ({', '.join(methods)}); add it "
+                             "there or drop this --set")
+        try:
+            options.setdefault(method, {})[key] = parse_hyperparameter(method, key, text)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     profile = args.profile or default_profile(args.device)
+    if args.profile is None and profile == "paper":
+        print("profile: paper (the default on a GPU; pass --profile cpu for the small models)")
     condition = args.setting + (f"-{args.contamination}" if args.setting == "ood" else "")
     return RunConfig(
         dataset=args.dataset, setting=args.setting, contamination=args.contamination, data_root=args.data_root,
@@ -175,8 +280,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
-        batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax, save_audio=args.save_audio,
-        resume=args.resume)
+        batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
+        peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume)
 
 
 def bench(args: argparse.Namespace) -> str:
@@ -186,6 +291,8 @@ def bench(args: argparse.Namespace) -> str:
         folder = Path(args.cache_dir or default_cache_dir()) / f"speechbrain-paper-size-{classes}-classes"
         speechbrain_paper_checkpoints(folder, classes)
         args.classifier_checkpoint, args.lmac_checkpoint = str(folder), str(folder / "psi_model.ckpt")
+    if args.repeats < 1:
+        raise UsageError(f"--repeats {args.repeats}: must be a positive integer")
     name = "bench-paper-size" if args.paper_size else f"bench-{args.profile or default_profile(args.device)}"
     args.out = args.out or os.path.join("results", "runs", name)
     return run_bench(config_from_args(args), [m.strip() for m in args.per_sample_methods.split(",")], args.repeats)
@@ -193,30 +300,42 @@ def bench(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``run_benchmark.py [options]`` runs the benchmark; ``run_benchmark.py explain FILE`` explains one
-    file; ``run_benchmark.py bench`` measures the harness's speed.
+    file; ``run_benchmark.py bench`` measures the harness's speed; ``run_benchmark.py select-lmac-l1``
+    chooses the CPU profile's L-MAC L1 weight on the validation part.
 
-    Returns the exit code: 0, or 2 with a message for missing data, folders, checkpoints or bad audio.
+    Returns the exit code: 0; 2 with a one-line message and no traceback for a bad option, missing or
+    unreadable data, folder or checkpoint, bad audio, an invalid map, or an --out holding other
+    results; 130 when interrupted.
     """
     argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv and argv[0] in ("explain", "bench") else "run"
-    args = build_parser(command).parse_args(argv if command == "run" else argv[1:])
-    if command == "explain":
-        args.methods = args.method
-        args.out = args.out or "explanations"
-    torch.set_num_threads(os.cpu_count() or 1)
-    config = None if command == "bench" else config_from_args(args)
+    command = argv[0] if argv and argv[0] in COMMANDS else "run"
     try:
+        args = build_parser(command).parse_args(argv if command == "run" else argv[1:])
+    except SystemExit as exit_:  # argparse has printed its message (code 2) or the help (code 0)
+        return int(exit_.code or 0)
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        if command == "explain":
+            args.methods = args.method
+            args.out = args.out or "explanations"
+            load_clip(args.audio)  # an unreadable file is reported before anything trains
         if command == "bench":
             print(bench(args))
+        elif command == "select-lmac-l1":
+            args.out = args.out or os.path.join("results", "runs", f"lmac-l1-selection-{args.profile or 'cpu'}")
+            print(select_lmac_l1(config_from_args(args), _number_list(args.grid, "--grid", 0.0, float("inf")),
+                                 args.margin))
+        elif command == "explain":
+            print(explain_file(config_from_args(args), args.audio))
         else:
-            print(explain_file(config, args.audio) if command == "explain" else run(config))
-    except (OSError, AudioError, ValueError) as error:  # missing dataset, folder, checkpoint; bad audio; --out taken
+            print(run(config_from_args(args)))
+    except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if command != "run":
             raise
-        print(f"\ninterrupted: the finished samples are in {config.out}/per_sample.csv; rerun with --resume to "
-              "continue", file=sys.stderr)
+        print(f"\ninterrupted: the finished samples are in {args.out or 'the --out folder'}/unfinished/"
+              "per_sample.csv and the earlier results are untouched; rerun with --resume to continue", file=sys.stderr)
         return 130
     return 0

@@ -1,35 +1,33 @@
 """The evaluation harness: clip → contamination → features → prediction → mask → metrics → rows.
 
-One function per arrow (DESIGN.md). Per-sample rows are appended to
-``per_sample.csv`` as each batch finishes; a rerun with ``resume`` skips the rows
-already on disk, and the tables are built from the CSV.
+One function per arrow (DESIGN.md). Every input is checked and loaded
+(``load_inputs``) before anything trains (``prepare``). Per-sample rows are appended
+to ``OUT/unfinished/per_sample.csv`` as each batch finishes and replace the earlier
+results only when the run has finished (``benchmark.store``); a rerun with
+``resume`` skips the rows already on disk, and the tables are built from the CSV.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import captum
 import numpy as np
-import pandas as pd
 import soundfile as sf
 import torch
 from tqdm import tqdm
 
 from benchmark import tables
-from benchmark.checkpoints import cached_training, config_key, load_state
+from benchmark.checkpoints import cached_training, config_key, content_key
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.frontend import DOMAINS, listenable_waveform, log1p_magnitude, stft
 from benchmark.profiles import PROFILES
+from benchmark.provenance import versions
+from benchmark.speechbrain_import import load_classifier_checkpoint
+from benchmark.store import ResultWriter, RunStore
 from benchmark.training import accuracy, mel_features, train_classifier
-from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clip
+from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS, SAMPLE_RATE, load_clip
 from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
                                     draw_white_noise, white_noise)
 from datasets.folder import audio_files
@@ -46,8 +44,9 @@ class RunConfig:
 
     methods: registry names; imports: user modules registering more methods; method_options: per-method constructor keywords;
     domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
-    ad_softmax_twice: AD as in the published code (True) or single softmax; resume: continue
-    the results in ``out`` instead of replacing them.
+    ad_softmax_twice: AD as in the published code (True) or single softmax; peak_normalisation:
+    "max" (x / x.max(), the reference's) or "absmax" (x / max|x|) for clips and mixtures;
+    resume: continue the results in ``out`` instead of replacing them.
     """
 
     dataset: str = "esc50"
@@ -70,6 +69,7 @@ class RunConfig:
     seed: int = 0
     batch_size: int = 16
     ad_softmax_twice: bool = True
+    peak_normalisation: str = "max"
     save_audio: bool = False
     resume: bool = False
 
@@ -78,9 +78,16 @@ class RunConfig:
         return {k: v for k, v in asdict(self).items() if k not in {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume"}}
 
 
-def load_waveforms(paths: list[Path]) -> torch.Tensor:
-    """(N, 80000) waveforms of the audio files (mono, 16 kHz, 5 s, peak 1)."""
-    return torch.stack([load_clip(path) for path in tqdm(paths, desc="load audio", unit="clip", leave=False)])
+def load_waveforms(paths: list[Path], peak_normalisation: str) -> torch.Tensor:
+    """(N, 80000) waveforms of the audio files (mono, 16 kHz, 5 s, peak-normalised: ``load_clip``);
+    (0, 80000) for no files.
+
+    Raises:
+        AudioError: an unreadable, empty or silent file (named).
+    """
+    clips = [load_clip(path, peak_normalisation=peak_normalisation)
+             for path in tqdm(paths, desc="load audio", unit="clip", leave=False)]
+    return torch.stack(clips) if clips else torch.zeros(0, CLIP_SAMPLES)
 
 
 def recordings(folder: str | os.PathLike | None, what: str, flag: str) -> list[Path]:
@@ -114,7 +121,7 @@ def evaluation_set(config: "RunConfig", data: AudioData) -> tuple[list[Contamina
     elif config.contamination == "mixtures":
         return (draw_ood_mixtures(evaluation, split.contaminant_pool, seed=config.seed),
                 dict(zip(split.contaminant_pool["filename"],
-                         load_waveforms(data.paths(split.contaminant_pool)))))
+                         load_waveforms(data.paths(split.contaminant_pool), config.peak_normalisation))))
     elif config.contamination == "speech":
         files = recordings(config.speech_dir, "speech recordings", "--speech-dir")
         samples = draw_from_files(evaluation, [str(f) for f in files], "speech", config.seed, per_clip=2)
@@ -123,7 +130,7 @@ def evaluation_set(config: "RunConfig", data: AudioData) -> tuple[list[Contamina
     else:
         raise ValueError(f"unknown contamination {config.contamination!r}; choose mixtures, speech or white_noise")
     names = sorted({s.contaminant_file for s in samples})
-    return samples, dict(zip(names, load_waveforms([Path(n) for n in names])))
+    return samples, dict(zip(names, load_waveforms([Path(n) for n in names], config.peak_normalisation)))
 
 
 def contaminant(sample: ContaminatedSample, waveforms: dict) -> torch.Tensor | None:
@@ -138,69 +145,28 @@ def condition_name(config: "RunConfig") -> str:
     return {"id": "id (noise at 0 dB)", "clean": "clean"}.get(config.setting, f"ood {config.contamination}")
 
 
-class ResultWriter:
-    """Appends per-sample rows to ``per_sample.csv`` and knows which are already there.
-
-    A file cut off in the middle of a row (a run killed while writing) is truncated
-    after its last complete row on opening.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.done: set[tuple[str, str, int]] = set()
-        self.columns: list[str] | None = None
-        if path.exists():
-            text = path.read_bytes()
-            if text and not text.endswith(b"\n"):
-                path.write_bytes(text[: text.rfind(b"\n") + 1])
-        if path.exists() and path.stat().st_size:
-            existing = pd.read_csv(path)
-            self.columns = list(existing.columns)
-            self.done = set(zip(existing["setting"], existing["method"], existing["sample_id"]))
-
-    def missing(self, setting: str, method: str, sample_ids: list[int]) -> bool:
-        return any((setting, method, i) not in self.done for i in sample_ids)
-
-    def write(self, rows: list[dict]) -> None:
-        """Append the rows not yet on disk (a batch interrupted half-way is completed, not duplicated).
-
-        Raises:
-            ValueError: the rows have other columns than the file.
-        """
-        rows = [r for r in rows if (r["setting"], r["method"], r["sample_id"]) not in self.done]
-        if not rows:
-            return
-        new_file = self.columns is None
-        self.columns = self.columns or list(rows[0])
-        if any(list(r) != self.columns for r in rows):
-            raise ValueError(f"per-sample rows with columns other than {self.path}'s")
-        with self.path.open("a", newline="") as file:
-            writer = csv.writer(file)
-            if new_file:
-                writer.writerow(self.columns)
-            writer.writerows([["" if v is None else v for v in r.values()] for r in rows])
-        self.done.update((r["setting"], r["method"], r["sample_id"]) for r in rows)
-
-
 @dataclass
 class EvaluationSamples:
     """The evaluated samples of a run and what building their waveforms needs.
 
     samples: the contaminated samples (§6); base_waves: (N_clips, 80000) evaluation
     clips, row = ``base_index``; contaminants: loaded contaminant waveforms by file;
-    labels: the true class of each evaluation clip.
+    labels: the true class of each evaluation clip; peak_normalisation: how each
+    mixture is scaled ("max": ÷ its signed maximum, the reference's; "absmax").
     """
 
     samples: list[ContaminatedSample]
     base_waves: torch.Tensor
     contaminants: dict
     labels: list[int]
+    peak_normalisation: str = "max"
     _clean_targets: dict = field(default_factory=dict, repr=False)
 
     def waveforms(self, ids: list[int]) -> torch.Tensor:
         """The contaminated waveforms (B, 80000) of samples ``ids``."""
         picked = [self.samples[i] for i in ids]
-        return torch.stack([s.apply(self.base_waves[s.base_index], contaminant(s, self.contaminants)) for s in picked])
+        return torch.stack([s.apply(self.base_waves[s.base_index], contaminant(s, self.contaminants),
+                                    self.peak_normalisation) for s in picked])
 
     def clean_targets(self, ids: list[int], device: torch.device) -> torch.Tensor:
         """The binarised clean spectrograms (B, T, 513) bool of samples ``ids``, the target of
@@ -219,17 +185,19 @@ def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
     samples, contaminants = evaluation_set(config, data)
     if config.limit is not None:
         samples = [s for s in samples if s.base_index < config.limit]
-    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]))
-    return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist())
+    base_waves = load_waveforms(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]),
+                                config.peak_normalisation)
+    return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist(),
+                             config.peak_normalisation)
 
 
 @dataclass
 class EvaluationBatch:
-    """What every method shares on one batch of one setting, computed once (§5).
+    """What every method shares on one batch of one domain, computed once (§5).
 
     ids: the samples' indices in ``EvaluationSamples.samples``;
     waves: (B, N) evaluated waveforms at 16 kHz; spec: their complex STFT (B, T, 513);
-    features: X of the setting (B, T, F); logits: (B, C) classifier output on X (the
+    features: X of the domain (B, T, F); logits: (B, C) classifier output on X (the
     model keeps its representations for L-MAC and L2I); clean_target: the binarised
     clean spectrograms (B, T, 513) bool, the target of the BCE-clean column, or None.
     """
@@ -249,7 +217,7 @@ def batch_ids(count: int, batch_size: int) -> list[list[int]]:
 
 def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[int],
                   device: torch.device) -> EvaluationBatch:
-    """The waveforms, STFT, features, BCE-clean target (listenable setting) and the one
+    """The waveforms, STFT, features, BCE-clean target (listenable domain) and the one
     unmasked classifier pass of samples ``ids``: the work every method of the batch shares."""
     waves = evaluation.waveforms(ids).to(device)
     spec = stft(waves)
@@ -301,162 +269,160 @@ def evaluate_batch(model: DomainModel, explainer: Explainer, batch: EvaluationBa
 
 
 def write_audio(path: Path, waveform: torch.Tensor) -> None:
-    """16 kHz mono PCM16 WAV of a waveform (N,)."""
+    """16 kHz mono 32-bit float WAV of a waveform (N,), unclipped (a reference-normalised
+    clip may hold samples below −1)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, waveform.detach().cpu().clamp(-1, 1).numpy(), SAMPLE_RATE, subtype="PCM_16")
+    sf.write(path, waveform.detach().cpu().numpy(), SAMPLE_RATE, subtype="FLOAT")
 
 
-def versions() -> dict[str, str]:
-    """Versions of Python, the libraries and this code (git commit, when run from a checkout)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip()
-    return {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
-            "captum": captum.__version__, "numpy": np.__version__, "pandas": pd.__version__, "code": commit or "unknown"}
+def check_split(data: AudioData, config: RunConfig, trains_classifier: bool) -> None:
+    """Raise ``ValueError`` (naming ``--folds`` or the data) when the split leaves a part
+    empty that the run needs: evaluation clips always, training clips for any training,
+    validation clips to train the classifier, pool clips for OOD mixtures."""
+    split, fix = data.split, f"pass --folds TRAIN:VALID:EVALUATION:POOL with folds that hold clips, or a fuller copy of {data.root}"
+    if split.evaluation.empty:
+        raise ValueError(f"the split leaves no evaluation clip ({split.protocol}); {fix}")
+    if trains_classifier and (split.train.empty or split.valid.empty):
+        part = "training" if split.train.empty else "validation"
+        raise ValueError(f"the split leaves no {part} clip to train the classifier ({split.protocol}); {fix}, or "
+                         "pass --classifier-checkpoint")
+    if split.train.empty:
+        raise ValueError(f"the split leaves no training clip for the trainable explainers ({split.protocol}); {fix}")
+    if config.setting == "ood" and config.contamination == "mixtures" and split.contaminant_pool.empty:
+        raise ValueError(f"the split leaves no clip to mix into the evaluation clips ({split.protocol}); {fix}")
 
 
-def prepare_output(config: RunConfig) -> tuple[Path, dict]:
-    """Create the output directory. Results already there of the same configuration are
-    continued with ``config.resume`` and replaced without it.
+@dataclass
+class RunInputs:
+    """Everything a run reads, checked and loaded before anything trains.
+
+    data: the opened dataset and its split; train_waves, valid_waves: (N, 80000) clips of
+    the training and validation parts; noise: (K, 80000) ``--noise-dir`` clips or None;
+    evaluation: the evaluated samples; given_classifier: a loaded ``--classifier-checkpoint``
+    (classifier, content key, class names) or None; explainers: built and checked, not fitted;
+    train_key, valid_key, noise_key: content keys (audio bytes, labels, normalisation).
+    """
+
+    data: AudioData
+    train_waves: torch.Tensor
+    valid_waves: torch.Tensor
+    noise: torch.Tensor | None
+    evaluation: EvaluationSamples | None
+    given_classifier: tuple[AudioClassifier, str, list[str] | None] | None
+    explainers: list[Explainer]
+    train_key: str
+    valid_key: str
+    noise_key: str | None
+
+
+def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
+    """Open, check and load everything the run needs, in the order a failure is cheapest
+    to report: checkpoints, dataset and split, explainer options and files, noise clips,
+    evaluation samples (unless ``evaluation_part`` is False: then ``evaluation`` is None
+    and the evaluation clips are not read), training audio. Nothing is trained.
 
     Raises:
-        FileExistsError: the directory holds results of another configuration.
+        DatasetNotFoundError, FileNotFoundError, CheckpointError, AudioError, ValueError:
+        the message names the flag or file and the fix (the CLI exits with code 2).
     """
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run_json, per_sample = out / "run.json", out / "per_sample.csv"
-    identity = config_key(config.identity())
-    if per_sample.exists():
-        previous = json.loads(run_json.read_text()) if run_json.exists() else {}
-        if previous.get("config_key") != identity:
-            raise FileExistsError(
-                f"{out} holds results of another configuration; pass another --out or delete {per_sample}")
-        if not config.resume:
-            print(f"replacing the results in {out} (pass --resume to continue them instead)")
-            per_sample.unlink()
-    return out, {"config_key": identity, "config": asdict(config), "versions": versions()}
-
-
-def load_classifier_checkpoint(path: str | os.PathLike) -> tuple[AudioClassifier, str, list[str] | None]:
-    """A trained classifier, in one of two formats.
-
-    - a ``classifier-<key>.pt`` of this benchmark's cache, with its ``.json`` beside it
-      (width and class names recorded);
-    - a SpeechBrain directory (the L-MAC recipe's ``embedding_model.ckpt``, a
-      ``Cnn14(mel_bins=80, emb_dim=2048, return_reps=True)`` state dict, and
-      ``classifier.ckpt``, a ``Linear(2048, n_classes)``); the width is read from the
-      tensors, the class names are unknown (None).
-
-    Returns:
-        the classifier (eval mode), a key identifying the weights, the class names or None.
-    Raises:
-        FileNotFoundError: neither format is found at ``path``.
-        ValueError: a tensor's shape does not fit (the message names it).
-    """
-    path = Path(path)
-    if path.is_dir():
-        embedding, head = path / "embedding_model.ckpt", path / "classifier.ckpt"
-        if not embedding.is_file() or not head.is_file():
-            raise FileNotFoundError(f"{path} holds no SpeechBrain embedding_model.ckpt and classifier.ckpt")
-        embedding_state = torch.load(embedding, map_location="cpu", weights_only=True)
-        head_state = torch.load(head, map_location="cpu", weights_only=True)
-        if "conv_block1.conv1.weight" not in embedding_state or "weight" not in head_state:
-            raise ValueError(f"{path}: not a SpeechBrain Cnn14 / Linear checkpoint (no conv_block1.conv1.weight "
-                             "in embedding_model.ckpt or no weight in classifier.ckpt)")
-        classifier = AudioClassifier(head_state["weight"].shape[0],
-                                     width=embedding_state["conv_block1.conv1.weight"].shape[0])
-        load_state(classifier.embedding_model, embedding)
-        load_state(classifier.head, head)
-        digest = config_key({"embedding": embedding.stat().st_size, "head": head.stat().st_size, "path": str(path)})
-        return classifier.eval(), digest, None
-    description = path.with_suffix(".json")
-    if not path.is_file() or not description.is_file():
-        raise FileNotFoundError(f"classifier checkpoint {path} (with {description.name} beside it) not found; pass a "
-                                "classifier-*.pt file from the checkpoint cache (--cache-dir) or a SpeechBrain "
-                                "directory with embedding_model.ckpt and classifier.ckpt")
-    config = json.loads(description.read_text())["config"]
-    classifier = AudioClassifier(len(config["class_names"]), width=config["width"])
-    load_state(classifier, path)
-    return classifier.eval(), config_key(config), config["class_names"]
-
-
-def prepare_classifier(config: RunConfig, data: AudioData, profile: dict, device: torch.device,
-                       train_waves: torch.Tensor, valid_waves: torch.Tensor,
-                       given: tuple[AudioClassifier, str, list[str] | None] | None) -> tuple[AudioClassifier, str]:
-    """The classifier: ``given`` (a loaded ``--classifier-checkpoint``), or the CNN14 trained
-    on the training part (cached by configuration, §2).
-
-    Raises:
-        ValueError: the dataset's classes differ from the given checkpoint's.
-    """
-    if given is not None:
-        classifier, key, names = given
-        if classifier.head.out_features != len(data.class_names) or names not in (None, data.class_names):
-            raise ValueError(f"classifier checkpoint {config.classifier_checkpoint} knows "
-                             f"{classifier.head.out_features} classes, the dataset has {len(data.class_names)} (or "
-                             "other names); use a checkpoint of this dataset")
-        return classifier.to(device), key
+    cache_dir = Path(config.cache_dir)
+    given, checkpoint_classes = None, None
+    if config.classifier_checkpoint:
+        given = load_classifier_checkpoint(config.classifier_checkpoint, cache_dir)
+        checkpoint_classes = given[2] or [f"class {i}" for i in range(given[0].head.out_features)]
+    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
+    if given is not None and (given[0].head.out_features != len(data.class_names)
+                              or given[2] not in (None, data.class_names)):
+        raise ValueError(f"--classifier-checkpoint {config.classifier_checkpoint} knows {given[0].head.out_features} "
+                         f"classes, the dataset has {len(data.class_names)} (or other names); use a checkpoint of "
+                         "this dataset")
+    check_split(data, config, trains_classifier=given is None)
+    explainers = build_explainers(config.methods, config.method_options)
+    for explainer in explainers:
+        explainer.check()
+    noise, noise_key = None, None
+    if config.noise_dir:
+        files = recordings(config.noise_dir, "noise recordings", "--noise-dir")
+        noise = load_waveforms(files, config.peak_normalisation)
+        noise_key = content_key(files, cache_dir, peak_normalisation=config.peak_normalisation)
+    evaluation = evaluation_samples(config, data) if evaluation_part else None
     split = data.split
-    classifier = AudioClassifier(len(data.class_names), width=profile["classifier_width"])
+    train_paths, valid_paths = data.paths(split.train), data.paths(split.valid)
+    return RunInputs(
+        data, load_waveforms(train_paths, config.peak_normalisation),
+        load_waveforms(valid_paths, config.peak_normalisation), noise, evaluation, given, explainers,
+        content_key(train_paths, cache_dir, targets=split.train["target"].tolist(),
+                    peak_normalisation=config.peak_normalisation),
+        content_key(valid_paths, cache_dir, targets=split.valid["target"].tolist(),
+                    peak_normalisation=config.peak_normalisation),
+        noise_key)
+
+
+def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
+                       device: torch.device) -> tuple[AudioClassifier, str]:
+    """The classifier: the given ``--classifier-checkpoint``, or the CNN14 trained on the
+    training part (cached by configuration and training-audio content, §2)."""
+    if inputs.given_classifier is not None:
+        classifier, key, _ = inputs.given_classifier
+        return classifier.to(device), key
+    split = inputs.data.split
+    classifier = AudioClassifier(len(inputs.data.class_names), width=profile["classifier_width"])
     classifier_config = {
-        "kind": "classifier", "dataset": config.dataset, "class_names": data.class_names,
-        "train_files": split.train["filename"].tolist(), "valid_files": split.valid["filename"].tolist(),
-        "width": profile["classifier_width"], "epochs": profile["classifier_epochs"], "lr": profile["classifier_lr"],
-        "batch_size": profile["batch_size"], "seed": config.seed, "augmentation": "random circular time shift",
+        "kind": "classifier", "class_names": inputs.data.class_names, "train_audio": inputs.train_key,
+        "valid_audio": inputs.valid_key, "width": profile["classifier_width"], "epochs": profile["classifier_epochs"],
+        "lr": profile["classifier_lr"], "batch_size": profile["batch_size"], "seed": config.seed,
+        "augmentation": "random circular time shift",
     }
 
     def train(module: AudioClassifier) -> dict:
         module.to(device)
         return train_classifier(
-            module, (mel_features(train_waves.to(device)), torch.tensor(split.train["target"].to_numpy(), device=device)),
-            (mel_features(valid_waves.to(device)), torch.tensor(split.valid["target"].to_numpy(), device=device)),
+            module, (mel_features(inputs.train_waves.to(device)),
+                     torch.tensor(split.train["target"].to_numpy(), device=device)),
+            (mel_features(inputs.valid_waves.to(device)), torch.tensor(split.valid["target"].to_numpy(), device=device)),
             profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
 
     key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train)
     return classifier.to(device), key
 
 
-def prepare(config: RunConfig, record: dict) -> tuple[AudioData, AudioClassifier, list[Explainer]]:
-    """Open the dataset, train or load the classifier and fit the explainers (all cached).
+def prepare(config: RunConfig, record: dict,
+            evaluation_part: bool = True) -> tuple[RunInputs, AudioClassifier, list[Explainer]]:
+    """``load_inputs``, then train or load the classifier and fit the explainers (all cached).
 
     Fills ``record`` (for run.json) with the data root, split, classifier and methods.
     """
+    inputs = load_inputs(config, evaluation_part)
     device = torch.device(config.device)
     profile = PROFILES[config.profile]
-    given, checkpoint_classes = None, None
-    if config.classifier_checkpoint:
-        given = load_classifier_checkpoint(config.classifier_checkpoint)
-        checkpoint_classes = given[2] or [f"class {i}" for i in range(given[0].head.out_features)]
-    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
-    split = data.split
-    print(f"data: {data.root}\nsplit: {split.protocol}")
-    record["data_root"] = str(data.root)
+    split = inputs.data.split
+    print(f"data: {inputs.data.root}\nsplit: {split.protocol}")
+    record["data_root"] = str(inputs.data.root)
     record["split"] = split.describe()
-
-    train_waves = load_waveforms(data.paths(split.train))
-    valid_waves = load_waveforms(data.paths(split.valid)) if len(split.valid) else train_waves[:0]
-    classifier, classifier_key = prepare_classifier(config, data, profile, device, train_waves, valid_waves, given)
+    record["audio"] = {"train": inputs.train_key, "valid": inputs.valid_key, "noise": inputs.noise_key,
+                       "peak_normalisation": PEAK_NORMALISATIONS[config.peak_normalisation]}
+    classifier, classifier_key = prepare_classifier(config, inputs, profile, device)
     classifier.eval().requires_grad_(False)
     record["classifier"] = {"checkpoint": classifier_key, "width": classifier.embedding_model.width}
     if len(split.valid):
         record["classifier"]["valid_accuracy"] = accuracy(
-            classifier, mel_features(valid_waves.to(device)), torch.tensor(split.valid["target"].to_numpy(), device=device))
-
-    noise = None
-    if config.noise_dir:
-        noise = load_waveforms(recordings(config.noise_dir, "noise recordings", "--noise-dir"))
-    resources = TrainingResources(classifier, classifier_key, train_waves, torch.tensor(split.train["target"].to_numpy()),
-                                  noise, Path(config.cache_dir), profile, device, config.seed)
-    explainers = build_explainers(config.methods, config.method_options)
-    for explainer in explainers:
+            classifier, mel_features(inputs.valid_waves.to(device)),
+            torch.tensor(split.valid["target"].to_numpy(), device=device))
+    resources = TrainingResources(
+        classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,
+        Path(config.cache_dir), profile, device, config.seed,
+        data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
+        peak_normalisation=config.peak_normalisation)
+    for explainer in inputs.explainers:
         explainer.fit(resources)
-    record["methods"] = {explainer.label: explainer.config() for explainer in explainers}
+    record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
     record["trained_parts"] = resources.log
-    return data, classifier, explainers
+    return inputs, classifier, inputs.explainers
 
 
 def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Explainer],
              evaluation: EvaluationSamples, writer: ResultWriter, out: Path) -> None:
-    """Explain and score every sample with every method in every setting of ``config.domains``.
+    """Explain and score every sample with every method in every domain of ``config.domains``.
 
     Works in batches of ``config.batch_size``: the waveforms, STFT, features and the
     unmasked classifier pass of a batch are computed once and shared by its methods;
@@ -493,7 +459,7 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
                      "contaminant": samples[i].contaminant_file, "noise_seed": samples[i].noise_seed,
                      "gain_x": samples[i].gain_x, "gain_c": samples[i].gain_c,
                      "label": evaluation.labels[samples[i].base_index], "predicted": predicted[k],
-                     "confidence": confidence[k], "setting": domain_name, "method": explainer.label,
+                     "confidence": confidence[k], "domain": domain_name, "method": explainer.label,
                      **{m: v[k] for m, v in scores.items()}}
                     for k, i in enumerate(batch)])
     progress.close()
@@ -502,80 +468,37 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
 def run(config: RunConfig) -> str:
     """Run the benchmark end to end and return the Markdown table.
 
-    Trains (or loads from the cache) the classifier and the trainable explainers,
-    evaluates every method × setting on the contaminated evaluation samples and
-    writes per_sample.csv, table.csv, table.md and run.json to ``config.out``.
+    Checks and loads every input, trains (or loads from the cache) the classifier and
+    the trainable explainers, evaluates every method × domain on the contaminated
+    evaluation samples into ``OUT/unfinished/``, and only then replaces the results in
+    ``config.out`` (per_sample.csv, table.csv, table.md, run.json; ``benchmark.store``).
 
     Raises:
-        DatasetNotFoundError: no dataset at the data root (the CLI exits with code 2).
-        FileNotFoundError, AudioError: missing noise/speech folder or checkpoint, unreadable audio.
+        FileExistsError: ``config.out`` holds results of another configuration.
+        DatasetNotFoundError, FileNotFoundError, CheckpointError, AudioError, ValueError:
+            bad input, reported before anything trains (the CLI exits with code 2).
     """
     started = time.time()
     torch.manual_seed(config.seed)
-    out, record = prepare_output(config)
-    data, classifier, explainers = prepare(config, record)
-    evaluation = evaluation_samples(config, data)
+    identity = config_key(config.identity())
+    store = RunStore(Path(config.out), identity, config.resume)
+    record = {"config_key": identity, "config": asdict(config), "versions": versions()}
+    inputs, classifier, explainers = prepare(config, record)
+    evaluation = inputs.evaluation
+    record["evaluated_clips"] = len({s.base_index for s in evaluation.samples})
     record["evaluated_samples"] = len(evaluation.samples)
-    (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
+    writer = store.start(record, len(evaluation.samples), config.save_audio)
     prepared = time.time()
-    evaluate(config, classifier, explainers, evaluation, ResultWriter(out / "per_sample.csv"), out)
+    evaluate(config, classifier, explainers, evaluation, writer, store.work)
 
     rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = "AD with softmax applied twice, as the published code" if config.ad_softmax_twice else "AD with a single softmax"
     title = f"{config.dataset} — {condition_name(config)}"
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
-    markdown = tables.write_tables(out, rows, title, [ad_note, f"split: {data.split.protocol}",
-                                                       f"profile: {config.profile}, seed {config.seed}",
-                                                       *hyperparameters])
+    markdown = tables.write_tables(store.work, rows, title, [
+        ad_note, f"peak normalisation: {PEAK_NORMALISATIONS[config.peak_normalisation]}",
+        f"split: {inputs.data.split.protocol}", f"profile: {config.profile}, seed {config.seed}", *hyperparameters])
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
-    (out / "run.json").write_text(json.dumps(record, indent=1, default=str))
+    store.finish(record)
     return markdown
-
-
-def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
-    """Explain one audio file with ``config.methods[0]`` in the listenable setting.
-
-    Writes to ``config.out``: ``<stem>-input.wav``, ``<stem>-<method>.wav`` (the
-    interpretation: ISTFT of the masked spectrogram with the input's phase) and
-    ``<stem>-<method>.png`` (input spectrogram, mask, masked spectrogram).
-
-    Returns:
-        a one-line description of the prediction.
-    Raises:
-        AudioError: unreadable or silent file. ValueError: the method cannot explain
-        the listenable setting.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    torch.manual_seed(config.seed)
-    data, classifier, explainers = prepare(config, {})
-    explainer = explainers[0]
-    if "listenable" not in explainer.domains:
-        raise ValueError(f"{explainer.name} does not explain the listenable setting")
-    audio = Path(audio)
-    waveform = load_clip(audio).unsqueeze(0).to(config.device)
-    spec = stft(waveform)
-    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
-    features = model.domain.features(spec)
-    probabilities = model.unmasked_pass(features)[0].softmax(1)[0]  # kept for L-MAC / L2I
-    predicted = int(probabilities.argmax())
-    mask = explainer.mask(model, features, torch.tensor([predicted], device=features.device))
-    out = Path(config.out)
-    stem = f"{audio.stem}-{explainer.label.replace(' ', '_')}"
-    write_audio(out / f"{audio.stem}-input.wav", waveform[0])
-    write_audio(out / f"{stem}.wav", listenable_waveform(mask, spec, waveform.shape[1])[0])
-    panels = [("input log1p|STFT|", features[0]), (f"{explainer.label} mask", mask[0]),
-              ("masked input (the interpretation)", mask[0] * features[0, : mask.shape[1]])]
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
-    for axis, (title, image) in zip(axes, panels):
-        axis.imshow(image.detach().cpu().T.numpy(), origin="lower", aspect="auto", cmap="magma")
-        axis.set(title=title, xlabel="frame (11.6 ms)")
-    axes[0].set_ylabel("STFT bin (7.8 Hz)")
-    figure.tight_layout()
-    figure.savefig(out / f"{stem}.png", dpi=80)
-    plt.close(figure)
-    return (f"{audio}: predicted {data.class_names[predicted]!r} (p = {float(probabilities[predicted]):.3f}); "
-            f"wrote {stem}.wav, {stem}.png and {audio.stem}-input.wav to {out}")

@@ -1,6 +1,6 @@
 """Tables in the paper's layout, always rebuilt from ``per_sample.csv`` (DESIGN.md).
 
-Rows are grouped by setting (listenable, mel), one per method; columns
+Rows are grouped by domain (listenable, mel; the paper's block titles), one per method; columns
 AI AD AG FF Fid-In SPS COMP MM n, means over the evaluated samples. SPS and COMP
 are averaged over valid maps only; the count of invalid maps is reported.
 """
@@ -17,22 +17,22 @@ METRIC_COLUMNS = list(METRICS)
 
 
 def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]]) -> pd.DataFrame:
-    """Mean of each metric per (setting, method), in the order of ``rows``.
+    """Mean of each metric per (domain, method), in the order of ``rows``.
 
     Args:
-        per_sample: one row per sample × method × setting (columns ``setting``,
+        per_sample: one row per sample × method × domain (columns ``domain``,
             ``method``, the metric columns, ``label``, ``predicted``).
-        rows: (setting, method) pairs to report; a pair without samples (a method
-            that cannot explain that setting) gets an empty row marked "n/a".
+        rows: (domain, method) pairs to report; a pair without samples (a method
+            that cannot explain that domain) gets an empty row marked "n/a".
     Returns:
-        DataFrame with columns setting, method, the metrics, n, invalid_maps.
+        DataFrame with columns domain (the paper's block title), method, the metrics, n, invalid_maps.
     """
     table = []
-    for setting, method in rows:
-        group = per_sample[(per_sample["setting"] == setting) & (per_sample["method"] == method)]
-        row = {"setting": DOMAINS[setting].label, "method": method}
+    for domain, method in rows:
+        group = per_sample[(per_sample["domain"] == domain) & (per_sample["method"] == method)]
+        row = {"domain": DOMAINS[domain].label, "method": method}
         if group.empty:
-            row.update({m: None for m in METRIC_COLUMNS}, n=0, invalid_maps=None, note="n/a: not defined in this setting")
+            row.update({m: None for m in METRIC_COLUMNS}, n=0, invalid_maps=None, note="n/a: not defined in this domain")
         else:
             row.update({m: group[m].mean() for m in METRIC_COLUMNS})
             row.update(n=len(group), invalid_maps=int(group["SPS"].isna().sum()), note="")
@@ -66,16 +66,16 @@ def write_tables(out_dir: Path, rows: list[tuple[str, str]], title: str, notes: 
     per_sample = pd.read_csv(out_dir / "per_sample.csv")
     table = summarise(per_sample, rows)
     accuracy = classifier_accuracy(per_sample)
-    invalid = [f"{r.method} ({r.setting}): {r.invalid_maps} invalid maps excluded from SPS/COMP"
+    invalid = [f"{r.method} ({r.domain}): {r.invalid_maps} invalid maps excluded from SPS/COMP"
                for r in table.itertuples() if pd.notna(r.invalid_maps) and r.invalid_maps > 0]
     if "BCE-clean" in per_sample:
-        bce = per_sample[per_sample["setting"] == "listenable"].groupby("method", sort=False)["BCE-clean"].mean()
+        bce = per_sample[per_sample["domain"] == "listenable"].groupby("method", sort=False)["BCE-clean"].mean()
         invalid.append("mask vs binarised clean spectrogram (BCE ↓, L-MAC FT's guidance target), listenable: "
                        + ", ".join(f"{method} {value:.3f}" for method, value in bce.items()))
     not_defined = sorted({r.method for r in table.itertuples() if r.n == 0})
     if not_defined:
-        invalid.append(f"n/a: {', '.join(not_defined)} cannot explain that setting (their masks live on the "
-                       "STFT grid of the listenable setting)")
+        invalid.append(f"n/a: {', '.join(not_defined)} cannot explain that domain (their masks live on the "
+                       "STFT grid of the listenable domain)")
     shown = "n/a (unlabelled)" if pd.isna(accuracy) else f"{100 * accuracy:.1f} %"
     title = f"{title} — classifier accuracy {shown}, n = {per_sample['sample_id'].nunique()}"
     table.to_csv(out_dir / "table.csv", index=False)

@@ -2,7 +2,9 @@
 
 Every clip enters the benchmark the same way: mono (channels averaged), 16 kHz,
 exactly 5 s = 80,000 samples (cropped or zero-padded at the end), peak-normalised
-to max|x| = 1.
+as the reference does: ``x / x.max()``, the signed maximum (BENCHMARK.md §1), so a clip
+whose negative peak is larger keeps samples below −1. ``peak_normalisation="absmax"``
+divides by max|x| instead.
 """
 from __future__ import annotations
 
@@ -19,8 +21,38 @@ CLIP_SAMPLES = 80000
 """Length of every clip in samples (5 s at SAMPLE_RATE)."""
 
 
+PEAK_NORMALISATIONS = {
+    "max": "x / x.max() (signed maximum, as the reference)",
+    "absmax": "x / max|x|",
+}
+"""How a clip and every mixture are scaled (``--peak-normalisation``), with a description."""
+
+
 class AudioError(ValueError):
     """An audio file is unreadable, corrupt, silent or contains non-finite samples."""
+
+
+def peak_normalise(x: torch.Tensor, peak_normalisation: str = "max") -> torch.Tensor:
+    """Divide each row of ``x`` (..., N) by its peak (BENCHMARK.md §1, §6).
+
+    Args:
+        x: float waveforms (..., N).
+        peak_normalisation: "max" divides by the signed maximum ``x.max()`` as the
+            reference does (values then lie in [min/max, 1], below −1 when the negative
+            peak is larger); "absmax" divides by max|x| (values in [−1, 1]).
+    Returns:
+        tensor of the same shape and dtype.
+    Raises:
+        ValueError: unknown ``peak_normalisation``, or a row whose peak is not positive
+            (all zero, or, for "max", no positive sample).
+    """
+    if peak_normalisation not in PEAK_NORMALISATIONS:
+        raise ValueError(f"unknown peak normalisation {peak_normalisation!r}; choose {', '.join(PEAK_NORMALISATIONS)}")
+    peak = x.amax(dim=-1, keepdim=True) if peak_normalisation == "max" else x.abs().amax(dim=-1, keepdim=True)
+    if not bool((peak > 0).all()):
+        raise ValueError("a waveform has no positive peak (all zero, or no positive sample with "
+                         "--peak-normalisation max) and cannot be peak-normalised")
+    return x / peak
 
 
 def fit_length(x: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -39,21 +71,23 @@ def fit_length(x: torch.Tensor, num_samples: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (0, num_samples - n))
 
 
-def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE,
-              num_samples: int = CLIP_SAMPLES) -> torch.Tensor:
+def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, num_samples: int = CLIP_SAMPLES,
+              peak_normalisation: str = "max") -> torch.Tensor:
     """Load one audio file as the benchmark's normalised mono waveform (§1).
 
     Reads any format soundfile reads (WAV, FLAC, OGG, ...) at any sample rate and
     channel count; averages channels to mono, resamples to ``sample_rate`` with
     ``torchaudio.functional.resample``, crops or zero-pads at the end to
-    ``num_samples``, and divides by max|x|.
+    ``num_samples``, and divides by its peak (``peak_normalise``).
 
     Args:
         path: audio file.
         sample_rate: output rate in Hz (default 16000).
         num_samples: output length in samples (default 80000 = 5 s at 16 kHz).
+        peak_normalisation: "max" (x / x.max(), the reference's) or "absmax" (x / max|x|).
     Returns:
-        float32 tensor of shape (num_samples,), values in [-1, 1], max|x| == 1.
+        float32 tensor of shape (num_samples,): max x == 1 ("max"; samples may lie
+        below −1) or max|x| == 1 ("absmax").
     Raises:
         AudioError: file missing/unreadable/corrupt, empty, non-finite samples, or
             silent (all zero after cropping) — the message names the file and the fix.
@@ -76,9 +110,11 @@ def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE,
     if rate != sample_rate:
         x = torchaudio.functional.resample(x, int(rate), int(sample_rate))
     x = fit_length(x, num_samples)
-    peak = x.abs().max()
-    if not torch.isfinite(peak) or peak <= 0:
+    if not bool((x != 0).any()):
         raise AudioError(f"audio file {path} is silent (all zero in the first "
                          f"{num_samples} samples at {sample_rate} Hz) and cannot be "
                          f"peak-normalised; remove it from the metadata or replace it")
-    return (x / peak).to(torch.float32).contiguous()
+    if peak_normalisation == "max" and not bool((x > 0).any()):
+        raise AudioError(f"audio file {path} has no positive sample, so the reference's x / x.max() is undefined; "
+                         "replace it or pass --peak-normalisation absmax")
+    return peak_normalise(x, peak_normalisation).to(torch.float32).contiguous()

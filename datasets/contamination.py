@@ -1,6 +1,7 @@
 """Contaminated evaluation inputs (BENCHMARK.md §6).
 
-Every condition is one formula, ``gain_x·x/‖x‖ + gain_c·c/‖c‖`` then ``/max|·|``,
+Every condition is one formula, ``gain_x·x/‖x‖ + gain_c·c/‖c‖`` then divided by its
+peak (``y / y.max()``, the signed maximum, as the reference; ``absmax``: ``/ max|y|``),
 with its own contaminant c and gains:
 
 | condition | contaminant | gains | per clip |
@@ -19,6 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from datasets.audio import peak_normalise
+
 OOD_GAIN_X = 0.8
 OOD_GAIN_C = 0.2
 GAINS = {"noise": (1.0, 1.0), "mixtures": (OOD_GAIN_X, OOD_GAIN_C), "speech": (OOD_GAIN_X, OOD_GAIN_C),
@@ -26,34 +29,27 @@ GAINS = {"noise": (1.0, 1.0), "mixtures": (OOD_GAIN_X, OOD_GAIN_C), "speech": (O
 WHITE_NOISE = "N(0,1)"
 
 
-def mix(x: torch.Tensor, contaminant: torch.Tensor, gain_x: float,
-        gain_c: float) -> torch.Tensor:
-    """``gain_x·x/‖x‖ + gain_c·c/‖c‖``, then divided by its peak max|·| (§6).
+def mix(x: torch.Tensor, contaminant: torch.Tensor, gain_x: float, gain_c: float,
+        peak_normalisation: str = "max") -> torch.Tensor:
+    """``y = gain_x·x/‖x‖ + gain_c·c/‖c‖``, then ``peak_normalise(y)``: ``y / y.max()`` by
+    default, as the reference (§6); ``peak_normalisation="absmax"``: ``y / max|y|``.
 
     ‖·‖ is the L2 norm over samples (last dimension).
 
     Args:
         x, contaminant: float tensors of shape (N,) or (B, N) (broadcastable, same N).
         gain_x, gain_c: linear gains (unitless).
+        peak_normalisation: "max" or "absmax" (``datasets.audio.PEAK_NORMALISATIONS``).
     Returns:
-        tensor of the broadcast shape, each row with max|·| == 1.
+        tensor of the broadcast shape, each row with max == 1 ("max") or max|·| == 1.
     Raises:
-        ValueError: a signal (or the mix) is all zero, so it cannot be normalised.
+        ValueError: a signal is all zero, or the mix has no positive peak.
     """
     nx = x.norm(dim=-1, keepdim=True)
     nc = contaminant.norm(dim=-1, keepdim=True)
     if (nx == 0).any() or (nc == 0).any():
         raise ValueError("mix: a base or contaminant signal is all zero (L2 norm 0)")
-    y = gain_x * x / nx + gain_c * contaminant / nc
-    peak = y.abs().amax(dim=-1, keepdim=True)
-    if (peak == 0).any():
-        raise ValueError("mix: the mixture is all zero and cannot be peak-normalised")
-    return y / peak
-
-
-def ood_mixture(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """OOD mixture (§6): ``mix(x, s, 0.8, 0.2)``; shapes as :func:`mix`."""
-    return mix(x, s, OOD_GAIN_X, OOD_GAIN_C)
+    return peak_normalise(gain_x * x / nx + gain_c * contaminant / nc, peak_normalisation)
 
 
 @dataclass
@@ -72,11 +68,12 @@ class ContaminatedSample:
     contamination: str = "mixtures"
     noise_seed: int | None = None
 
-    def apply(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        """Mix the loaded base waveform ``x`` (N,) with the loaded contaminant ``c`` (N,)."""
+    def apply(self, x: torch.Tensor, c: torch.Tensor | None, peak_normalisation: str = "max") -> torch.Tensor:
+        """Mix the loaded base waveform ``x`` (N,) with the loaded contaminant ``c`` (N,) and
+        peak-normalise ("max": ÷ signed maximum, as the reference; "absmax": ÷ max|·|)."""
         if self.contamination == "clean":
-            return x / x.abs().max()
-        return mix(x, c, self.gain_x, self.gain_c)
+            return peak_normalise(x, peak_normalisation)
+        return mix(x, c, self.gain_x, self.gain_c, peak_normalisation)
 
 
 def white_noise(seed: int, num_samples: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from datasets import esc50, folder, urbansound8k
-from datasets.split import FoldPlan, Split, class_names, make_split
+from datasets.split import FoldPlan, Split, class_names, contiguous_targets, make_split
 
 DATASETS = ("esc50", "us8k", "folder")
 
@@ -38,15 +38,17 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
         folds: "TRAIN:VALID:EVALUATION:POOL" fold lists, e.g. "1-8:9:10:9" (esc50 / us8k).
         classifier_classes: class names of a given classifier checkpoint; for a folder,
             every file is then evaluated (labels from sub-folders matched by name).
+    Targets are renumbered 0…N−1 (``contiguous_targets``), class names kept.
+
     Raises:
         DatasetNotFoundError: esc50 / us8k not found. FileNotFoundError: no folder or
-        no audio in it. ValueError: a folder without checkpoint has fewer than two
-        labelled classes (sub-folders), or an unknown dataset.
+        no audio in it. ValueError: a metadata CSV without clips, a folder without
+        checkpoint with fewer than two labelled classes (sub-folders), or an unknown dataset.
     """
     if name in ("esc50", "us8k"):
         module = esc50 if name == "esc50" else urbansound8k
         root = module.resolve_data_root(data_root)
-        meta = module.load_metadata(root)
+        meta = contiguous_targets(module.load_metadata(root), f"the metadata of {root}")
         split = module.make_split(meta, seed, FoldPlan.parse(folds) if folds else module.FOLDS)
         return AudioData(name, root, root / "audio", meta, class_names(meta), split)
     if name != "folder":

@@ -17,7 +17,12 @@ def _folds(text: str) -> tuple[int, ...]:
     folds: list[int] = []
     for piece in text.split(","):
         low, _, high = piece.partition("-")
-        folds += range(int(low), int(high or low) + 1)
+        try:
+            folds += range(int(low), int(high or low) + 1)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a fold list such as 1-3 or 1,2,5") from None
+    if not folds:
+        raise ValueError(f"{text!r} names no fold")
     return tuple(folds)
 
 
@@ -74,6 +79,29 @@ class Split:
         return {"protocol": self.protocol,
                 "counts": {k: int(len(v)) for k, v in parts.items()},
                 "files": {k: v["filename"].tolist() for k, v in parts.items()}}
+
+
+def contiguous_targets(meta: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``meta`` with its labelled targets renumbered 0…N−1 in the order of the original ids
+    (the full ESC-50 and UrbanSound8K are unchanged; a subset such as dog, rooster, rain =
+    0, 1, 10 becomes 0, 1, 2), category names kept.
+
+    Raises:
+        ValueError: ``meta`` has no row (``source``, e.g. the CSV, lists no clip), or a
+            target id carries two category names.
+    """
+    if meta.empty:
+        raise ValueError(f"{source} lists no clip (only its header?); restore the released file or list the clips "
+                         "you have")
+    labelled = meta["target"] >= 0
+    pairs = meta.loc[labelled, ["target", "category"]].drop_duplicates()
+    if pairs["target"].duplicated().any():
+        target = int(pairs.loc[pairs["target"].duplicated(), "target"].iloc[0])
+        raise ValueError(f"{source}: target {target} has several category names; fix the metadata")
+    order = {target: i for i, target in enumerate(sorted(pairs["target"]))}
+    renumbered = meta.copy()
+    renumbered.loc[labelled, "target"] = meta.loc[labelled, "target"].map(order)
+    return renumbered
 
 
 def class_names(meta: pd.DataFrame) -> list[str]:

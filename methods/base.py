@@ -13,7 +13,11 @@ class with ``@register("my-name")``; ``--methods my-name`` then runs it.
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import itertools
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +46,9 @@ class TrainingResources:
         profile: sizes and schedules of the chosen profile (``benchmark.profiles``).
         device: torch device.
         seed: random seed.
+        data_key: hash of the content of the training audio, its labels, the noise
+            clips and the peak normalisation (part of cache keys).
+        peak_normalisation: "max" or "absmax", for mixtures made in training.
         log: explainers append what they trained or loaded (checkpoint keys), for run.json.
     """
 
@@ -54,6 +61,8 @@ class TrainingResources:
     profile: dict[str, Any]
     device: torch.device
     seed: int
+    data_key: str = ""
+    peak_normalisation: str = "max"
     log: list = field(default_factory=list)
 
 
@@ -79,6 +88,10 @@ class Explainer:
 
     def config(self) -> dict[str, Any]:
         return {"method": self.name, **self.hyperparameters}
+
+    def check(self) -> None:
+        """Raise ``ValueError`` (e.g. ``CheckpointError``) for a file the method will need but
+        cannot use; called before anything trains. Default: nothing to check."""
 
     def fit(self, resources: TrainingResources) -> None:
         """Train (or load from the cache) whatever the method learns. Default: nothing."""
@@ -146,6 +159,79 @@ def register(name: str):
 
 def available_methods() -> list[str]:
     return list(_REGISTRY)
+
+
+def hyperparameters_of(cls: type[Explainer]) -> dict[str, type | None]:
+    """The constructor keywords of an explainer class and the type of each value (bool,
+    int, float or str, from the annotation or else the default; None when neither tells).
+    Keywords passed on through ``**kwargs`` to a parent class are included."""
+    found: dict[str, type | None] = {}
+    for klass in cls.__mro__:
+        if klass in (Explainer, object) or "__init__" not in vars(klass):
+            continue
+        hints = typing.get_type_hints(klass.__init__)
+        passes_on = False
+        for parameter in list(inspect.signature(klass.__init__).parameters.values())[1:]:
+            if parameter.kind is parameter.VAR_KEYWORD:
+                passes_on = True
+            elif parameter.kind is not parameter.VAR_POSITIONAL and parameter.name not in found:
+                found[parameter.name] = _value_type(hints.get(parameter.name), parameter.default)
+        if not passes_on:
+            break
+    return found
+
+
+def _value_type(hint: Any, default: Any) -> type | None:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next((a for a in typing.get_args(hint) if a is not type(None)), None)
+    for candidate in (hint, type(default)):
+        if candidate in (bool, int, float, str):
+            return candidate
+    return None
+
+
+def parse_hyperparameter(name: str, key: str, text: str) -> Any:
+    """The value of ``--set NAME.KEY=TEXT``, converted to the type of the keyword's default.
+
+    bool accepts true/false (also 1/0, yes/no, on/off); int and float their literals;
+    "none" gives None; ``[a,b,...]`` gives a list, a sweep with one table row per value.
+
+    Raises:
+        ValueError: unknown method or keyword, or a value of the wrong type; the
+            message names ``--set NAME.KEY`` and what is expected.
+    """
+    flag = f"--set {name}.{key}={text}"
+    if name not in _REGISTRY:
+        raise ValueError(f"{flag}: unknown method {name!r}; registered: {', '.join(available_methods())}")
+    keywords = hyperparameters_of(_REGISTRY[name])
+    if key not in keywords:
+        raise ValueError(f"{flag}: {name} has no hyperparameter {key!r}; its hyperparameters: {', '.join(keywords)}")
+    kind = keywords[key]
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return [_convert(flag, kind, item.strip()) for item in text[1:-1].split(",") if item.strip()]
+    return _convert(flag, kind, text)
+
+
+def _convert(flag: str, kind: type | None, text: str) -> Any:
+    if text.lower() == "none":
+        return None
+    if kind is bool:
+        truth = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+        if text.lower() not in truth:
+            raise ValueError(f"{flag}: expected true or false")
+        return truth[text.lower()]
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{flag}: expected {'an integer' if kind is int else 'a number'}") from None
+    if kind is str:
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def build_explainers(names: list[str], options: dict[str, dict[str, Any]]) -> list[Explainer]:

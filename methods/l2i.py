@@ -112,7 +112,8 @@ class L2IExplainer(Explainer):
         interpreter = L2IInterpreter(resources.classifier.embedding_model.representation_channels[:3],
                                      hp["n_components"], n_classes)
         trained = {k: v for k, v in hp.items() if k not in {"rth", "eps"}}  # the mask step is not trained
-        config = {"kind": "l2i", "classifier": resources.classifier_key, "seed": resources.seed,
+        config = {"kind": "l2i", "classifier": resources.classifier_key, "training_data": resources.data_key,
+                  "seed": resources.seed,
                   "batch_size": resources.profile["batch_size"], **trained}
         key = cached_training(interpreter, "l2i", config, resources.cache_dir,
                               lambda module: self._train(module, resources))

@@ -8,12 +8,14 @@ masked-out input loses it, with an L1 penalty on the mask (paper Eq. 4).
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from benchmark.checkpoints import cached_training, load_state
+from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from datasets.contamination import mix
@@ -92,16 +94,18 @@ def lmac_loss(
     return loss, {"ce_in": ce_in.item(), "ce_out": ce_out.item(), "mask_mean": per_sample_l1.mean().item()}
 
 
-def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_size: int, generator: torch.Generator):
+def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_size: int, generator: torch.Generator,
+                  peak_normalisation: str = "max"):
     """Shuffled batches of training clips mixed at 0 dB with a random noise clip (§4).
 
     Without noise clips, another (shuffled) training clip serves as the noise.
-    Yields (clean, noisy) pairs of (B, samples) waveforms, the noisy ones peak-normalised.
+    Yields (clean, noisy) pairs of (B, samples) waveforms, the noisy ones peak-normalised
+    (``datasets.contamination.mix``).
     """
     pool = waveforms if noise is None else noise
     for batch in torch.randperm(len(waveforms), generator=generator).split(batch_size):
         picks = torch.randint(0, len(pool), (len(batch),), generator=generator)
-        yield waveforms[batch], mix(waveforms[batch], pool[picks], 1.0, 1.0)
+        yield waveforms[batch], mix(waveforms[batch], pool[picks], 1.0, 1.0, peak_normalisation)
 
 
 def binarised_spectrogram(features: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
@@ -171,21 +175,33 @@ class LMACExplainer(Explainer):
         )
         self.decoder: LMACDecoder | None = None
 
+    def check(self) -> None:
+        """Raise ``CheckpointError`` unless ``checkpoint`` (if set) is a readable L-MAC decoder state dict."""
+        if self.hyperparameters["checkpoint"]:
+            self._checkpoint_state()
+
+    def _checkpoint_state(self) -> dict[str, torch.Tensor]:
+        path = self.hyperparameters["checkpoint"]
+        state = read_state_dict(path, "--lmac-checkpoint")
+        if "convt1.weight" not in state:
+            raise CheckpointError(f"--lmac-checkpoint {path}: not an L-MAC decoder state dict (no convt1.weight); "
+                                  "pass SpeechBrain's psi_model.ckpt of CNN14PSI_stft or an lmac-*.pt of the cache")
+        return state
+
     def fit(self, resources: TrainingResources) -> None:
         """Train the decoder (cached), or load ``checkpoint``: a decoder state dict such as
         SpeechBrain's ``psi_model.ckpt`` of ``CNN14PSI_stft(dim=2048)`` (width read from it).
 
         Raises:
-            ValueError: the checkpoint does not fit the classifier's representations.
+            CheckpointError: unreadable or unsafe checkpoint. ValueError: the checkpoint
+            does not fit the classifier's representations.
         """
         if self.hyperparameters["checkpoint"]:
-            path = self.hyperparameters["checkpoint"]
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if "convt1.weight" not in state:
-                raise ValueError(f"{path}: not an L-MAC decoder state dict (no convt1.weight)")
+            path = Path(self.hyperparameters["checkpoint"])
             decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels,
-                                  state["convt1.weight"].shape[1])
-            load_state(decoder, path)
+                                  self._checkpoint_state()["convt1.weight"].shape[1])
+            load_state(decoder, path, "--lmac-checkpoint")
+            self.checkpoint_key = content_key([path], resources.cache_dir, format="lmac decoder")
             self.decoder = decoder.to(resources.device).eval()
             return
         hp = dict(self.hyperparameters)
@@ -196,9 +212,8 @@ class LMACExplainer(Explainer):
         torch.manual_seed(resources.seed)  # the same initial decoder whatever ran before
         decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels, hp["width"])
         config = {
-            "kind": "lmac", "classifier": resources.classifier_key, "batch_size": resources.profile["batch_size"],
-            "seed": resources.seed, "noise_clips": None if resources.noise_waveforms is None else
-            len(resources.noise_waveforms), **hp,
+            "kind": "lmac", "classifier": resources.classifier_key, "training_data": resources.data_key,
+            "batch_size": resources.profile["batch_size"], "seed": resources.seed, **hp,
         }
 
         def train(module: LMACDecoder) -> dict:
@@ -224,7 +239,7 @@ class LMACExplainer(Explainer):
         for epoch in progress:
             terms = []
             for clean, noisy in noisy_batches(resources.train_waveforms, resources.noise_waveforms,
-                                              resources.profile["batch_size"], generator):
+                                              resources.profile["batch_size"], generator, resources.peak_normalisation):
                 features = log1p_magnitude(stft(noisy.to(device)))
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
@@ -278,10 +293,10 @@ class LMACFineTunedExplainer(LMACExplainer):
         super().fit(resources)  # the L-MAC decoder it starts from, trained or cached
         tuning["ft_epochs"] = tuning["ft_epochs"] or resources.profile["lmac_ft_epochs"]
         self.hyperparameters.update(tuning)
-        base = str(self.hyperparameters["checkpoint"] or self.checkpoint_key)  # what the fine-tuning starts from
         decoder = copy.deepcopy(self.decoder)
-        config = {"kind": "lmac-ft", "base": base, "seed": resources.seed, **tuning,
-                  "lr": self.hyperparameters["lr"]}
+        config = {"kind": "lmac-ft", "base": self.checkpoint_key, "classifier": resources.classifier_key,
+                  "training_data": resources.data_key, "batch_size": resources.profile["batch_size"],
+                  "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"]}
 
         def train(module: LMACDecoder) -> dict:
             return self._train(module, resources, tuning["ft_epochs"], "fine-tune L-MAC", tuning["guidance"])

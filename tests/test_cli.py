@@ -1,5 +1,6 @@
 """End to end through the CLI on real ESC-50 clips, tiny profile: outputs, caching, resume, errors."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import pytest
+import torch
 
 import benchmark.harness
 import methods.lmac
@@ -38,7 +40,7 @@ def test_outputs(first_run, capsys):
     # 2 base clips × 2 contaminants; saliency and all-ones in both settings, L-MAC listenable only
     assert len(per_sample) == 4 * 5
     assert set(per_sample["sample_id"]) == {0, 1, 2, 3}
-    assert per_sample.groupby(["setting", "method"]).size().to_dict() == {
+    assert per_sample.groupby(["domain", "method"]).size().to_dict() == {
         ("listenable", "all-ones"): 4, ("listenable", "lmac"): 4, ("listenable", "saliency"): 4,
         ("mel", "all-ones"): 4, ("mel", "saliency"): 4}
     assert per_sample[METRICS].drop(columns=["SPS", "COMP"]).notna().all().all()
@@ -47,7 +49,7 @@ def test_outputs(first_run, capsys):
     assert per_sample["contaminant"].ne(per_sample["clip"]).all()
 
     table = pd.read_csv(out / "table.csv")
-    assert list(table.columns[:10]) == ["setting", "method", *METRICS]
+    assert list(table.columns[:10]) == ["domain", "method", *METRICS]
     assert table.loc[table["method"] == "lmac", "n"].tolist() == [4, 0]  # mel row marked n/a
     markdown = (out / "table.md").read_text()
     assert "AI ↑" in markdown and "AD ↓" in markdown and "n/a" in markdown and "partial copy" in markdown
@@ -84,7 +86,7 @@ def test_rerun_without_resume_replaces_the_results(first_run, capsys):
     out = first_run / "out"
     per_sample = pd.read_csv(out / "per_sample.csv")
     assert run_cli(out, first_run / "cache") == 0
-    assert "replacing the results" in capsys.readouterr().out
+    assert "will be replaced when this run finishes" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_csv(out / "per_sample.csv"), per_sample)
 
 
@@ -98,15 +100,18 @@ def test_run_killed_with_sigkill_resumes_to_the_same_tables(first_run, tmp_path)
     process = subprocess.Popen([sys.executable, "run_benchmark.py", *arguments, "--out", str(killed)],
                                cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    written = killed / "per_sample.csv"
+    written = killed / "unfinished" / "per_sample.csv"
     while process.poll() is None and not (written.exists() and written.read_text().count("\n") >= 3):
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL  # killed, not finished
     assert 2 <= written.read_text().count("\n") - 1 < rows
+    assert not (killed / "per_sample.csv").exists() and not (killed / "table.md").exists()  # nothing finished
     assert main([*arguments, "--out", str(killed), "--resume"]) == 0
-    key = ["setting", "method", "sample_id"]
+    assert not written.parent.exists()
+    written = killed / "per_sample.csv"
+    key = ["domain", "method", "sample_id"]
     pd.testing.assert_frame_equal(
         pd.read_csv(written).sort_values(key, ignore_index=True),
         pd.read_csv(tmp_path / "whole" / "per_sample.csv").sort_values(key, ignore_index=True))
@@ -165,3 +170,68 @@ def test_save_audio_writes_each_samples_interpretations(first_run, tmp_path):
     written = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir())
     assert written[:4] == ["0000-all-ones.wav", "0000-input.wav", "0000-lmac.wav", "0000-saliency.wav"]
     assert len(written) == 4 * 4  # 4 samples × (input + 3 methods)
+
+
+def _snapshot(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def test_a_rerun_that_fails_leaves_the_earlier_results_byte_identical(first_run, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "out", out)
+    before = _snapshot(out)
+    assert set(before) == {"per_sample.csv", "table.csv", "table.md", "run.json"}
+    assert run_cli(out, first_run / "cache", "--batch-size", "0") == 2  # fails before anything
+    assert _snapshot(out) == before
+
+    def interrupted_training(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C half-way through training the classifier
+
+    monkeypatch.setattr(benchmark.harness, "train_classifier", interrupted_training)
+    assert run_cli(out, tmp_path / "empty-cache") == 130  # same configuration, a cache that must train
+    assert _snapshot(out) == before
+
+
+def test_resume_with_a_smaller_limit_evaluates_exactly_the_new_samples(first_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "out", out)  # --limit 2: 4 samples
+    assert run_cli(out, first_run / "cache", "--resume", "--limit", "1") == 0
+    per_sample = pd.read_csv(out / "per_sample.csv")
+    assert set(per_sample["sample_id"]) == {0, 1}
+    assert "n = 2" in (out / "table.md").read_text().splitlines()[0]
+    assert set(pd.read_csv(out / "table.csv")["n"]) == {2, 0}
+    record = json.loads((out / "run.json").read_text())
+    assert record["evaluated_samples"] == 2 and record["evaluated_clips"] == 1
+
+
+def test_a_same_named_copy_with_other_audio_trains_a_new_classifier(tmp_path):
+    copies = {}
+    for name in ("first", "second"):
+        root = copies[name] = tmp_path / name
+        (root / "meta").mkdir(parents=True)
+        (root / "audio").mkdir()
+        shutil.copy(ESC50 / "meta" / "esc50.csv", root / "meta" / "esc50.csv")
+        for clip in (ESC50 / "audio").iterdir():
+            (root / "audio" / clip.name).symlink_to(clip)
+    first_training_clip = "4-102844-A-49.wav"  # in the training part of the seed-0 split
+    replaced = copies["second"] / "audio" / first_training_clip
+    replaced.unlink()
+    shutil.copy(ESC50 / "audio" / "4-102871-A-42.wav", replaced)  # same name, other audio
+    for name, root in copies.items():
+        assert main(["--data-root", str(root), "--profile", "tiny", "--methods", "saliency", "--limit", "1",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / f"out-{name}")]) == 0
+    classifiers = sorted((tmp_path / "cache").glob("classifier-*.pt"))
+    assert len(classifiers) == 2
+    keys = [json.loads((tmp_path / f"out-{n}" / "run.json").read_text())["classifier"]["checkpoint"] for n in copies]
+    assert keys[0] != keys[1]
+    assert main(["--data-root", str(copies["first"]), "--profile", "tiny", "--methods", "saliency", "--limit", "1",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out-again")]) == 0
+    assert len(list((tmp_path / "cache").glob("classifier-*.pt"))) == 2  # the same audio reuses its classifier
+
+
+def test_a_nan_map_stops_the_run_with_exit_2_naming_the_method(first_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(methods.lmac.LMACExplainer, "attribute", lambda self, model, x, target: x[:, :425] * torch.nan)
+    assert run_cli(tmp_path / "out", first_run / "cache") == 2
+    error = capsys.readouterr().err
+    assert "lmac returned NaN or infinite values" in error and "Traceback" not in error
+    assert not (tmp_path / "out" / "per_sample.csv").exists()

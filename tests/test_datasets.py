@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fit_length, load_clip
 from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
-                                    draw_white_noise, mix, white_noise,
-                                    ood_mixture)
+                                    draw_white_noise, mix, white_noise)
 from datasets.split import class_names
 from datasets.esc50 import (DatasetNotFoundError, load_metadata,
                             make_split, resolve_data_root)
@@ -33,7 +33,28 @@ def real_wav(meta):
 def test_load_real_clip(real_wav):
     x = load_clip(real_wav)
     assert x.shape == (CLIP_SAMPLES,) and x.dtype == torch.float32
-    assert torch.isclose(x.abs().max(), torch.tensor(1.0))
+    assert torch.isclose(x.max(), torch.tensor(1.0))
+
+
+def test_a_clip_whose_negative_peak_is_larger_is_divided_by_its_signed_maximum():
+    path = ESC50 / "audio" / "4-125072-A-19.wav"  # a real clip: min −1 against max 0.61 of max|x|
+    data, rate = sf.read(path, dtype="float32")
+    raw = torchaudio.functional.resample(torch.from_numpy(data), rate, SAMPLE_RATE)
+    assert -raw.min() > 1.5 * raw.max()
+    reference = load_clip(path)  # x / x.max(), BENCHMARK.md §1
+    torch.testing.assert_close(reference, raw / raw.max())
+    assert reference.max() == 1.0 and reference.min() < -1.5  # samples below −1, as the reference's
+    absmax = load_clip(path, peak_normalisation="absmax")
+    torch.testing.assert_close(absmax, raw / raw.abs().max())
+    assert absmax.min() == -1.0 and absmax.max() < 0.7
+
+
+def test_a_clip_without_a_positive_sample_names_the_option(tmp_path):
+    path = tmp_path / "negative.wav"
+    sf.write(path, -np.abs(np.random.default_rng(0).normal(size=16000)).astype("float32") * 0.1, 16000)
+    with pytest.raises(AudioError, match="--peak-normalisation absmax"):
+        load_clip(path)
+    assert load_clip(path, peak_normalisation="absmax").min() == -1.0
 
 
 def test_stereo_22k_and_short_files(real_wav, tmp_path):
@@ -45,7 +66,7 @@ def test_stereo_22k_and_short_files(real_wav, tmp_path):
     sf.write(p, stereo, 22050)
     x = load_clip(p)
     assert x.shape == (CLIP_SAMPLES,) and x.dtype == torch.float32
-    assert torch.isclose(x.abs().max(), torch.tensor(1.0))
+    assert torch.isclose(x.max(), torch.tensor(1.0))
     # averaging the two channels is 0.75 * half; after peak normalisation the mono
     # version must load to the same waveform
     sf.write(tmp_path / "mono.wav", 0.75 * half, 22050)
@@ -56,7 +77,7 @@ def test_stereo_22k_and_short_files(real_wav, tmp_path):
     y = load_clip(short)
     assert y.shape == (CLIP_SAMPLES,)
     assert torch.count_nonzero(y[3 * SAMPLE_RATE + 50:]) == 0  # zero-padded at the end
-    assert y[: 3 * SAMPLE_RATE].abs().max() == 1.0
+    assert y[: 3 * SAMPLE_RATE].max() == 1.0
 
 
 def test_bad_audio_raises(tmp_path):
@@ -154,8 +175,8 @@ def test_mix_numerics():
     x = 3.0 * torch.sin(2 * np.pi * 5 * t / n)      # orthogonal to s over full periods
     s = 0.1 * torch.sin(2 * np.pi * 17 * t / n)
     assert abs(float(x @ s)) < 1e-9
-    y = ood_mixture(x, s)
-    assert torch.isclose(y.abs().max(), torch.tensor(1.0, dtype=y.dtype))
+    y = mix(x, s, 0.8, 0.2)
+    assert torch.isclose(y.max(), torch.tensor(1.0, dtype=y.dtype))
     # projections onto the unit-norm sources recover the gains up to the peak factor
     a = float(y @ (x / x.norm()))
     b = float(y @ (s / s.norm()))
@@ -168,7 +189,7 @@ def test_mix_numerics():
     yb = mix(xb, sb, 1.0, 0.5)
     for i in range(2):
         assert torch.allclose(yb[i], mix(xb[i], sb[i], 1.0, 0.5))
-    assert torch.allclose(yb.abs().amax(-1), torch.ones(2, dtype=yb.dtype))
+    assert torch.allclose(yb.amax(-1), torch.ones(2, dtype=yb.dtype))
     with pytest.raises(ValueError):
         mix(x, torch.zeros(n, dtype=x.dtype), 0.8, 0.2)
 
@@ -192,11 +213,15 @@ def test_draw_ood_mixtures(meta):
     # no self-mixing even when the pool is the evaluation set itself
     for c in draw_ood_mixtures(s.evaluation, s.evaluation, seed=0):
         assert c.base_file != c.contaminant_file
-    # applying one draw to real audio gives a peak-normalised clip
-    c = d0[0]
-    y = c.apply(load_clip(ESC50 / "audio" / c.base_file),
-                load_clip(ESC50 / "audio" / c.contaminant_file))
-    assert y.shape == (CLIP_SAMPLES,) and torch.isclose(y.abs().max(), torch.tensor(1.0))
+    # a real pair whose mixture has the larger negative peak: y / y.max() as the reference (§6)
+    c = d0[16]
+    assert (c.base_file, c.contaminant_file) == ("4-125825-B-46.wav", "4-168868-A-17.wav")
+    x, s_ = load_clip(ESC50 / "audio" / c.base_file), load_clip(ESC50 / "audio" / c.contaminant_file)
+    y = 0.8 * x / x.norm() + 0.2 * s_ / s_.norm()
+    assert -y.min() > 1.2 * y.max()
+    torch.testing.assert_close(c.apply(x, s_), y / y.max())
+    torch.testing.assert_close(c.apply(x, s_, "absmax"), y / y.abs().max())
+    assert c.apply(x, s_).shape == (CLIP_SAMPLES,) and c.apply(x, s_).min() < -1.2
 
 
 def test_other_conditions_draws_and_gains(meta):
@@ -220,7 +245,7 @@ def test_other_conditions_draws_and_gains(meta):
     y = white[0].apply(x, n)
     # y ∝ x/‖x‖ + 0.5·n/‖n‖: its projection on n/‖n‖ over the one on x/‖x‖ is ≈ 0.5 (x ⟂ n nearly)
     ratio = float(y @ (n / n.norm())) / float(y @ (x / x.norm()))
-    assert ratio == pytest.approx(0.5, abs=0.02) and torch.isclose(y.abs().max(), torch.tensor(1.0))
+    assert ratio == pytest.approx(0.5, abs=0.02) and torch.isclose(y.max(), torch.tensor(1.0))
 
     clean = clean_samples(s.evaluation)
     assert len(clean) == 100 and torch.equal(clean[0].apply(x, None), x)

@@ -8,7 +8,7 @@ from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
 from benchmark.bench import speechbrain_paper_checkpoints
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, stft
-from benchmark.harness import load_classifier_checkpoint
+from benchmark.speechbrain_import import load_classifier_checkpoint
 from methods import build_explainer
 from methods.base import TrainingResources
 

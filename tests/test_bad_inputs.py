@@ -1,0 +1,181 @@
+"""Every bad input of the README's table gets exit code 2, a one-line message naming the flag or
+file and the fix, no traceback, and comes before anything trains (a training call fails the test)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+import benchmark.harness
+import methods.l2i
+import methods.lmac
+from benchmark.cli import main
+from datasets.sources import open_dataset
+from tests.conftest import ESC50
+
+ROOT = Path(__file__).resolve().parents[1]
+META = pd.read_csv(ESC50 / "meta" / "esc50.csv")
+
+
+def esc50_tree(folder: Path, rows: pd.DataFrame) -> Path:
+    """An ESC-50 tree in the official layout holding ``rows`` of the shared fold-4 copy (audio linked)."""
+    (folder / "meta").mkdir(parents=True)
+    (folder / "audio").mkdir()
+    rows.to_csv(folder / "meta" / "esc50.csv", index=False)
+    for name in rows["filename"]:
+        (folder / "audio" / name).symlink_to(ESC50 / "audio" / name)
+    return folder
+
+
+def clips_per_class(count: int, targets=(0, 1, 10)) -> pd.DataFrame:
+    return pd.concat([META[META["target"] == t].sort_values("filename").head(count) for t in targets])
+
+
+class Evil:
+    """Unpickling this runs a shell command: a hostile checkpoint."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture
+def files(tmp_path):
+    return bad_files(tmp_path)
+
+
+def bad_files(tmp_path: Path) -> dict[str, Path]:
+    """Bad checkpoint files and data trees in ``tmp_path``, by name (the ``{name}`` of CASES)."""
+    made = {"missing": tmp_path / "missing.pt", "random": tmp_path / "random.pt",
+            "described_random": tmp_path / "described" / "classifier-x.pt",
+            "evil": tmp_path / "evil" / "classifier-x.pt", "marker": tmp_path / "code-ran",
+            "not_a_decoder": tmp_path / "decoder.pt"}
+    made["random"].write_bytes(os.urandom(4096))
+    for name in ("described_random", "evil"):
+        made[name].parent.mkdir()
+        made[name].with_suffix(".json").write_text(json.dumps({"config": {"class_names": list(
+            META.sort_values("target")["category"].unique()), "width": 2}}))
+    made["described_random"].write_bytes(os.urandom(4096))
+    torch.save({"weight": Evil(made["marker"])}, made["evil"])
+    torch.save({"weight": torch.zeros(3)}, made["not_a_decoder"])
+    made["header_only"] = esc50_tree(tmp_path / "header-only", META.iloc[:0])
+    made["one_per_class"] = esc50_tree(tmp_path / "one-per-class", clips_per_class(1))
+    made["two_per_class"] = esc50_tree(tmp_path / "two-per-class", clips_per_class(2))
+    made["us8k"] = tmp_path / "UrbanSound8K"
+    rows = []
+    for i, row in enumerate(clips_per_class(2).itertuples()):
+        fold = 1 + i % 3
+        (made["us8k"] / "audio" / f"fold{fold}").mkdir(parents=True, exist_ok=True)
+        (made["us8k"] / "audio" / f"fold{fold}" / row.filename).symlink_to(ESC50 / "audio" / row.filename)
+        rows.append({"slice_file_name": row.filename, "fsID": i, "start": 0.0, "end": 4.0, "salience": 1,
+                     "fold": fold, "classID": row.target, "class": row.category})
+    (made["us8k"] / "metadata").mkdir()
+    pd.DataFrame(rows).to_csv(made["us8k"] / "metadata" / "UrbanSound8K.csv", index=False)
+    return made
+
+
+# (arguments, text the message must contain); {name} is a path of the ``files`` fixture
+CASES = [
+    (["--limit", "0"], "--limit 0: must be a positive integer"),
+    (["--limit", "-3"], "--limit -3"),
+    (["--limit", "abc"], "--limit"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--batch-size", "-1"], "--batch-size -1"),
+    (["--methods", ""], "--methods '': name at least one method"),
+    (["--methods", "saliency,lmca"], "unknown method(s) lmca"),
+    (["--domains", "spectral"], "--domains 'spectral'"),
+    (["--device", "nonsense"], "--device 'nonsense': not a torch device"),
+    (["--device", "cuda:7"], "--device cuda:7: no such CUDA device"),
+    (["--seed", "-1"], "--seed -1"),
+    (["--folds", "a:b:c:d"], "--folds: 'a' is not a fold list"),
+    (["--folds", "1-3:4"], "expected TRAIN:VALID:EVALUATION:POOL"),
+    (["--methods", "l2i", "--l2i-rth", "abc"], "--l2i-rth 'abc'"),
+    (["--methods", "lmac-ft", "--lmac-ft-cth", "2"], "--lmac-ft-cth 2.0"),
+    (["--peak-normalisation", "rms"], "--peak-normalisation"),
+    (["--set", "lmac.nosuchkey=1"], "lmac has no hyperparameter 'nosuchkey'"),
+    (["--set", "lmac.lambda_l1=abc"], "--set lmac.lambda_l1=abc: expected a number"),
+    (["--set", "lmac.l1_batch_scaled=maybe"], "expected true or false"),
+    (["--set", "l2i.rth=0.3"], "l2i is not among --methods"),
+    (["--set", "lmca.lambda_l1=1"], "unknown method 'lmca'"),
+    (["--set", "lmac"], "expected METHOD.KEY=VALUE"),
+    (["--import", "no_such_module_anywhere"], "--import no_such_module_anywhere"),
+    (["--setting", "id"], "pass --noise-dir"),
+    (["--contamination", "speech"], "pass --speech-dir"),
+    (["--setting", "id", "--noise-dir", "{missing}"], "--noise-dir"),
+    (["--classifier-checkpoint", "{missing}"], "--classifier-checkpoint"),
+    (["--classifier-checkpoint", "{random}"], "random.json is missing beside it"),
+    (["--classifier-checkpoint", "{described_random}"], "not a readable PyTorch checkpoint"),
+    (["--classifier-checkpoint", "{evil}"], "refused: the file holds Python objects other than tensors"),
+    (["--lmac-checkpoint", "{missing}"], "--lmac-checkpoint"),
+    (["--lmac-checkpoint", "{random}"], "--lmac-checkpoint {random}: not a readable PyTorch checkpoint"),
+    (["--lmac-checkpoint", "{evil}"], "refused"),
+    (["--lmac-checkpoint", "{not_a_decoder}"], "not an L-MAC decoder state dict"),
+    (["--data-root", "{missing}"], "esc50 not found"),
+    (["--data-root", "{header_only}"], "lists no clip"),
+    (["--data-root", "{one_per_class}"], "the split leaves no evaluation clip"),
+    (["--data-root", "{two_per_class}"], "the split leaves no validation clip"),
+    (["--dataset", "us8k", "--data-root", "{us8k}"], "the split leaves no validation clip"),
+    (["explain", "{missing}"], "missing.pt"),
+    (["explain", "{random}"], "cannot read audio file"),
+]
+
+
+@pytest.mark.parametrize("arguments, expected", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expected, files, tmp_path, capsys,
+                                                              monkeypatch):
+    def training_started(*args, **kwargs):
+        raise AssertionError("training started before the bad input was reported")
+
+    for owner, name in ((benchmark.harness, "train_classifier"), (methods.lmac.LMACExplainer, "_train"),
+                        (methods.l2i.L2IExplainer, "_train")):
+        monkeypatch.setattr(owner, name, training_started)
+    arguments = [a.format(**{k: str(v) for k, v in files.items()}) for a in arguments]
+    expected = expected.format(**{k: str(v) for k, v in files.items()})
+    command = arguments[:2] if arguments[0] == "explain" else []
+    options = arguments[2:] if command else arguments
+    base = ["--profile", "tiny", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    if "--data-root" not in options:
+        base += ["--data-root", str(ESC50)]
+    assert main([*command, *base, *options]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and "Traceback" not in error
+    assert not files["marker"].exists()  # the hostile pickle did not run
+    assert "weights_only=False" not in error
+
+
+def test_a_bad_input_through_the_real_command_line_is_exit_2_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "run_benchmark.py", "--data-root", str(ESC50), "--batch-size", "0",
+                             "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --batch-size 0: must be a positive integer"
+
+
+def test_any_label_set_maps_to_contiguous_targets_with_its_class_names(tmp_path):
+    root = esc50_tree(tmp_path / "subset", clips_per_class(8, targets=(0, 1, 10)))  # dog, rooster, rain
+    data = open_dataset("esc50", str(root), seed=0)
+    assert data.class_names == ["dog", "rooster", "rain"]
+    assert sorted(data.meta["target"].unique()) == [0, 1, 2]
+    assert set(data.split.train["target"]) == {0, 1, 2}
+    out = tmp_path / "out"
+    assert main(["--data-root", str(root), "--profile", "tiny", "--methods", "saliency", "--limit", "1",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "per_sample.csv")["label"]) <= {0, 1, 2}
+    classifier = json.loads(next((tmp_path / "cache").glob("classifier-*.json")).read_text())
+    assert classifier["config"]["class_names"] == ["dog", "rooster", "rain"]
+
+
+def test_set_values_take_the_type_of_the_keywords_default(tmp_path):
+    from benchmark.cli import build_parser, config_from_args
+    args = build_parser().parse_args(["--methods", "lmac,l2i", "--set", "lmac.l1_batch_scaled=false",
+                                      "--set", "lmac.epochs=3", "--set", "l2i.rth=[0.1, 0.3]",
+                                      "--set", "lmac.lambda_l1=1"])
+    options = config_from_args(args).method_options
+    assert options["lmac"] == {"l1_batch_scaled": False, "epochs": 3, "lambda_l1": 1.0}
+    assert options["l2i"]["rth"] == [0.1, 0.3]
+    assert isinstance(options["lmac"]["lambda_l1"], float)
