@@ -4,8 +4,9 @@
 and the L-MAC decoder at width 2048 (≈ 237 M parameters), 200 epochs (BENCHMARK.md
 §2, §4); GPU only. ``cpu``: the same architectures at width 8 (8…256 channels,
 1.2 M parameters) and a width-64 decoder, with schedules that fit a 2-core machine
-(§9), and L-MAC with a 4× L1 weight and a higher learning rate (see
-``methods.lmac.LMACExplainer``). ``tiny``: for tests only.
+(§9): L-MAC's L1 weight is the one ``run_benchmark.py select-lmac-l1`` chose on the
+validation part (``results/lmac-l1-selection-cpu``), trained 30 epochs at lr 1e-3.
+``tiny``: for tests only.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ PROFILES: dict[str, dict] = {
     ),
     "cpu": dict(
         classifier_width=8, classifier_epochs=80, classifier_lr=1e-3, batch_size=16,
-        lmac_width=64, lmac_epochs=30, lmac_lr=1e-3, lmac_lambda_l1=1.6, lmac_ft_epochs=10, l2i_epochs=20,
+        lmac_width=64, lmac_epochs=30, lmac_lr=1e-3, lmac_lambda_l1=0.4, lmac_ft_epochs=10, l2i_epochs=20,
     ),
     "tiny": dict(
         classifier_width=2, classifier_epochs=2, classifier_lr=1e-3, batch_size=16,
