@@ -48,7 +48,11 @@ from torch import nn
 
 from benchmark.classifier import Cnn14, DomainModel
 from benchmark.frontend import DOMAINS
-from benchmark.harness import RunConfig, batch_ids, evaluate, prepare, prepare_batch
+from benchmark.config import RunConfig
+from benchmark.frontend import apply_mask
+from benchmark.harness import evaluate
+from benchmark.pipeline import batch_ids, prepare_batch
+from benchmark.preparation import prepare
 from benchmark.store import ResultWriter
 from metrics import METRICS
 
@@ -66,7 +70,7 @@ class ModelPassTimer(contextlib.AbstractContextManager):
 
     def __init__(self, networks: list[nn.Module], device: torch.device):
         self.seconds = 0.0
-        self.classifier_samples = 0  # inputs that went through CNN14 (a kept unmasked pass is not one)
+        self.classifier_samples = 0  # inputs that went through CNN14
         self._depth = 0
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self._targets = [(DomainModel, "forward"), (DomainModel, "forward_with_representations"),
@@ -153,30 +157,6 @@ class PeakMemory(contextlib.AbstractContextManager):
         return False
 
 
-def speechbrain_paper_checkpoints(folder: Path, n_classes: int, seed: int = 0) -> Path:
-    """Seeded paper-size modules of SpeechBrain's L-MAC recipe, saved in its format in ``folder``
-    (if not there yet): ``embedding_model.ckpt`` (``Cnn14(mel_bins=80, emb_dim=2048)``),
-    ``classifier.ckpt`` (``Linear(2048, n_classes)``) and ``psi_model.ckpt``
-    (``CNN14PSI_stft(dim=2048)``), BatchNorm statistics drawn from U(0.5, 1.5).
-
-    Returns ``folder``. Raises ImportError without speechbrain.
-    """
-    from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
-
-    if all((folder / name).is_file() for name in ("embedding_model.ckpt", "classifier.ckpt", "psi_model.ckpt")):
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    modules = {"embedding_model": Cnn14(mel_bins=80, emb_dim=2048, return_reps=True),
-               "classifier": nn.Linear(2048, n_classes), "psi_model": CNN14PSI_stft(dim=2048)}
-    for name, module in modules.items():
-        for buffer_name, buffer in module.named_buffers():
-            if "running" in buffer_name:
-                buffer.uniform_(0.5, 1.5)
-        torch.save(module.state_dict(), folder / f"{name}.ckpt")
-    return folder
-
-
 def _timed(config: RunConfig, networks: list[nn.Module], work, repeats: int) -> dict:
     """The fastest of ``repeats`` runs of ``work()``: total and model-pass seconds, peak memory."""
     device = torch.device(config.device)
@@ -214,7 +194,7 @@ def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: i
 
 def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> dict:
     """The per-batch work all methods share (``prepare_batch``: mixing, STFT, features,
-    BCE-clean target, the unmasked pass), over all samples and settings."""
+    BCE-clean target, the unmasked pass), over all samples and domains."""
     device = torch.device(config.device)
     batches = batch_ids(len(evaluation.samples), config.batch_size)
     models = [DomainModel(classifier, DOMAINS[name], per_sample=device.type == "cpu").eval()
@@ -233,7 +213,7 @@ def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: i
     """Seconds of L-MAC's model-pass floor on all samples, timed in the same run: per
     sample its mask (one classifier pass for the representations, one decoder pass) and
     the two classifier passes M⊙X and (1−M)⊙X, nothing else, on the features of the
-    listenable setting computed beforehand."""
+    listenable domain computed beforehand."""
     device = torch.device(config.device)
     model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
     features = torch.cat([prepare_batch(model, evaluation, ids, device).features
@@ -242,9 +222,9 @@ def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: i
     def work():
         with torch.no_grad():
             for x in features.split(1 if model.per_sample else config.batch_size):
-                mask = explainer.attribute(model, x, None)  # a new tensor: the kept unmasked pass does not apply
-                model(mask * x[:, : mask.shape[1]])
-                model((1 - mask) * x[:, : mask.shape[1]])
+                mask = explainer.attribute(model, x, None)  # no representations given: a pass of its own
+                for masked in apply_mask(x, mask):
+                    model(masked)
 
     work()  # warm-up
     return _timed(config, [], work, repeats)["total_s"]

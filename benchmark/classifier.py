@@ -9,6 +9,8 @@ functional ReLU it silently returns the plain gradient).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
@@ -109,13 +111,29 @@ class AudioClassifier(nn.Module):
         return self.embedding_model.conv_block6
 
 
+class ClassifierPass(NamedTuple):
+    """One classifier pass: logits (B, n_classes) and the block 6, 5, 4, 3 outputs
+    (see ``Cnn14``), the input of L-MAC's decoder and L2I's interpreter."""
+
+    logits: torch.Tensor
+    representations: tuple[torch.Tensor, ...]
+
+    def rows(self, start: int, stop: int) -> "ClassifierPass":
+        """The pass of samples ``start`` … ``stop − 1``."""
+        return ClassifierPass(self.logits[start:stop], tuple(block[start:stop] for block in self.representations))
+
+
 class DomainModel(nn.Module):
     """The classifier seen from one domain: ``forward(X)`` with X on the domain's grid.
 
     For the listenable domain X = log1p|STFT| (B, T, 513) goes through the STFT→Mel
     wrapper; for the mel domain X (B, T, 80) is the classifier's input. This is the
     function every explainer attributes and every metric queries (§3, §5).
-    ``per_sample``: see ``forward_with_representations``.
+
+    ``per_sample`` (the harness on CPU): passes without gradient tracking take the
+    samples one at a time. oneDNN picks its convolution algorithm by batch size, and
+    per-sample passes make every per-sample result independent of the batch size at
+    no cost on CPU (``run_benchmark.py bench``).
     """
 
     def __init__(self, classifier: AudioClassifier, domain: Domain, per_sample: bool = False):
@@ -123,53 +141,16 @@ class DomainModel(nn.Module):
         self.classifier = classifier
         self.domain = domain
         self.per_sample = per_sample
-        self._unmasked: tuple | None = None  # (features, version, (logits, representations)) of ``unmasked_pass``
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_classes) for X (B, T, F); see ``forward_with_representations``."""
-        return self.forward_with_representations(features)[0]
+        """Logits (B, n_classes) for X (B, T, F)."""
+        return self.forward_with_representations(features).logits
 
-    def forward_with_representations(self, features: torch.Tensor):
-        """Logits (B, n_classes) and the block 6, 5, 4, 3 outputs for X (B, T, F).
-
-        With ``per_sample`` (the harness on CPU), passes without gradient tracking take
-        the samples one at a time: oneDNN picks its convolution algorithm by batch size,
-        and per-sample passes make every per-sample result independent of the batch
-        size at no cost on CPU (``run_benchmark.py bench``). A call without gradient
-        tracking on the tensor of the last ``unmasked_pass``, unmodified, or on a block
-        of its rows (``features[i:j]``), returns the kept result without a new pass.
-        """
-        if torch.is_grad_enabled():
-            return self.classifier.forward_with_representations(self.domain.classifier_input(features))
-        rows = self._kept_rows(features)
-        if rows is not None:
-            logits, representations = self._unmasked[2]
-            return logits[rows], tuple(block[rows] for block in representations)
-        chunks = features.split(1) if self.per_sample else [features]
-        outputs = [self.classifier.forward_with_representations(self.domain.classifier_input(x)) for x in chunks]
-        return (torch.cat([logits for logits, _ in outputs]),
-                tuple(torch.cat(blocks) for blocks in zip(*(representations for _, representations in outputs))))
-
-    @torch.no_grad()
-    def unmasked_pass(self, features: torch.Tensor):
-        """``forward_with_representations`` on X (B, T, F), without gradient tracking, kept
-        for later calls on X or a block of its rows: the harness's one unmasked pass of a
-        batch serves every method (L-MAC, L2I) while the masked passes come and go."""
-        result = self.forward_with_representations(features)
-        self._unmasked = (features, features._version, result)
-        return result
-
-    def _kept_rows(self, features: torch.Tensor) -> slice | None:
-        """The rows of the kept batch that ``features`` is (itself or a block of rows), else None."""
-        if self._unmasked is None:
-            return None
-        kept, version = self._unmasked[:2]
-        if kept._version != version or features.shape[1:] != kept.shape[1:] or features.stride() != kept.stride():
-            return None
-        if features.untyped_storage().data_ptr() != kept.untyped_storage().data_ptr():
-            return None
-        offset = features.storage_offset() - kept.storage_offset()
-        start, remainder = divmod(offset, kept.stride(0))
-        if remainder or start < 0 or start + len(features) > len(kept):
-            return None
-        return slice(start, start + len(features))
+    def forward_with_representations(self, features: torch.Tensor) -> ClassifierPass:
+        """Logits and block representations for X (B, T, F): one pass of every sample."""
+        if torch.is_grad_enabled() or not self.per_sample:
+            return ClassifierPass(*self.classifier.forward_with_representations(self.domain.classifier_input(features)))
+        passes = [self.classifier.forward_with_representations(self.domain.classifier_input(x))
+                  for x in features.split(1)]
+        return ClassifierPass(torch.cat([logits for logits, _ in passes]),
+                              tuple(torch.cat(blocks) for blocks in zip(*(blocks for _, blocks in passes))))

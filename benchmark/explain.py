@@ -7,8 +7,10 @@ from pathlib import Path
 import torch
 
 from benchmark.classifier import DomainModel
-from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, listenable_waveform, stft
-from benchmark.harness import RunConfig, prepare, write_audio
+from benchmark.config import RunConfig
+from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, apply_mask, listenable_waveform, stft
+from benchmark.pipeline import write_audio
+from benchmark.preparation import prepare
 from datasets.audio import SAMPLE_RATE, load_clip
 
 
@@ -32,7 +34,7 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     audio = Path(audio)
     waveform = load_clip(audio, peak_normalisation=config.peak_normalisation).unsqueeze(0)
     torch.manual_seed(config.seed)
-    inputs, classifier, explainers = prepare(config, {})
+    inputs, classifier, explainers = prepare(config, {}, evaluation_part=False)
     explainer = explainers[0]
     if "listenable" not in explainer.domains:
         raise ValueError(f"--method {explainer.name} does not explain the listenable domain; choose another method")
@@ -40,15 +42,17 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     spec = stft(waveform)
     model = DomainModel(classifier, DOMAINS["listenable"]).eval()
     features = model.domain.features(spec)
-    probabilities = model.unmasked_pass(features)[0].softmax(1)[0]  # kept for L-MAC / L2I
+    with torch.no_grad():
+        unmasked = model.forward_with_representations(features)
+    probabilities = unmasked.logits.softmax(1)[0]
     predicted = int(probabilities.argmax())
-    mask = explainer.mask(model, features, torch.tensor([predicted], device=features.device))
+    mask = explainer.mask(model, features, torch.tensor([predicted], device=features.device), unmasked.representations)
     out = Path(config.out)
     stem = f"{audio.stem}-{explainer.label.replace(' ', '_')}"
     write_audio(out / f"{audio.stem}-input.wav", waveform[0])
     write_audio(out / f"{stem}.wav", listenable_waveform(mask, spec, waveform.shape[1])[0])
     panels = [("input log1p|STFT|", features[0]), (f"{explainer.label} mask", mask[0]),
-              ("masked input (the interpretation)", mask[0] * features[0, : mask.shape[1]])]
+              ("masked input (the interpretation)", apply_mask(features, mask)[0][0])]
     figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
     for axis, (title, image) in zip(axes, panels):
         frames, bins = image.shape

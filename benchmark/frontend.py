@@ -11,7 +11,7 @@ Shapes: waveforms ``(B, N)`` at 16 kHz (N = 80,000 for 5 s); complex STFT
 ``(B, T, F)`` with T = 1 + N // 186 frames (431 for 5 s) and F = 513 bins; mel
 features ``(B, T, 80)``.
 
-Two domains (settings) are explained:
+Two domains are explained (the paper's "listenable" and "not listenable" blocks):
 
 - ``listenable``: the input is ``X = log1p|STFT|`` (B, T, 513); the classifier sees
   ``log1p(Fbank(expm1(X)))``, a differentiable "STFT→Mel" wrapper, so maps and masks
@@ -138,6 +138,17 @@ def istft(spec: torch.Tensor, length: int) -> torch.Tensor:
     )
 
 
+def apply_mask(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mask-in and mask-out inputs M⊙X and (1−M)⊙X = X − M⊙X (§5), each (B, T_m, F).
+
+    X (B, T, F) of either domain is cropped to the mask's T_m ≤ T frames first, as the reference does
+    for L-MAC's 425-frame masks.
+    """
+    cropped = features[:, : mask.shape[1]]
+    masked_in = mask * cropped
+    return masked_in, cropped - masked_in
+
+
 def listenable_waveform(mask: torch.Tensor, spec: torch.Tensor, length: int) -> torch.Tensor:
     """The listenable explanation ``ISTFT(expm1(M ⊙ X) · exp(j·phase(STFT)))`` (§1).
 
@@ -162,7 +173,7 @@ def listenable_waveform(mask: torch.Tensor, spec: torch.Tensor, length: int) -> 
 
 @dataclass(frozen=True)
 class Domain:
-    """A setting of the benchmark: the grid explanations live on (§1, §3).
+    """A domain of the benchmark: the grid explanations live on (§1, §3).
 
     ``features(spec)`` gives the input X that explainers attribute and masks
     multiply; ``classifier_input(X)`` turns (masked) X into the log1p mel features
@@ -172,16 +183,12 @@ class Domain:
     name: str
     label: str  # as in the paper's tables
 
-    @property
-    def n_bins(self) -> int:
-        return N_BINS if self.name == "listenable" else N_MELS
-
     def features(self, spec: torch.Tensor) -> torch.Tensor:
-        """(B, T, 513) complex STFT → (B, T, n_bins) input of this domain."""
+        """(B, T, 513) complex STFT → (B, T, F) input of this domain (F = 513 listenable, 80 mel)."""
         return log1p_magnitude(spec) if self.name == "listenable" else log1p_mel(spec)
 
     def classifier_input(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, T, n_bins) → (B, T, 80) log1p mel features."""
+        """(B, T, F) → (B, T, 80) log1p mel features."""
         return stft_to_mel(features) if self.name == "listenable" else features
 
 

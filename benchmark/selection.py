@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.harness import EvaluationSamples, RunConfig, evaluate, prepare
+from benchmark.config import RunConfig
+from benchmark.harness import evaluate
+from benchmark.pipeline import EvaluationSamples
+from benchmark.preparation import prepare
 from benchmark.store import ResultWriter
 from datasets.contamination import draw_ood_mixtures
 from methods import build_explainer

@@ -1,9 +1,13 @@
-"""Trained classifiers from a file: this benchmark's cache format, or SpeechBrain's L-MAC recipe (BENCHMARK.md §2)."""
+"""Trained classifiers from a file: this benchmark's cache format, or SpeechBrain's L-MAC recipe (BENCHMARK.md §2);
+and seeded paper-size modules in SpeechBrain's format, for the bench and the tests."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+import torch
+from torch import nn
 
 from benchmark.checkpoints import CheckpointError, content_key, load_state, read_state_dict
 from benchmark.classifier import AudioClassifier
@@ -46,8 +50,9 @@ def load_classifier_checkpoint(path: str | os.PathLike,
         return classifier.eval(), content_key([embedding, head], cache_dir, format="speechbrain"), None
     description = path.with_suffix(".json")
     if not path.is_file():
-        raise CheckpointError(f"{FLAG} {path}: no such file or folder; pass a classifier-*.pt file from the checkpoint "
-                              "cache (--cache-dir) or a SpeechBrain folder with embedding_model.ckpt and classifier.ckpt")
+        raise CheckpointError(f"{FLAG} {path}: no such file or folder; pass a classifier-*.pt file from the "
+                              "checkpoint cache (--cache-dir) or a SpeechBrain folder with embedding_model.ckpt and "
+                              "classifier.ckpt")
     if not description.is_file():
         raise CheckpointError(f"{FLAG} {path}: its description {description.name} is missing beside it (width and "
                               "class names); pass a classifier-*.pt from the checkpoint cache with its .json, or a "
@@ -61,3 +66,27 @@ def load_classifier_checkpoint(path: str | os.PathLike,
     classifier = AudioClassifier(len(class_names), width=width)
     load_state(classifier, path, FLAG)
     return classifier.eval(), content_key([path], cache_dir, format="benchmark", class_names=class_names), class_names
+
+
+def speechbrain_paper_checkpoints(folder: Path, n_classes: int, seed: int = 0) -> Path:
+    """Seeded paper-size modules of SpeechBrain's L-MAC recipe, saved in its format in ``folder``
+    (if not there yet): ``embedding_model.ckpt`` (``Cnn14(mel_bins=80, emb_dim=2048)``),
+    ``classifier.ckpt`` (``Linear(2048, n_classes)``) and ``psi_model.ckpt``
+    (``CNN14PSI_stft(dim=2048)``), BatchNorm statistics drawn from U(0.5, 1.5).
+
+    Returns ``folder``. Raises ImportError without speechbrain.
+    """
+    from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
+
+    if all((folder / name).is_file() for name in ("embedding_model.ckpt", "classifier.ckpt", "psi_model.ckpt")):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    modules = {"embedding_model": Cnn14(mel_bins=80, emb_dim=2048, return_reps=True),
+               "classifier": nn.Linear(2048, n_classes), "psi_model": CNN14PSI_stft(dim=2048)}
+    for name, module in modules.items():
+        for buffer_name, buffer in module.named_buffers():
+            if "running" in buffer_name:
+                buffer.uniform_(0.5, 1.5)
+        torch.save(module.state_dict(), folder / f"{name}.ckpt")
+    return folder

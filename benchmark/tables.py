@@ -11,9 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.frontend import DOMAINS
-from metrics import METRICS, arrow
-
-METRIC_COLUMNS = list(METRICS)
+from metrics import PAPER_COLUMNS, arrow
 
 
 def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]]) -> pd.DataFrame:
@@ -32,9 +30,9 @@ def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]]) -> pd.DataF
         group = per_sample[(per_sample["domain"] == domain) & (per_sample["method"] == method)]
         row = {"domain": DOMAINS[domain].label, "method": method}
         if group.empty:
-            row.update({m: None for m in METRIC_COLUMNS}, n=0, invalid_maps=None, note="n/a: not defined in this domain")
+            row.update({m: None for m in PAPER_COLUMNS}, n=0, invalid_maps=None, note="n/a: not defined in this domain")
         else:
-            row.update({m: group[m].mean() for m in METRIC_COLUMNS})
+            row.update({m: group[m].mean() for m in PAPER_COLUMNS})
             row.update(n=len(group), invalid_maps=int(group["SPS"].isna().sum()), note="")
         table.append(row)
     return pd.DataFrame(table)
@@ -49,9 +47,9 @@ def classifier_accuracy(per_sample: pd.DataFrame) -> float:
 
 def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
     """The table in Markdown: arrows in the header, 2 decimals (3 for MM), notes below."""
-    header = {m: f"{m} {arrow(m)}".strip() for m in METRIC_COLUMNS}
+    header = {m: f"{m} {arrow(m)}".strip() for m in PAPER_COLUMNS}
     shown = table.drop(columns=["invalid_maps", "note"]).rename(columns=header)
-    for m in METRIC_COLUMNS:
+    for m in PAPER_COLUMNS:
         digits = 3 if m == "MM" else 2
         shown[header[m]] = [("n/a" if pd.isna(v) else f"{v:.{digits}f}") for v in table[m]]
     body = shown.to_markdown(index=False, disable_numparse=True)

@@ -14,6 +14,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+from tqdm import tqdm
 
 SAMPLE_RATE = 16000
 """Sample rate of every waveform in the benchmark, in Hz."""
@@ -118,3 +119,14 @@ def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, num_samples: int
         raise AudioError(f"audio file {path} has no positive sample, so the reference's x / x.max() is undefined; "
                          "replace it or pass --peak-normalisation absmax")
     return peak_normalise(x, peak_normalisation).to(torch.float32).contiguous()
+
+
+def load_clips(paths: list[Path], peak_normalisation: str = "max") -> torch.Tensor:
+    """(N, ``CLIP_SAMPLES``) waveforms of the audio files (``load_clip`` each); (0, ``CLIP_SAMPLES``) for none.
+
+    Raises:
+        AudioError: an unreadable, empty or silent file (named).
+    """
+    clips = [load_clip(path, peak_normalisation=peak_normalisation)
+             for path in tqdm(paths, desc="load audio", unit="clip", leave=False)]
+    return torch.stack(clips) if clips else torch.zeros(0, CLIP_SAMPLES)

@@ -29,6 +29,21 @@ def audio_files(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+def recordings(folder: str | os.PathLike | None, what: str, flag: str) -> list[Path]:
+    """Audio files of a noise or speech folder (``audio_files``).
+
+    Raises:
+        FileNotFoundError: no folder given, a missing folder or one without audio; the
+            message names ``flag``, the option that sets it.
+    """
+    if not folder:
+        raise FileNotFoundError(f"this condition needs {what}: pass {flag} DIR")
+    try:
+        return audio_files(folder)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; pass {flag} with a folder of {what}") from None
+
+
 def load_metadata(root: str | os.PathLike, class_names: list[str] | None = None) -> pd.DataFrame:
     """One row per file: filename (relative to ``root``), fold 0, category (sub-folder or ""),
     target (index of the category in ``class_names`` — by default the sorted sub-folder

@@ -1,12 +1,14 @@
 """The ``Explainer`` contract and the method registry (BENCHMARK.md §3, DESIGN.md).
 
 An explainer takes the input features of one domain, shape (B, T, F) (F = 513 in
-the listenable setting, 80 in the mel setting), and the explained classes (B,), and
+the listenable domain, 80 in the mel domain), and the explained classes (B,), and
 returns a map on the same grid (or on the first T_m ≤ T frames, as L-MAC does).
 Gradient baselines return raw saliency maps; ``to_mask`` turns them into soft masks
 in [0, 1] by taking abs and dividing by the per-sample max (no threshold).
 Explainers whose output already is a mask (L-MAC, L2I, all-ones) set
-``returns_mask = True`` and are used as they come.
+``returns_mask = True`` and are used as they come. Explainers that read the
+classifier's block representations (L-MAC, L2I) set ``reads_representations = True``
+and receive them from the caller's one unmasked pass (``representations=``).
 
 To add a method: subclass ``Explainer``, implement ``attribute``, decorate the
 class with ``@register("my-name")``; ``--methods my-name`` then runs it.
@@ -71,8 +73,11 @@ class Explainer:
 
     Class attributes:
         name: registry name (set by ``register``).
-        domains: settings the method can explain ("listenable", "mel").
+        domains: domains the method can explain ("listenable", "mel").
         returns_mask: True when ``attribute`` already returns a mask in [0, 1].
+        reads_representations: True when ``attribute`` takes ``representations=``,
+            the block 6, 5, 4, 3 outputs of the classifier's pass on ``features``
+            (a ``ClassifierPass``'s), so that it needs no pass of its own.
 
     Constructor keywords are the method's hyperparameters, with the paper's values
     as defaults; ``config()`` records them for run.json.
@@ -81,6 +86,7 @@ class Explainer:
     name: ClassVar[str] = ""
     domains: ClassVar[tuple[str, ...]] = ("listenable", "mel")
     returns_mask: ClassVar[bool] = False
+    reads_representations: ClassVar[bool] = False
 
     def __init__(self, **hyperparameters: Any):
         self.hyperparameters = hyperparameters
@@ -108,13 +114,21 @@ class Explainer:
         """
         raise NotImplementedError
 
-    def mask(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The explanation as a mask in [0, 1], validated (§3).
+    def mask(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor,
+             representations: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """The explanation as a mask (B, T_m, F) in [0, 1], validated (§3).
+
+        ``representations``: the classifier's block outputs on ``features``, handed to
+        explainers that read them (``reads_representations``); they make a pass of
+        their own without it.
 
         Raises:
             InvalidExplanationError: empty output, wrong grid, or NaN/inf values.
         """
-        result = self.attribute(model, features, target)
+        if self.reads_representations:
+            result = self.attribute(model, features, target, representations=representations)
+        else:
+            result = self.attribute(model, features, target)
         check_map(result, features, self.name)
         return result.detach().clamp(0.0, 1.0) if self.returns_mask else to_mask(result.detach())
 
@@ -129,6 +143,11 @@ def check_map(result: torch.Tensor, features: torch.Tensor, method: str) -> None
         )
     if not all(torch.isfinite(extreme) for extreme in torch.aminmax(result)):  # NaN propagates to both
         raise InvalidExplanationError(f"{method} returned NaN or infinite values")
+
+
+def differentiable_input(features: torch.Tensor) -> torch.Tensor:
+    """A copy of ``features`` that requires grad, for gradient-based attribution (Captum's inputs)."""
+    return features.detach().clone().requires_grad_()
 
 
 def to_mask(saliency_map: torch.Tensor) -> torch.Tensor:
@@ -217,7 +236,7 @@ def _convert(flag: str, kind: type | None, text: str) -> Any:
     if text.lower() == "none":
         return None
     if kind is bool:
-        truth = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+        truth = {**dict.fromkeys(("true", "1", "yes", "on"), True), **dict.fromkeys(("false", "0", "no", "off"), False)}
         if text.lower() not in truth:
             raise ValueError(f"{flag}: expected true or false")
         return truth[text.lower()]

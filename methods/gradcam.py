@@ -1,7 +1,7 @@
 """GradCAM and Guided GradCAM on the classifier's last conv block, via Captum (BENCHMARK.md §3).
 
 The block-6 map (13 × 2 cells for a 5 s clip) is upsampled with nearest-neighbour
-interpolation to the grid of the setting (431 × 513 or 431 × 80).
+interpolation to the grid of the domain (431 × 513 or 431 × 80).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
 from benchmark.classifier import DomainModel
-from methods.base import Explainer, register
+from methods.base import Explainer, differentiable_input, register
 
 
 @register("gradcam")
@@ -18,8 +18,8 @@ class GradCAMExplainer(Explainer):
     """|GradCAM| (Selvaraju et al., 2017) of block 6, nearest-upsampled to the input grid, (B, T, F)."""
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        cam = LayerGradCam(model, model.classifier.last_conv_block).attribute(
-            features.detach().clone().requires_grad_(), target=target)
+        cam = LayerGradCam(model, model.classifier.last_conv_block).attribute(differentiable_input(features),
+                                                                              target=target)
         return LayerAttribution.interpolate(cam.abs(), tuple(features.shape[1:]), interpolate_mode="nearest").squeeze(1)
 
 
@@ -42,5 +42,5 @@ class GuidedGradCAMExplainer(Explainer):
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         wrapped = _WithChannel(model)
         attribution = GuidedGradCam(wrapped, model.classifier.last_conv_block).attribute(
-            features.detach().clone().unsqueeze(1).requires_grad_(), target=target, interpolate_mode="nearest")
+            differentiable_input(features.unsqueeze(1)), target=target, interpolate_mode="nearest")
         return attribution.squeeze(1)

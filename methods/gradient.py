@@ -1,9 +1,9 @@
 """Gradient-based saliency maps via Captum (BENCHMARK.md §3).
 
 Every method explains the logit of the target class with respect to the input
-features of the setting: X = log1p|STFT| (B, T, 513), through the differentiable
-STFT→Mel wrapper, in the listenable setting; the log-mel input (B, T, 80) in the
-mel setting. Each returns a raw map of the input's shape; the harness turns it
+features of the domain: X = log1p|STFT| (B, T, 513), through the differentiable
+STFT→Mel wrapper, in the listenable domain; the log-mel input (B, T, 80) in the
+mel domain. Each returns a raw map of the input's shape; the harness turns it
 into a mask (abs, per-sample max).
 """
 from __future__ import annotations
@@ -13,11 +13,7 @@ import torch
 from captum.attr import GradientShap, GuidedBackprop, IntegratedGradients, Saliency
 
 from benchmark.classifier import DomainModel
-from methods.base import Explainer, register
-
-
-def _input(features: torch.Tensor) -> torch.Tensor:
-    return features.detach().clone().requires_grad_()
+from methods.base import Explainer, differentiable_input, register
 
 
 @register("saliency")
@@ -25,7 +21,7 @@ class SaliencyExplainer(Explainer):
     """Saliency (Simonyan et al., 2014): |∂ logit_c / ∂X|, Captum ``Saliency``."""
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return Saliency(model).attribute(_input(features), target=target, abs=True)
+        return Saliency(model).attribute(differentiable_input(features), target=target, abs=True)
 
 
 @register("smoothgrad")
@@ -50,7 +46,7 @@ class SmoothGradExplainer(Explainer):
         for sample in range(n_samples):
             for rows in torch.arange(len(features)).split(chunk):
                 noisy = features[rows] + (torch.randn_like(features[rows]) * sigma[rows]).abs()
-                grad = saliency.attribute(_input(noisy), target=target[rows], abs=True)
+                grad = saliency.attribute(differentiable_input(noisy), target=target[rows], abs=True)
                 total[rows] += grad / grad.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)
         return total / n_samples
 
@@ -64,7 +60,7 @@ class IntegratedGradientsExplainer(Explainer):
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return IntegratedGradients(model).attribute(
-            _input(features), baselines=torch.zeros_like(features), target=target,
+            differentiable_input(features), baselines=torch.zeros_like(features), target=target,
             n_steps=self.hyperparameters["n_steps"], internal_batch_size=self.hyperparameters["internal_batch_size"])
 
 
@@ -79,7 +75,7 @@ class GuidedBackpropExplainer(Explainer):
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not any(isinstance(m, torch.nn.ReLU) for m in model.modules()):
             raise TypeError("Guided Backprop needs nn.ReLU modules in the classifier (functional ReLU is not hooked)")
-        return GuidedBackprop(model).attribute(_input(features), target=target)
+        return GuidedBackprop(model).attribute(differentiable_input(features), target=target)
 
 
 @register("shap")
@@ -98,5 +94,6 @@ class GradientShapExplainer(Explainer):
         baselines = torch.randn(hp["n_baselines"], *features.shape[1:], device=features.device).abs()
         shap = GradientShap(model, multiply_by_inputs=True)
         return torch.cat([
-            shap.attribute(_input(features[rows]), baselines=baselines, target=target[rows], n_samples=hp["n_samples"])
+            shap.attribute(differentiable_input(features[rows]), baselines=baselines, target=target[rows],
+                           n_samples=hp["n_samples"])
             for rows in torch.arange(len(features)).split(hp["chunk_size"])])

@@ -96,6 +96,7 @@ class L2IExplainer(Explainer):
 
     domains = ("listenable",)
     returns_mask = True
+    reads_representations = True
 
     def __init__(self, rth: float = 0.2, n_components: int = 100, epochs: int | None = None, lr: float = 1e-3,
                  lambda_fidelity: float = 1.0, eps: float = 1e-8):
@@ -152,12 +153,16 @@ class L2IExplainer(Explainer):
         interpreter.eval()
         return {"history": history}
 
-    def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor,
+                  representations: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """The mask (B, 431, 513) of the components relevant to ``target`` (B,), from the
+        classifier's block representations on ``features`` (the caller's, else a pass of its own)."""
         if self.interpreter is None:
             raise RuntimeError("L2I is not trained: call fit() (the harness does)")
         interpreter = self.interpreter
         with torch.no_grad():
-            _, representations = model.forward_with_representations(features)
+            if representations is None:
+                representations = model.forward_with_representations(features).representations
             activations = interpreter.activations(representations)  # (B, K, T)
             relevance = interpreter.class_weights.weight[target] * interpreter.pooled(activations)  # (B, K)
             relevance = relevance / relevance.abs().amax(1, keepdim=True).clamp_min(1e-12)

@@ -16,10 +16,11 @@ from torch import nn
 from tqdm import tqdm
 
 from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
-from benchmark.classifier import AudioClassifier, DomainModel
-from benchmark.frontend import DOMAINS, log1p_magnitude, stft
+from benchmark.classifier import DomainModel
+from benchmark.frontend import DOMAINS, apply_mask, log1p_magnitude, stft
 from datasets.contamination import mix
 from methods.base import Explainer, TrainingResources, register
+from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
 
 
 class LMACDecoder(nn.Module):
@@ -84,9 +85,9 @@ def lmac_loss(
     Returns:
         the scalar loss and its terms (floats) for logging.
     """
-    cropped = features[:, : mask.shape[1]]
-    ce_in = F.cross_entropy(model(mask * cropped), predicted)
-    ce_out = F.cross_entropy(model((1 - mask) * cropped), predicted)
+    masked_in, masked_out = apply_mask(features, mask)
+    ce_in = F.cross_entropy(model(masked_in), predicted)
+    ce_out = F.cross_entropy(model(masked_out), predicted)
     per_sample_l1 = mask.abs().flatten(1).mean(1)
     weighted = per_sample_l1 if l1_weights is None else per_sample_l1 * l1_weights
     l1 = weighted.sum() if l1_batch_scaled else weighted.mean()
@@ -106,20 +107,6 @@ def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_siz
     for batch in torch.randperm(len(waveforms), generator=generator).split(batch_size):
         picks = torch.randint(0, len(pool), (len(batch),), generator=generator)
         yield waveforms[batch], mix(waveforms[batch], pool[picks], 1.0, 1.0, peak_normalisation)
-
-
-def binarised_spectrogram(features: torch.Tensor, threshold: float = 0.35) -> torch.Tensor:
-    """O = 1[X ≥ threshold · max X] per sample (§4, L-MAC FT's guidance target), (B, T, F) bool."""
-    return features >= threshold * features.flatten(1).amax(1).view(-1, 1, 1)
-
-
-def clean_spectrogram_bce(mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-sample BCE (B,) of a mask (B, T_m, F) against the binarised clean spectrogram
-    ``target`` = ``binarised_spectrogram(X_clean)`` (B, T ≥ T_m, F), L-MAC FT's guidance
-    target (§4), also reported for every listenable mask; lower is closer. The mask is
-    clamped to [1e-7, 1 − 1e-7]."""
-    clamped = mask.clamp(1e-7, 1 - 1e-7)  # BCE with a binary target: −log of the probability of the target
-    return -torch.where(target[:, : mask.shape[1]], clamped, 1 - clamped).log().flatten(1).mean(1)
 
 
 def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor, cth: float,
@@ -156,6 +143,7 @@ class LMACExplainer(Explainer):
 
     domains = ("listenable",)
     returns_mask = True
+    reads_representations = True
 
     def __init__(
         self,
@@ -264,11 +252,15 @@ class LMACExplainer(Explainer):
         decoder.eval()
         return {"history": history}
 
-    def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor,
+                  representations: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """The mask (B, 425, 513) from the classifier's block representations on ``features``
+        (the caller's ``representations``, else a pass of its own); ``target`` is not used."""
         if self.decoder is None:
             raise RuntimeError("L-MAC is not trained: call fit() (the harness does) or load a checkpoint")
         with torch.no_grad():
-            _, representations = model.forward_with_representations(features)
+            if representations is None:
+                representations = model.forward_with_representations(features).representations
             return torch.sigmoid(self.decoder(representations)).squeeze(1)
 
 

@@ -7,6 +7,7 @@ direction from ``METRICS`` (DESIGN.md, Metrics).
 
 from dataclasses import dataclass
 
+from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
 from metrics.faithfulness import faithfulness_scores
 from metrics.structure import complexity, mask_mean, sparseness, structure_scores
 
@@ -15,14 +16,17 @@ from metrics.structure import complexity, mask_mean, sparseness, structure_score
 class MetricInfo:
     """One metric's description.
 
-    name: column name as in the paper's tables.
+    name: column name as in the paper's tables (and in per_sample.csv).
     higher_is_better: True (↑), False (↓) or None (no direction, MM).
-    description: one line: definition and range.
+    description: one line: definition and range (listed under every table).
+    paper_column: True for the columns of the paper's tables; False for extra
+        per-sample columns reported in a note (BCE-clean).
     """
 
     name: str
     higher_is_better: bool | None
     description: str
+    paper_column: bool = True
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -37,8 +41,14 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("SPS", True, "Sparseness: Gini index of |M|/max|M| (Quantus), in [0, 1); NaN if invalid map"),
         MetricInfo("COMP", False, "Complexity: entropy (nats) of |M|/Σ|M| (Quantus), in [0, ln n]; NaN if invalid map"),
         MetricInfo("MM", None, "Mask Mean: mean of M"),
+        MetricInfo("BCE-clean", False, "BCE (nats) of a listenable mask against the binarised clean "
+                                       "spectrogram 1[X_clean ≥ 0.35·max X_clean], L-MAC FT's guidance target; NaN "
+                                       "in the mel domain",
+                   paper_column=False),
     )
 }
+PAPER_COLUMNS = [m.name for m in METRICS.values() if m.paper_column]
+"""The metric columns of the paper's tables, in order: AI AD AG FF Fid-In SPS COMP MM."""
 
 
 def arrow(name: str) -> str:
@@ -48,7 +58,7 @@ def arrow(name: str) -> str:
 
 
 __all__ = [
-    "MetricInfo", "METRICS", "arrow",
-    "faithfulness_scores",
+    "MetricInfo", "METRICS", "PAPER_COLUMNS", "arrow",
+    "binarised_spectrogram", "clean_spectrogram_bce", "faithfulness_scores",
     "sparseness", "complexity", "mask_mean", "structure_scores",
 ]

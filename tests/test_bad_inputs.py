@@ -2,6 +2,7 @@
 file and the fix, no traceback, and comes before anything trains (a training call fails the test)."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-import benchmark.harness
+import benchmark.preparation
 import methods.l2i
 import methods.lmac
 from benchmark.cli import main
@@ -80,50 +81,53 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     return made
 
 
-# (arguments, text the message must contain); {name} is a path of the ``files`` fixture
-CASES = [
-    (["--limit", "0"], "--limit 0: must be a positive integer"),
-    (["--limit", "-3"], "--limit -3"),
-    (["--limit", "abc"], "--limit"),
-    (["--batch-size", "0"], "--batch-size 0"),
-    (["--batch-size", "-1"], "--batch-size -1"),
-    (["--methods", ""], "--methods '': name at least one method"),
-    (["--methods", "saliency,lmca"], "unknown method(s) lmca"),
-    (["--domains", "spectral"], "--domains 'spectral'"),
-    (["--device", "nonsense"], "--device 'nonsense': not a torch device"),
-    (["--device", "cuda:7"], "--device cuda:7: no such CUDA device"),
-    (["--seed", "-1"], "--seed -1"),
-    (["--folds", "a:b:c:d"], "--folds: 'a' is not a fold list"),
-    (["--folds", "1-3:4"], "expected TRAIN:VALID:EVALUATION:POOL"),
-    (["--methods", "l2i", "--l2i-rth", "abc"], "--l2i-rth 'abc'"),
-    (["--methods", "lmac-ft", "--lmac-ft-cth", "2"], "--lmac-ft-cth 2.0"),
-    (["--peak-normalisation", "rms"], "--peak-normalisation"),
-    (["--set", "lmac.nosuchkey=1"], "lmac has no hyperparameter 'nosuchkey'"),
-    (["--set", "lmac.lambda_l1=abc"], "--set lmac.lambda_l1=abc: expected a number"),
-    (["--set", "lmac.l1_batch_scaled=maybe"], "expected true or false"),
-    (["--set", "l2i.rth=0.3"], "l2i is not among --methods"),
-    (["--set", "lmca.lambda_l1=1"], "unknown method 'lmca'"),
-    (["--set", "lmac"], "expected METHOD.KEY=VALUE"),
-    (["--import", "no_such_module_anywhere"], "--import no_such_module_anywhere"),
-    (["--setting", "id"], "pass --noise-dir"),
-    (["--contamination", "speech"], "pass --speech-dir"),
-    (["--setting", "id", "--noise-dir", "{missing}"], "--noise-dir"),
-    (["--classifier-checkpoint", "{missing}"], "--classifier-checkpoint"),
-    (["--classifier-checkpoint", "{random}"], "random.json is missing beside it"),
-    (["--classifier-checkpoint", "{described_random}"], "not a readable PyTorch checkpoint"),
-    (["--classifier-checkpoint", "{evil}"], "refused: the file holds Python objects other than tensors"),
-    (["--lmac-checkpoint", "{missing}"], "--lmac-checkpoint"),
-    (["--lmac-checkpoint", "{random}"], "--lmac-checkpoint {random}: not a readable PyTorch checkpoint"),
-    (["--lmac-checkpoint", "{evil}"], "refused"),
-    (["--lmac-checkpoint", "{not_a_decoder}"], "not an L-MAC decoder state dict"),
-    (["--data-root", "{missing}"], "esc50 not found"),
-    (["--data-root", "{header_only}"], "lists no clip"),
-    (["--data-root", "{one_per_class}"], "the split leaves no evaluation clip"),
-    (["--data-root", "{two_per_class}"], "the split leaves no validation clip"),
-    (["--dataset", "us8k", "--data-root", "{us8k}"], "the split leaves no validation clip"),
-    (["explain", "{missing}"], "missing.pt"),
-    (["explain", "{random}"], "cannot read audio file"),
-]
+# one case a line: the arguments (shell syntax) => text the message must contain;
+# {name} is a path of the ``files`` fixture
+CASE_TABLE = """
+--limit 0                                                  => --limit 0: must be a positive integer
+--limit -3                                                 => --limit -3
+--limit abc                                                => --limit
+--batch-size 0                                             => --batch-size 0
+--batch-size -1                                            => --batch-size -1
+--methods ''                                               => --methods '': name at least one method
+--methods saliency,lmca                                    => unknown method(s) lmca
+--domains spectral                                         => --domains 'spectral'
+--device nonsense                                          => --device 'nonsense': not a torch device
+--device cuda:7                                            => --device cuda:7: no such CUDA device
+--seed -1                                                  => --seed -1
+--folds a:b:c:d                                            => --folds: 'a' is not a fold list
+--folds 1-3:4                                              => expected TRAIN:VALID:EVALUATION:POOL
+--methods l2i --l2i-rth abc                                => --l2i-rth 'abc'
+--methods lmac-ft --lmac-ft-cth 2                          => --lmac-ft-cth 2.0
+--peak-normalisation rms                                   => --peak-normalisation
+--set lmac.nosuchkey=1                                     => lmac has no hyperparameter 'nosuchkey'
+--set lmac.lambda_l1=abc                                   => --set lmac.lambda_l1=abc: expected a number
+--set lmac.l1_batch_scaled=maybe                           => expected true or false
+--set l2i.rth=0.3                                          => l2i is not among --methods
+--set lmca.lambda_l1=1                                     => unknown method 'lmca'
+--set lmac                                                 => expected METHOD.KEY=VALUE
+--import no_such_module_anywhere                           => --import no_such_module_anywhere
+--setting id                                               => pass --noise-dir
+--contamination speech                                     => pass --speech-dir
+--setting id --noise-dir '{missing}'                       => --noise-dir
+--classifier-checkpoint '{missing}'                        => --classifier-checkpoint
+--classifier-checkpoint '{random}'                         => random.json is missing beside it
+--classifier-checkpoint '{described_random}'               => not a readable PyTorch checkpoint
+--classifier-checkpoint '{evil}'                           => refused: the file holds Python objects other than tensors
+--lmac-checkpoint '{missing}'                              => --lmac-checkpoint
+--lmac-checkpoint '{random}'                               => --lmac-checkpoint {random}: not a readable PyTorch checkpoint
+--lmac-checkpoint '{evil}'                                 => refused
+--lmac-checkpoint '{not_a_decoder}'                        => not an L-MAC decoder state dict
+--data-root '{missing}'                                    => esc50 not found
+--data-root '{header_only}'                                => lists no clip
+--data-root '{one_per_class}'                              => the split leaves no evaluation clip
+--data-root '{two_per_class}'                              => the split leaves no validation clip
+--dataset us8k --data-root '{us8k}'                        => the split leaves no validation clip
+explain '{missing}'                                        => missing.pt
+explain '{random}'                                         => cannot read audio file
+"""
+CASES = [(shlex.split(arguments), expected.strip())
+         for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]
 
 
 @pytest.mark.parametrize("arguments, expected", CASES, ids=[" ".join(a) for a, _ in CASES])
@@ -132,7 +136,7 @@ def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expecte
     def training_started(*args, **kwargs):
         raise AssertionError("training started before the bad input was reported")
 
-    for owner, name in ((benchmark.harness, "train_classifier"), (methods.lmac.LMACExplainer, "_train"),
+    for owner, name in ((benchmark.preparation, "train_classifier"), (methods.lmac.LMACExplainer, "_train"),
                         (methods.l2i.L2IExplainer, "_train")):
         monkeypatch.setattr(owner, name, training_started)
     arguments = [a.format(**{k: str(v) for k, v in files.items()}) for a in arguments]

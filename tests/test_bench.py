@@ -7,9 +7,13 @@ from benchmark.bench import ModelPassTimer
 from benchmark.classifier import DomainModel
 from benchmark.cli import main
 from benchmark.frontend import DOMAINS, stft
-from benchmark.harness import EvaluationSamples, evaluate_batch, prepare_batch
+from benchmark.config import RunConfig
+from benchmark.harness import evaluate
+from benchmark.pipeline import EvaluationSamples, explain, prepare_batch
+from benchmark.store import ResultWriter
 from datasets.contamination import ContaminatedSample
 from methods import build_explainer
+from methods.lmac import LMACDecoder
 from tests.conftest import ESC50
 
 
@@ -46,20 +50,19 @@ def test_model_pass_timer_counts_classifier_passes_and_restores_them(small_class
     assert idle.seconds == 0
 
 
-def test_the_unmasked_pass_serves_later_methods_after_masked_passes(small_classifier, clips):
-    model = DomainModel(small_classifier, DOMAINS["listenable"], per_sample=True).eval()
-    features = DOMAINS["listenable"].features(stft(clips))
-    with ModelPassTimer([], torch.device("cpu")) as timer, torch.no_grad():
-        logits, _ = model.unmasked_pass(features)
-        model(0.5 * features)  # a method's masked passes M⊙X and (1−M)⊙X
-        model(features - 0.5 * features)
-        after_masked = timer.classifier_samples
-        again, representations = model.forward_with_representations(features[1:2])  # L-MAC on sample 1
-    assert after_masked == 3 * len(clips) and timer.classifier_samples == after_masked
-    assert torch.equal(again, logits[1:2]) and len(representations) == 4
-    with torch.no_grad():
-        features.mul_(2)  # modified in place: the kept pass no longer applies
-        assert not torch.equal(model(features[1:2]), logits[1:2])
+def test_the_main_job_sends_8_inputs_per_sample_through_cnn14(small_classifier, clips, tmp_path):
+    """One unmasked pass shared by saliency, L-MAC and all-ones (1), saliency's gradient pass (1),
+    and two masked passes per method (6): L-MAC reads the unmasked pass's representations."""
+    samples = [ContaminatedSample(i, f"clip {i}", "", 1.0, 0.0, "clean") for i in range(len(clips))]
+    evaluation = EvaluationSamples(samples, clips, {}, [0, 1])
+    lmac = build_explainer("lmac")
+    lmac.decoder = LMACDecoder(small_classifier.embedding_model.representation_channels, 8).eval()
+    explainers = [build_explainer("saliency"), lmac, build_explainer("all-ones")]
+    config = RunConfig(methods=["saliency", "lmac", "all-ones"], batch_size=2)
+    with ModelPassTimer([], torch.device("cpu")) as timer:
+        evaluate(config, small_classifier, explainers, evaluation, ResultWriter(tmp_path / "rows.csv"), tmp_path)
+    assert timer.classifier_samples == 8 * len(clips)
+    assert len(pd.read_csv(tmp_path / "rows.csv")) == 3 * len(clips)
 
 
 @pytest.mark.parametrize("method, options", [("smoothgrad", {"n_samples": 3}), ("shap", {})])
@@ -68,8 +71,9 @@ def test_a_stochastic_method_draws_the_same_for_a_sample_in_any_batch(method, op
     samples = [ContaminatedSample(i, f"clip {i}", "", 1.0, 0.0, "clean") for i in range(len(clips))]
     evaluation = EvaluationSamples(samples, clips, {}, [0, 1])
     explainer = build_explainer(method, **options)
-    pair, _ = evaluate_batch(model, explainer, prepare_batch(model, evaluation, [0, 1], torch.device("cpu")), True, 0)
-    alone, _ = evaluate_batch(model, explainer, prepare_batch(model, evaluation, [1], torch.device("cpu")), True, 0)
-    other_seed, _ = evaluate_batch(model, explainer, prepare_batch(model, evaluation, [1], torch.device("cpu")), True, 1)
+    cpu = torch.device("cpu")
+    pair = explain(model, explainer, prepare_batch(model, evaluation, [0, 1], cpu), seed=0)
+    alone = explain(model, explainer, prepare_batch(model, evaluation, [1], cpu), seed=0)
+    other_seed = explain(model, explainer, prepare_batch(model, evaluation, [1], cpu), seed=1)
     assert torch.equal(pair[1], alone[0])  # sample 1 second in a batch of two, or alone
     assert (other_seed[0] - alone[0]).abs().max() > 1e-3  # the draws are random, seeded by the run's seed

@@ -13,7 +13,7 @@ import soundfile as sf
 import pytest
 import torch
 
-import benchmark.harness
+import benchmark.preparation
 import methods.lmac
 from benchmark.cli import main
 from tests.conftest import ESC50
@@ -64,7 +64,7 @@ def test_second_run_reuses_checkpoints(first_run, monkeypatch):
     def must_not_train(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(benchmark.harness, "train_classifier", must_not_train)
+    monkeypatch.setattr(benchmark.preparation, "train_classifier", must_not_train)
     monkeypatch.setattr(methods.lmac.LMACExplainer, "_train", must_not_train)
     assert run_cli(first_run / "again", first_run / "cache") == 0
     first = pd.read_csv(first_run / "out" / "table.csv")
@@ -187,7 +187,7 @@ def test_a_rerun_that_fails_leaves_the_earlier_results_byte_identical(first_run,
     def interrupted_training(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C half-way through training the classifier
 
-    monkeypatch.setattr(benchmark.harness, "train_classifier", interrupted_training)
+    monkeypatch.setattr(benchmark.preparation, "train_classifier", interrupted_training)
     assert run_cli(out, tmp_path / "empty-cache") == 130  # same configuration, a cache that must train
     assert _snapshot(out) == before
 
@@ -230,7 +230,8 @@ def test_a_same_named_copy_with_other_audio_trains_a_new_classifier(tmp_path):
 
 
 def test_a_nan_map_stops_the_run_with_exit_2_naming_the_method(first_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(methods.lmac.LMACExplainer, "attribute", lambda self, model, x, target: x[:, :425] * torch.nan)
+    monkeypatch.setattr(methods.lmac.LMACExplainer, "attribute",
+                        lambda self, model, x, target, representations=None: x[:, :425] * torch.nan)
     assert run_cli(tmp_path / "out", first_run / "cache") == 2
     error = capsys.readouterr().err
     assert "lmac returned NaN or infinite values" in error and "Traceback" not in error

@@ -11,7 +11,7 @@ from methods.lmac import LMACDecoder, lmac_loss
 
 
 @pytest.fixture(scope="module", params=["listenable", "mel"])
-def setting(request, clips, small_classifier):
+def domain_inputs(request, clips, small_classifier):
     model = DomainModel(small_classifier, DOMAINS[request.param]).eval()
     features = model.domain.features(stft(clips))
     with torch.no_grad():
@@ -30,8 +30,8 @@ def test_registry_lists_the_builtin_methods_and_rejects_unknown_names():
 
 
 @pytest.mark.parametrize("method", MAP_METHODS)
-def test_map_methods_give_a_mask_on_the_grid_of_each_setting(method, setting):
-    model, features, target = setting
+def test_map_methods_give_a_mask_on_the_grid_of_each_domain(method, domain_inputs):
+    model, features, target = domain_inputs
     torch.manual_seed(0)
     mask = build_explainer(method).mask(model, features, target)
     assert mask.shape == features.shape
@@ -42,15 +42,15 @@ def test_map_methods_give_a_mask_on_the_grid_of_each_setting(method, setting):
     torch.testing.assert_close(mask, build_explainer(method).mask(model, features, target))  # seeded → same
 
 
-def test_guided_backprop_is_not_the_plain_gradient(setting):
-    model, features, target = setting
+def test_guided_backprop_is_not_the_plain_gradient(domain_inputs):
+    model, features, target = domain_inputs
     guided = build_explainer("guided-backprop").mask(model, features, target)
     plain = build_explainer("saliency").mask(model, features, target)
     assert (guided - plain).abs().max() > 0.1
 
 
-def test_smoothgrad_draws_fresh_noise_for_each_copy(setting, monkeypatch):
-    model, features, target = setting
+def test_smoothgrad_draws_fresh_noise_for_each_copy(domain_inputs, monkeypatch):
+    model, features, target = domain_inputs
     draws = []
     original = torch.randn_like
     monkeypatch.setattr(torch, "randn_like", lambda x: draws.append(original(x)) or draws[-1])
@@ -58,19 +58,19 @@ def test_smoothgrad_draws_fresh_noise_for_each_copy(setting, monkeypatch):
     assert len(draws) == 3 and not torch.equal(draws[0], draws[1])
 
 
-def test_gradcam_is_block_constant_nearest_upsampling(setting):
-    model, features, target = setting
+def test_gradcam_is_block_constant_nearest_upsampling(domain_inputs):
+    model, features, target = domain_inputs
     mask = build_explainer("gradcam").mask(model, features, target)
     assert all(m.unique().numel() <= 13 * 2 for m in mask)  # 13 × 2 block-6 cells, nearest-upsampled
 
 
-def test_all_ones_mask(setting):
-    model, features, target = setting
+def test_all_ones_mask(domain_inputs):
+    model, features, target = domain_inputs
     assert (build_explainer("all-ones").mask(model, features, target) == 1).all()
 
 
-def test_invalid_maps_fail_loudly(setting):
-    _, features, _ = setting
+def test_invalid_maps_fail_loudly(domain_inputs):
+    _, features, _ = domain_inputs
     with pytest.raises(InvalidExplanationError, match="shape"):
         check_map(torch.empty(0), features, "m")  # Captum GuidedGradCam's failure mode
     with pytest.raises(InvalidExplanationError, match="shape"):
@@ -84,12 +84,12 @@ def test_to_mask_takes_abs_and_per_sample_max():
     torch.testing.assert_close(to_mask(saliency_map), torch.tensor([[[1.0, 0.5]], [[1.0, 0.5]]]))
 
 
-def test_a_new_explainer_is_a_small_subclass(setting):
+def test_a_new_explainer_is_a_small_subclass(domain_inputs):
     class Energy(Explainer):
         def attribute(self, model, features, target):
             return features
 
-    model, features, target = setting
+    model, features, target = domain_inputs
     mask = Energy().mask(model, features, target)
     assert mask.shape == features.shape and mask.max() == 1
 
@@ -142,7 +142,8 @@ def test_a_list_valued_option_sweeps_rows():
 
 
 def test_lmac_fine_tuning_guidance_terms(clips, small_classifier):
-    from methods.lmac import binarised_spectrogram, guidance_terms
+    from methods.lmac import guidance_terms
+    from metrics import binarised_spectrogram
 
     clean = DOMAINS["listenable"].features(stft(clips))
     target = binarised_spectrogram(clean[:, :425])

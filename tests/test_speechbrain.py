@@ -5,7 +5,7 @@ import pytest
 import torch
 from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
 
-from benchmark.bench import speechbrain_paper_checkpoints
+from benchmark.speechbrain_import import speechbrain_paper_checkpoints
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, stft
 from benchmark.speechbrain_import import load_classifier_checkpoint

@@ -1,0 +1,52 @@
+"""The configuration of a run: everything its results depend on, and where and how it runs."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on (recorded in run.json).
+
+    setting: the evaluation condition, "id", "ood" or "clean" (with ``contamination`` for
+    ood: "mixtures", "speech" or "white_noise"); methods: registry names; imports: user
+    modules registering more methods; method_options: per-method constructor keywords;
+    domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
+    ad_softmax_twice: AD as in the published code (True) or single softmax; peak_normalisation:
+    "max" (x / x.max(), the reference's) or "absmax" (x / max|x|) for clips and mixtures;
+    resume: continue the results in ``out`` instead of replacing them.
+    """
+
+    dataset: str = "esc50"
+    setting: str = "ood"
+    contamination: str = "mixtures"
+    data_root: str | None = None
+    folds: str | None = None
+    classifier_checkpoint: str | None = None
+    noise_dir: str | None = None
+    speech_dir: str | None = None
+    methods: list[str] = field(default_factory=lambda: ["saliency", "lmac", "all-ones"])
+    imports: list[str] = field(default_factory=list)
+    method_options: dict[str, dict] = field(default_factory=dict)
+    domains: list[str] = field(default_factory=lambda: ["listenable"])
+    profile: str = "cpu"
+    limit: int | None = None
+    out: str = "results/runs/esc50-ood-mixtures-cpu"
+    cache_dir: str = ""
+    device: str = "cpu"
+    seed: int = 0
+    batch_size: int = 16
+    ad_softmax_twice: bool = True
+    peak_normalisation: str = "max"
+    save_audio: bool = False
+    resume: bool = False
+
+    def identity(self) -> dict:
+        """The settings that define the results (not where or how fast they are computed)."""
+        where_and_how = {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume"}
+        return {k: v for k, v in asdict(self).items() if k not in where_and_how}
+
+
+def condition_name(config: RunConfig) -> str:
+    """"id (noise at 0 dB)", "ood mixtures", "ood speech", "ood white_noise" or "clean"."""
+    return {"id": "id (noise at 0 dB)", "clean": "clean"}.get(config.setting, f"ood {config.contamination}")

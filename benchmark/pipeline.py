@@ -1,0 +1,219 @@
+"""One sample's path, as plain functions, data flowing one way (BENCHMARK.md §1, §3, §5, §6):
+
+clip → contamination (``evaluation_samples``) → STFT / features and one classifier pass
+(``prepare_batch``) → explainer → mask (``explain``) → masked passes M⊙X and (1−M)⊙X
+(``frontend.apply_mask``) → metrics (``score``) → per-sample rows (``sample_rows``).
+
+Every method of a batch shares the batch's waveforms, STFT, features and its one
+unmasked ``ClassifierPass``: its logits give the explained class, its block
+representations are handed to the explainers that read them (L-MAC, L2I).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from benchmark.classifier import ClassifierPass, DomainModel
+from benchmark.config import RunConfig
+from benchmark.frontend import apply_mask, log1p_magnitude, stft
+from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clips
+from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
+                                    draw_white_noise, white_noise)
+from datasets.folder import recordings
+from datasets.sources import AudioData
+from methods.base import Explainer
+from metrics import binarised_spectrogram, clean_spectrogram_bce, faithfulness_scores, structure_scores
+
+
+@dataclass
+class EvaluationSamples:
+    """The evaluated samples of a run and what building their waveforms needs.
+
+    samples: the contaminated samples (§6); base_waves: (N_clips, 80000) evaluation
+    clips, row = ``base_index``; contaminants: loaded contaminant waveforms by file;
+    labels: the true class of each evaluation clip; peak_normalisation: how each
+    mixture is scaled ("max": ÷ its signed maximum, the reference's; "absmax").
+    """
+
+    samples: list[ContaminatedSample]
+    base_waves: torch.Tensor
+    contaminants: dict
+    labels: list[int]
+    peak_normalisation: str = "max"
+    _clean_targets: dict = field(default_factory=dict, repr=False)
+
+    def waveforms(self, ids: list[int]) -> torch.Tensor:
+        """The contaminated waveforms (B, 80000) of samples ``ids``."""
+        picked = [self.samples[i] for i in ids]
+        return torch.stack([s.apply(self.base_waves[s.base_index], contaminant(s, self.contaminants),
+                                    self.peak_normalisation) for s in picked])
+
+    def clean_targets(self, ids: list[int], device: torch.device) -> torch.Tensor:
+        """The binarised clean spectrograms (B, T, 513) bool of samples ``ids``, the target of
+        the BCE-clean column; computed once per clip and run (a clip serves several samples)."""
+        clips = [self.samples[i].base_index for i in ids]
+        missing = sorted(set(clips) - set(self._clean_targets))
+        if missing:
+            spectra = log1p_magnitude(stft(self.base_waves[missing].to(device)))
+            self._clean_targets.update(zip(missing, binarised_spectrogram(spectra)))
+        return torch.stack([self._clean_targets[c] for c in clips])
+
+
+def contaminant(sample: ContaminatedSample, waveforms: dict) -> torch.Tensor | None:
+    """The loaded contaminant of ``sample`` (white noise is generated from its seed)."""
+    if sample.contamination == "white_noise":
+        return white_noise(sample.noise_seed, CLIP_SAMPLES)
+    return waveforms.get(sample.contaminant_file)
+
+
+def evaluation_set(config: RunConfig, data: AudioData) -> tuple[list[ContaminatedSample], dict]:
+    """The evaluated samples of the condition (§6) and the contaminant waveforms by name.
+
+    ``id``: one noise clip from ``--noise-dir`` per clip at 0 dB; ``ood``: two
+    contaminants per clip, ``--contamination`` mixtures (from the split's
+    contaminant pool), speech (``--speech-dir``) or white noise; ``clean``: the clips.
+    """
+    evaluation, split = data.split.evaluation, data.split
+    if config.setting == "clean":
+        return clean_samples(evaluation), {}
+    if config.setting == "id":
+        files = recordings(config.noise_dir, "noise recordings", "--noise-dir")
+        samples = draw_from_files(evaluation, [str(f) for f in files], "noise", config.seed, per_clip=1)
+    elif config.contamination == "mixtures":
+        return (draw_ood_mixtures(evaluation, split.contaminant_pool, seed=config.seed),
+                dict(zip(split.contaminant_pool["filename"],
+                         load_clips(data.paths(split.contaminant_pool), config.peak_normalisation))))
+    elif config.contamination == "speech":
+        files = recordings(config.speech_dir, "speech recordings", "--speech-dir")
+        samples = draw_from_files(evaluation, [str(f) for f in files], "speech", config.seed, per_clip=2)
+    elif config.contamination == "white_noise":
+        return draw_white_noise(evaluation, config.seed), {}
+    else:
+        raise ValueError(f"unknown contamination {config.contamination!r}; choose mixtures, speech or white_noise")
+    names = sorted({s.contaminant_file for s in samples})
+    return samples, dict(zip(names, load_clips([Path(n) for n in names], config.peak_normalisation)))
+
+
+def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
+    """The condition's samples of the evaluation part (the first ``config.limit`` clips' only, if set),
+    numbered 0, 1, … in clip order, so that a smaller limit keeps a prefix of the ids."""
+    evaluation = data.split.evaluation
+    samples, contaminants = evaluation_set(config, data)
+    if config.limit is not None:
+        samples = [s for s in samples if s.base_index < config.limit]
+    base_waves = load_clips(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]),
+                            config.peak_normalisation)
+    return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist(),
+                             config.peak_normalisation)
+
+
+@dataclass
+class EvaluationBatch:
+    """What every method shares on one batch of one domain, computed once (§5).
+
+    ids: the samples' indices in ``EvaluationSamples.samples``;
+    waves: (B, N) evaluated waveforms at 16 kHz; spec: their complex STFT (B, T, 513);
+    features: X of the domain (B, T, F); unmasked: the classifier pass on X (logits
+    (B, C), block representations); clean_target: the binarised clean spectrograms
+    (B, T, 513) bool, the target of the BCE-clean column, or None (mel domain).
+    """
+
+    ids: list[int]
+    waves: torch.Tensor
+    spec: torch.Tensor
+    features: torch.Tensor
+    unmasked: ClassifierPass
+    clean_target: torch.Tensor | None = None
+
+
+def batch_ids(count: int, batch_size: int) -> list[list[int]]:
+    """Sample indices 0..count−1 in consecutive batches of ``batch_size`` (the last one shorter)."""
+    return [list(range(i, min(i + batch_size, count))) for i in range(0, count, batch_size)]
+
+
+def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[int],
+                  device: torch.device) -> EvaluationBatch:
+    """The waveforms, STFT, features, BCE-clean target (listenable domain) and the one
+    unmasked classifier pass of samples ``ids``: the work every method of the batch shares."""
+    waves = evaluation.waveforms(ids).to(device)
+    spec = stft(waves)
+    features = model.domain.features(spec)
+    with torch.no_grad():
+        unmasked = model.forward_with_representations(features)
+    clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
+    return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target)
+
+
+def sample_seed(seed: int, sample_id: int) -> int:
+    """The seed of a method's random draws for one sample (SmoothGrad's noise, SHAP's baselines
+    and interpolation points): a function of the run's seed and the sample's index only, so
+    that a sample's explanation does not depend on the batch it is in or on the other methods."""
+    return int(np.random.SeedSequence([seed, sample_id]).generate_state(1)[0])
+
+
+def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, seed: int) -> torch.Tensor:
+    """The mask (B, T_m, F) in [0, 1] of ``explainer`` for the classes the unmasked pass predicts.
+
+    With ``model.per_sample`` (CPU) the explainer sees one sample at a time, as the
+    model's passes do, with torch's generator seeded by ``sample_seed(seed, id)`` for
+    each sample: every per-sample result is then the same whatever the batch size, at
+    no cost on CPU. Batched (GPU), the generator is seeded once per batch, from its first
+    sample. Explainers that read representations get the unmasked pass's.
+    """
+    target = batch.unmasked.logits.argmax(1)
+    if not model.per_sample:
+        torch.manual_seed(sample_seed(seed, batch.ids[0]))
+        return explainer.mask(model, batch.features, target, batch.unmasked.representations)
+    masks = []
+    for k, i in enumerate(batch.ids):
+        torch.manual_seed(sample_seed(seed, i))
+        masks.append(explainer.mask(model, batch.features[k:k + 1], target[k:k + 1],
+                                    batch.unmasked.rows(k, k + 1).representations))
+    return torch.cat(masks)
+
+
+def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
+          ad_softmax_twice: bool) -> dict[str, torch.Tensor]:
+    """Every metric of ``metrics.METRICS`` for the batch's masks, each (B,) (§5).
+
+    Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on
+    (1−M)⊙X. "BCE-clean" is NaN without ``batch.clean_target``.
+    """
+    masked_in, masked_out = apply_mask(batch.features, mask)
+    with torch.no_grad():
+        logits_in, logits_out = model(masked_in), model(masked_out)
+    logits = batch.unmasked.logits
+    scores = faithfulness_scores(logits, logits_in, logits_out, logits.argmax(1), ad_softmax_twice=ad_softmax_twice)
+    scores.update(structure_scores(mask))
+    scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean_target is None
+                           else clean_spectrogram_bce(mask, batch.clean_target))
+    return scores
+
+
+def sample_rows(evaluation: EvaluationSamples, batch: EvaluationBatch, domain: str, method: str,
+                scores: dict[str, torch.Tensor]) -> list[dict]:
+    """One per-sample row per sample of the batch: the sample (clip, contaminant, gains, seed),
+    the label, the prediction and its confidence, the domain, the method and the metrics."""
+    logits = batch.unmasked.logits
+    predicted, confidence = logits.argmax(1).tolist(), logits.softmax(1).amax(1).tolist()
+    values = {m: v.tolist() for m, v in scores.items()}
+    rows = []
+    for k, i in enumerate(batch.ids):
+        sample = evaluation.samples[i]
+        rows.append({"sample_id": i, "clip": sample.base_file, "contamination": sample.contamination,
+                     "contaminant": sample.contaminant_file, "noise_seed": sample.noise_seed,
+                     "gain_x": sample.gain_x, "gain_c": sample.gain_c, "label": evaluation.labels[sample.base_index],
+                     "predicted": predicted[k], "confidence": confidence[k], "domain": domain, "method": method,
+                     **{m: v[k] for m, v in values.items()}})
+    return rows
+
+
+def write_audio(path: Path, waveform: torch.Tensor) -> None:
+    """16 kHz mono 32-bit float WAV of a waveform (N,), unclipped (a reference-normalised
+    clip may hold samples below −1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, waveform.detach().cpu().numpy(), SAMPLE_RATE, subtype="FLOAT")

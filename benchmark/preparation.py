@@ -1,0 +1,169 @@
+"""What a run needs before it evaluates: every input checked and loaded (``load_inputs``), then the
+classifier and the trainable explainers trained or loaded from the cache (``prepare``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmark.checkpoints import cached_training, config_key, content_key
+from benchmark.classifier import AudioClassifier
+from benchmark.config import RunConfig
+from benchmark.pipeline import EvaluationSamples, evaluation_samples
+from benchmark.profiles import PROFILES
+from benchmark.speechbrain_import import load_classifier_checkpoint
+from benchmark.training import accuracy, mel_features, train_classifier
+from datasets.audio import PEAK_NORMALISATIONS, load_clips
+from datasets.folder import recordings
+from datasets.sources import AudioData, open_dataset
+from methods import build_explainers
+from methods.base import Explainer, TrainingResources
+
+
+def check_split(data: AudioData, config: RunConfig, trains_classifier: bool, trains_explainers: bool) -> None:
+    """Raise ``ValueError`` (naming ``--folds`` or the data) when the split leaves a part
+    empty that the run needs: evaluation clips always, training and validation clips to
+    train the classifier, training clips to train explainers, pool clips for OOD mixtures."""
+    split = data.split
+    fix = f"pass --folds TRAIN:VALID:EVALUATION:POOL with folds that hold clips, or a fuller copy of {data.root}"
+    if split.evaluation.empty:
+        raise ValueError(f"the split leaves no evaluation clip ({split.protocol}); {fix}")
+    if trains_classifier and (split.train.empty or split.valid.empty):
+        part = "training" if split.train.empty else "validation"
+        raise ValueError(f"the split leaves no {part} clip to train the classifier ({split.protocol}); {fix}, or "
+                         "pass --classifier-checkpoint")
+    if trains_explainers and split.train.empty:
+        raise ValueError(f"the split leaves no training clip for the trainable explainers ({split.protocol}); {fix}")
+    if config.setting == "ood" and config.contamination == "mixtures" and split.contaminant_pool.empty:
+        raise ValueError(f"the split leaves no clip to mix into the evaluation clips ({split.protocol}); {fix}")
+
+
+@dataclass
+class RunInputs:
+    """Everything a run reads, checked and loaded before anything trains.
+
+    data: the opened dataset and its split; train_waves, valid_waves: (N, 80000) clips of
+    the training and validation parts; noise: (K, 80000) ``--noise-dir`` clips or None;
+    evaluation: the evaluated samples; given_classifier: a loaded ``--classifier-checkpoint``
+    (classifier, content key, class names) or None; explainers: built and checked, not fitted;
+    train_key, valid_key, noise_key: content keys (audio bytes, labels, normalisation).
+    """
+
+    data: AudioData
+    train_waves: torch.Tensor
+    valid_waves: torch.Tensor
+    noise: torch.Tensor | None
+    evaluation: EvaluationSamples | None
+    given_classifier: tuple[AudioClassifier, str, list[str] | None] | None
+    explainers: list[Explainer]
+    train_key: str
+    valid_key: str
+    noise_key: str | None
+
+
+def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
+    """Open, check and load everything the run needs, in the order a failure is cheapest
+    to report: checkpoints, dataset and split, explainer options and files, noise clips,
+    evaluation samples (unless ``evaluation_part`` is False: then ``evaluation`` is None
+    and the evaluation clips are not read), training audio. Nothing is trained.
+
+    Raises:
+        DatasetNotFoundError, FileNotFoundError, CheckpointError, AudioError, ValueError:
+        the message names the flag or file and the fix (the CLI exits with code 2).
+    """
+    cache_dir = Path(config.cache_dir)
+    given, checkpoint_classes = None, None
+    if config.classifier_checkpoint:
+        given = load_classifier_checkpoint(config.classifier_checkpoint, cache_dir)
+        checkpoint_classes = given[2] or [f"class {i}" for i in range(given[0].head.out_features)]
+    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
+    if given is not None and (given[0].head.out_features != len(data.class_names)
+                              or given[2] not in (None, data.class_names)):
+        raise ValueError(f"--classifier-checkpoint {config.classifier_checkpoint} knows {given[0].head.out_features} "
+                         f"classes, the dataset has {len(data.class_names)} (or other names); use a checkpoint of "
+                         "this dataset")
+    explainers = build_explainers(config.methods, config.method_options)
+    for explainer in explainers:
+        explainer.check()
+    check_split(data, config, trains_classifier=given is None,
+                trains_explainers=any(type(e).fit is not Explainer.fit for e in explainers))
+    noise, noise_key = None, None
+    if config.noise_dir:
+        files = recordings(config.noise_dir, "noise recordings", "--noise-dir")
+        noise = load_clips(files, config.peak_normalisation)
+        noise_key = content_key(files, cache_dir, peak_normalisation=config.peak_normalisation)
+    evaluation = evaluation_samples(config, data) if evaluation_part else None
+    split = data.split
+    train_paths, valid_paths = data.paths(split.train), data.paths(split.valid)
+    return RunInputs(
+        data, load_clips(train_paths, config.peak_normalisation),
+        load_clips(valid_paths, config.peak_normalisation), noise, evaluation, given, explainers,
+        content_key(train_paths, cache_dir, targets=split.train["target"].tolist(),
+                    peak_normalisation=config.peak_normalisation),
+        content_key(valid_paths, cache_dir, targets=split.valid["target"].tolist(),
+                    peak_normalisation=config.peak_normalisation),
+        noise_key)
+
+
+def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
+                       device: torch.device) -> tuple[AudioClassifier, str]:
+    """The classifier: the given ``--classifier-checkpoint``, or the CNN14 trained on the
+    training part (cached by configuration and training-audio content, §2)."""
+    if inputs.given_classifier is not None:
+        classifier, key, _ = inputs.given_classifier
+        return classifier.to(device), key
+    split = inputs.data.split
+    classifier = AudioClassifier(len(inputs.data.class_names), width=profile["classifier_width"])
+    classifier_config = {
+        "kind": "classifier", "class_names": inputs.data.class_names, "train_audio": inputs.train_key,
+        "valid_audio": inputs.valid_key, "width": profile["classifier_width"], "epochs": profile["classifier_epochs"],
+        "lr": profile["classifier_lr"], "batch_size": profile["batch_size"], "seed": config.seed,
+        "augmentation": "random circular time shift",
+    }
+
+    def train(module: AudioClassifier) -> dict:
+        module.to(device)
+        return train_classifier(
+            module, (mel_features(inputs.train_waves.to(device)),
+                     torch.tensor(split.train["target"].to_numpy(), device=device)),
+            (mel_features(inputs.valid_waves.to(device)),
+             torch.tensor(split.valid["target"].to_numpy(), device=device)),
+            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
+
+    key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train)
+    return classifier.to(device), key
+
+
+def prepare(config: RunConfig, record: dict,
+            evaluation_part: bool = True) -> tuple[RunInputs, AudioClassifier, list[Explainer]]:
+    """``load_inputs``, then train or load the classifier and fit the explainers (all cached).
+
+    Fills ``record`` (for run.json) with the data root, split, classifier and methods.
+    """
+    inputs = load_inputs(config, evaluation_part)
+    device = torch.device(config.device)
+    profile = PROFILES[config.profile]
+    split = inputs.data.split
+    print(f"data: {inputs.data.root}\nsplit: {split.protocol}")
+    record["data_root"] = str(inputs.data.root)
+    record["split"] = split.describe()
+    record["audio"] = {"train": inputs.train_key, "valid": inputs.valid_key, "noise": inputs.noise_key,
+                       "peak_normalisation": PEAK_NORMALISATIONS[config.peak_normalisation]}
+    classifier, classifier_key = prepare_classifier(config, inputs, profile, device)
+    classifier.eval().requires_grad_(False)
+    record["classifier"] = {"checkpoint": classifier_key, "width": classifier.embedding_model.width}
+    if len(split.valid):
+        record["classifier"]["valid_accuracy"] = accuracy(
+            classifier, mel_features(inputs.valid_waves.to(device)),
+            torch.tensor(split.valid["target"].to_numpy(), device=device))
+    resources = TrainingResources(
+        classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,
+        Path(config.cache_dir), profile, device, config.seed,
+        data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
+        peak_normalisation=config.peak_normalisation)
+    for explainer in inputs.explainers:
+        explainer.fit(resources)
+    record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
+    record["trained_parts"] = resources.log
+    return inputs, classifier, inputs.explainers
