@@ -173,24 +173,28 @@ def main(argv: list[str] | None = None) -> int:
         if command == "explain":
             args.methods = args.method
             args.out = args.out or "explanations"
-            load_clip(args.audio)  # an unreadable file is reported before anything trains
+            load_clip(args.audio, peak_normalisation=args.peak_normalisation)  # reported before anything trains
         if command == "bench":
             print(bench(args))
         elif command == "select-lmac-l1":
             args.out = args.out or os.path.join("results", "runs", f"lmac-l1-selection-{args.profile or 'cpu'}")
+            if not 0 <= args.margin <= 1:
+                raise UsageError(f"--margin {args.margin}: a drop of Fid-In, must be in [0, 1]")
             print(select_lmac_l1(config_from_args(args), _number_list(args.grid, "--grid", 0.0, float("inf")),
                                  args.margin))
         elif command == "explain":
             print(explain_file(config_from_args(args), args.audio))
         else:
-            print(run(config_from_args(args)))
+            config = config_from_args(args)
+            args.out = config.out  # for the message on Ctrl-C
+            print(run(config))
     except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if command != "run":
             raise
-        print(f"\ninterrupted: the finished samples are in {args.out or 'the --out folder'}/unfinished/"
+        print(f"\ninterrupted: the finished samples are in {args.out}/unfinished/"
               "per_sample.csv and the earlier results are untouched; rerun with --resume to continue", file=sys.stderr)
         return 130
     return 0

@@ -135,10 +135,9 @@ class LMACExplainer(Explainer):
     decoder to load instead of training, see ``fit``); ``width``, ``epochs``,
     ``lr`` and ``lambda_l1`` default to the profile's (``lmac_*``): the paper profile
     uses the paper's 2048, 200, 2e-4 and 0.4. The CPU profile trains 30 epochs at lr
-    1e-3 (the paper's 15,000 steps are out of reach) with λ_1 = 1.6: with 0.4 its
-    small from-scratch classifier's L-MAC settles on a dense mask (mean 0.57, SPS
-    0.32, below Saliency's 0.59), since its predictions on sparsely masked inputs
-    cost more cross-entropy than the L1 term saves (README, "L-MAC on the CPU profile").
+    1e-3 (the paper's 15,000 steps are out of reach) with the λ_1 that
+    ``run_benchmark.py select-lmac-l1`` chose on the validation part (README, "L-MAC on
+    the CPU profile").
     """
 
     domains = ("listenable",)
