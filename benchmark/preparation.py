@@ -114,6 +114,7 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
         classifier, key, _ = inputs.given_classifier
         return classifier.to(device), key
     split = inputs.data.split
+    torch.manual_seed(config.seed)  # the same initial weights whatever ran before (any command)
     classifier = AudioClassifier(len(inputs.data.class_names), width=profile["classifier_width"])
     classifier_config = {
         "kind": "classifier", "class_names": inputs.data.class_names, "train_audio": inputs.train_key,

@@ -236,3 +236,14 @@ def test_a_nan_map_stops_the_run_with_exit_2_naming_the_method(first_run, tmp_pa
     error = capsys.readouterr().err
     assert "lmac returned NaN or infinite values" in error and "Traceback" not in error
     assert not (tmp_path / "out" / "per_sample.csv").exists()
+
+
+def test_the_classifier_trains_the_same_from_every_command(tmp_path):
+    common = ["--data-root", str(ESC50), "--profile", "tiny"]
+    torch.manual_seed(123)  # whatever ran before in the process
+    assert main(["select-lmac-l1", *common, "--grid", "0.4", "--cache-dir", str(tmp_path / "a"),
+                 "--out", str(tmp_path / "selection")]) == 0
+    assert main([*common, "--methods", "saliency", "--limit", "1", "--cache-dir", str(tmp_path / "b"),
+                 "--out", str(tmp_path / "run")]) == 0
+    first, second = (torch.load(next((tmp_path / c).glob("classifier-*.pt")), weights_only=True) for c in "ab")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
