@@ -64,7 +64,7 @@ def write_tables(out_dir: Path, rows: list[tuple[str, str]], title: str, notes: 
     per_sample = pd.read_csv(out_dir / "per_sample.csv")
     table = summarise(per_sample, rows)
     accuracy = classifier_accuracy(per_sample)
-    invalid = [f"{r.method} ({r.domain}): {r.invalid_maps} invalid maps excluded from SPS/COMP"
+    invalid = [f"{r.method} ({r.domain}): {int(r.invalid_maps)} invalid maps excluded from SPS/COMP"
                for r in table.itertuples() if pd.notna(r.invalid_maps) and r.invalid_maps > 0]
     if "BCE-clean" in per_sample:
         bce = per_sample[per_sample["domain"] == "listenable"].groupby("method", sort=False)["BCE-clean"].mean()
