@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,7 +50,7 @@ def read_state_dict(path: str | os.PathLike, flag: str) -> dict[str, torch.Tenso
         raise CheckpointError(f"{flag} {path}: no such file; pass the path of a state-dict checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except Exception:  # refused by weights_only, or random / truncated bytes
         unsafe = _unsafe_globals(path)
         if unsafe:  # a pickle that would import and call these when loaded unsafely
             raise CheckpointError(f"{flag} {path}: refused: the file holds Python objects other than tensors "
@@ -59,9 +58,6 @@ def read_state_dict(path: str | os.PathLike, flag: str) -> dict[str, torch.Tenso
                                   "dict (torch.save(model.state_dict(), ...))") from None
         raise CheckpointError(f"{flag} {path}: not a readable PyTorch checkpoint (corrupt, or not a torch.save file); "
                               "pass a state dict written by torch.save") from None
-    except Exception as error:  # zip/pickle decoding errors of random or truncated bytes
-        raise CheckpointError(f"{flag} {path}: not a readable PyTorch checkpoint ({type(error).__name__}); pass a "
-                              "state dict written by torch.save") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{flag} {path}: not a state dict (a mapping of names to tensors); pass one written "
                               "by torch.save(model.state_dict(), ...)")
