@@ -273,7 +273,7 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
                "× floor": batched["total_s"] / batched["model_s"], "peak MiB": batched["peak_mib"],
                "own overhead %": 100 * (1 - own_model / own_total),
                "classifier passes / sample": batched["classifier_samples"] / count}
-        if getattr(explainer, "decoder", None) is not None and "listenable" in config.domains:
+        if "listenable" in getattr(explainer, "decoders", {}):
             row["× L-MAC floor"] = batched["total_s"] / _lmac_floor(config, classifier, explainer, evaluation, repeats)
         if "all" in per_sample_methods or explainer.name in per_sample_methods:
             single = _measure(config, classifier, explainer, evaluation, 1, folder, repeats)
@@ -284,8 +284,8 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         print(f"{explainer.label}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "method"))
     table = pd.DataFrame(rows)
     table.to_csv(out / "bench.csv", index=False)
-    decoders = "".join(f"; {e.label} decoder width {e.decoder.convt1.out_channels}"
-                       for e in explainers if getattr(e, "decoder", None) is not None)
+    decoders = "".join(f"; {e.label} {domain} decoder width {decoder.convt1.out_channels}"
+                       for e in explainers for domain, decoder in getattr(e, "decoders", {}).items())
     lines = [
         f"# Harness speed: {config.dataset}, {len(evaluation.samples)} samples × {', '.join(config.domains)}",
         "",

@@ -162,7 +162,7 @@ def prepare(config: RunConfig, record: dict,
         classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,
         Path(config.cache_dir), profile, device, config.seed,
         data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
-        peak_normalisation=config.peak_normalisation)
+        peak_normalisation=config.peak_normalisation, domains=tuple(config.domains))
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}

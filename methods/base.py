@@ -51,6 +51,8 @@ class TrainingResources:
         data_key: hash of the content of the training audio, its labels, the noise
             clips and the peak normalisation (part of cache keys).
         peak_normalisation: "max" or "absmax", for mixtures made in training.
+        domains: the domains the run explains; explainers with a model per domain (L-MAC)
+            fit one for each of them.
         log: explainers append what they trained or loaded (checkpoint keys), for run.json.
     """
 
@@ -65,6 +67,7 @@ class TrainingResources:
     seed: int
     data_key: str = ""
     peak_normalisation: str = "max"
+    domains: tuple[str, ...] = ("listenable",)
     log: list = field(default_factory=list)
 
 

@@ -1,9 +1,12 @@
 """L-MAC: Listenable Maps for Audio Classifiers (Paissan et al., ICML 2024; BENCHMARK.md §4).
 
 A decoder reads the classifier's block 6, 5, 4, 3 representations and outputs a
-sigmoid mask on the STFT grid (first 425 of 431 frames); it is trained with the
-classifier frozen so that the masked-in input keeps the prediction and the
-masked-out input loses it, with an L1 penalty on the mask (paper Eq. 4).
+sigmoid mask on the grid of its domain, over the first 425 of 431 frames: the STFT
+grid (513 bins, SpeechBrain's ``CNN14PSI_stft``) in the listenable domain, the mel
+grid (80 bands, ``CNN14PSI``) in the mel domain. It is trained with the classifier
+frozen so that the masked-in input keeps the prediction and the masked-out input
+loses it, with an L1 penalty on the mask (paper Eq. 4). One decoder is trained per
+domain of the run.
 """
 from __future__ import annotations
 
@@ -17,39 +20,52 @@ from tqdm import tqdm
 
 from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
 from benchmark.classifier import DomainModel
-from benchmark.frontend import DOMAINS, apply_mask, log1p_magnitude, stft
+from benchmark.frontend import DOMAINS, apply_mask, stft
 from datasets.contamination import mix
 from methods.base import Explainer, TrainingResources, register
 from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
 
 
+def _decoder_layers(domain: str, channels: tuple[int, int, int, int], d: int) -> list[tuple]:
+    """(in, out, kernel, stride, padding) of ``convt1``… of SpeechBrain's decoder of ``domain``."""
+    c6, c5, c4, c3 = channels
+    if domain == "listenable":  # CNN14PSI_stft
+        return [(c6, d, 3, (2, 4), 1), (c5, d, 3, (2, 4), 1), (d, d, (7, 4), (2, 4), 1), (c4, d, (5, 4), (2, 4), 1),
+                (d, d // 2, (3, 5), (2, 2), 1), (c3, d // 2, (3, 3), (2, 4), 1),
+                (d // 2, d // 4, (4, 3), (2, 2), (0, 5)), (d // 4, d // 8, (3, 4), (2, 2), (0, 2)),
+                (d // 8, 1, (1, 5), (1, 4), 0)]
+    if domain == "mel":  # CNN14PSI
+        return [(c6, d, 3, (2, 2), 1), (c5, d, 3, (2, 2), 1), (d, d, (7, 4), (2, 4), 1), (c4, d, (5, 4), (2, 2), 1),
+                (d, d, 3, (2, 2), 1), (c3, d, 3, (2, 2), 1), (d, d, (4, 3), (2, 2), 0), (d, 1, (3, 4), (2, 2), 0)]
+    raise ValueError(f"no L-MAC decoder for domain {domain!r}; choose listenable or mel")
+
+
 class LMACDecoder(nn.Module):
-    """SpeechBrain's ``CNN14PSI_stft`` layout with separate input and internal widths.
+    """SpeechBrain's L-MAC decoders with separate input and internal widths.
 
     Args:
         representation_channels: channels of classifier blocks 6, 5, 4, 3 (paper:
             2048, 1024, 512, 256).
-        width: internal width ``dim`` (paper: 2048, ≈ 237 M parameters). With
-            channels (dim, dim/2, dim/4, dim/8) the state dict is exactly
-            ``CNN14PSI_stft(dim)``'s.
+        width: internal width ``dim`` (paper: 2048).
+        domain: "listenable": the ``CNN14PSI_stft`` layout (nine transposed convolutions,
+            mask on the 513-bin STFT grid, ≈ 237 M parameters at dim 2048); "mel": the
+            ``CNN14PSI`` layout (eight, mask on the 80-band mel grid). With channels
+            (dim, dim/2, dim/4, dim/8) the state dict is exactly SpeechBrain's module's.
 
-    ``forward(representations)`` → logits (B, 1, 425, 513) for a 431-frame input
-    (apply a sigmoid for the mask).
+    ``forward(representations)`` → logits (B, 1, 425, 513) or (B, 1, 425, 80) for a
+    431-frame input (apply a sigmoid for the mask).
+
+    Raises:
+        ValueError: unknown domain.
     """
 
-    def __init__(self, representation_channels: tuple[int, int, int, int], width: int):
+    def __init__(self, representation_channels: tuple[int, int, int, int], width: int, domain: str = "listenable"):
         super().__init__()
-        c6, c5, c4, c3 = representation_channels
-        d = width
-        self.convt1 = nn.ConvTranspose2d(c6, d, 3, (2, 4), 1)
-        self.convt2 = nn.ConvTranspose2d(c5, d, 3, (2, 4), 1)
-        self.convt3 = nn.ConvTranspose2d(d, d, (7, 4), (2, 4), 1)
-        self.convt4 = nn.ConvTranspose2d(c4, d, (5, 4), (2, 4), 1)
-        self.convt5 = nn.ConvTranspose2d(d, d // 2, (3, 5), (2, 2), 1)
-        self.convt6 = nn.ConvTranspose2d(c3, d // 2, (3, 3), (2, 4), 1)
-        self.convt7 = nn.ConvTranspose2d(d // 2, d // 4, (4, 3), (2, 2), (0, 5))
-        self.convt8 = nn.ConvTranspose2d(d // 4, d // 8, (3, 4), (2, 2), (0, 2))
-        self.convt9 = nn.ConvTranspose2d(d // 8, 1, (1, 5), (1, 4), 0)
+        self.domain = domain
+        layers = _decoder_layers(domain, representation_channels, width)
+        for i, (inputs, outputs, kernel, stride, padding) in enumerate(layers, start=1):
+            self.add_module(f"convt{i}", nn.ConvTranspose2d(inputs, outputs, kernel, stride, padding))
+        self.tail = [f"convt{i}" for i in range(8, len(layers) + 1)]  # no nonlinearity between them
         self.nonl = nn.ReLU(True)
 
     def forward(self, representations: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -58,7 +74,9 @@ class LMACDecoder(nn.Module):
         h = self.nonl(self.convt3(h)) + self.nonl(self.convt4(h4))
         h = self.nonl(self.convt5(h)) + self.nonl(self.convt6(h3))
         h = self.nonl(self.convt7(h))
-        return self.convt9(self.convt8(h))
+        for name in self.tail:
+            h = getattr(self, name)(h)
+        return h
 
 
 def lmac_loss(
@@ -75,9 +93,9 @@ def lmac_loss(
     """The L-MAC objective (§4): λ_in·CE(f(M⊙X), ŷ) − λ_out·CE(f((1−M)⊙X), ŷ) + L1.
 
     Args:
-        model: frozen classifier in the listenable domain.
-        mask: (B, T_m, 513) in [0, 1]; ``features`` are cropped to its T_m frames.
-        features: X = log1p|STFT| (B, T, 513).
+        model: frozen classifier seen from the decoder's domain.
+        mask: (B, T_m, F) in [0, 1]; ``features`` are cropped to its T_m frames.
+        features: X of the domain (B, T, F): log1p|STFT| (F = 513) or log1p mel (F = 80).
         predicted: ŷ (B,), the classifier's prediction on X.
         l1_batch_scaled: True reproduces the reference, which sums the per-sample
             mean |M| over the batch (effective weight B·λ_1); False uses λ_1·mean|M|.
@@ -115,7 +133,8 @@ def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor,
     and which samples are guided (cosine similarity of X_clean and M⊙X_noisy ≥ ``cth``).
 
     Args:
-        mask: (B, T_m, F); clean, noisy: log1p magnitudes (B, T, F), cropped to T_m frames here.
+        mask: (B, T_m, F); clean, noisy: features X of the mask's domain (B, T, F), cropped to
+            T_m frames here.
     Returns:
         bce (B,), guided (B,) in {0, 1} (no gradient).
     """
@@ -127,22 +146,26 @@ def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor,
 
 @register("lmac")
 class LMACExplainer(Explainer):
-    """L-MAC mask (B, 425, 513) in [0, 1] from the classifier's representations.
+    """L-MAC mask (B, 425, F) in [0, 1] from the classifier's representations, F = 513 in the
+    listenable domain and 80 in the mel domain (one decoder per domain).
 
     Keywords: ``lambda_in`` 4, ``lambda_out`` 0.2, ``l1_batch_scaled`` True (the
     reference sums the per-sample mean |M| over the batch: effective L1 weight
     B·λ_1, see §4), ``weight_decay`` 2e-6 (paper values), ``checkpoint`` (a trained
-    decoder to load instead of training, see ``fit``); ``width``, ``epochs``,
-    ``lr`` and ``lambda_l1`` default to the profile's (``lmac_*``): the paper profile
-    uses the paper's 2048, 200, 2e-4 and 0.4. The CPU profile trains 30 epochs at lr
-    1e-3 (the paper's 15,000 steps are out of reach) with the λ_1 that
+    listenable decoder to load instead of training: SpeechBrain's ``CNN14PSI_stft``),
+    ``mel_checkpoint`` (the same for the mel domain: ``CNN14PSI``); ``width``,
+    ``epochs``, ``lr`` and ``lambda_l1`` default to the profile's (``lmac_*``): the
+    paper profile uses the paper's 2048, 200, 2e-4 and 0.4. The CPU profile trains 30
+    epochs at lr 1e-3 (the paper's 15,000 steps are out of reach) with the λ_1 that
     ``run_benchmark.py select-lmac-l1`` chose on the validation part (README, "L-MAC on
-    the CPU profile").
+    the CPU profile"); the mel decoder uses the same settings.
     """
 
-    domains = ("listenable",)
+    domains = ("listenable", "mel")
     returns_mask = True
     reads_representations = True
+    CHECKPOINT_KEYWORDS = {"listenable": ("checkpoint", "--lmac-checkpoint", "CNN14PSI_stft"),
+                           "mel": ("mel_checkpoint", "--lmac-mel-checkpoint", "CNN14PSI")}
 
     def __init__(
         self,
@@ -155,71 +178,86 @@ class LMACExplainer(Explainer):
         width: int | None = None,
         epochs: int | None = None,
         checkpoint: str | None = None,
+        mel_checkpoint: str | None = None,
     ):
         super().__init__(
             lambda_in=lambda_in, lambda_out=lambda_out, lambda_l1=lambda_l1, l1_batch_scaled=l1_batch_scaled,
             lr=lr, weight_decay=weight_decay, width=width, epochs=epochs, checkpoint=checkpoint,
+            mel_checkpoint=mel_checkpoint,
         )
-        self.decoder: LMACDecoder | None = None
+        self.decoders: dict[str, LMACDecoder] = {}
+        self.checkpoint_keys: dict[str, str] = {}
 
     def check(self) -> None:
-        """Raise ``CheckpointError`` unless ``checkpoint`` (if set) is a readable L-MAC decoder state dict."""
-        if self.hyperparameters["checkpoint"]:
-            self._checkpoint_state()
+        """Raise ``CheckpointError`` unless each given checkpoint is a readable L-MAC decoder
+        state dict of its domain's layout."""
+        for domain, (keyword, _, _) in self.CHECKPOINT_KEYWORDS.items():
+            if self.hyperparameters[keyword]:
+                self._checkpoint_state(domain)
 
-    def _checkpoint_state(self) -> dict[str, torch.Tensor]:
-        path = self.hyperparameters["checkpoint"]
-        state = read_state_dict(path, "--lmac-checkpoint")
+    def _checkpoint_state(self, domain: str) -> dict[str, torch.Tensor]:
+        keyword, flag, layout = self.CHECKPOINT_KEYWORDS[domain]
+        path = self.hyperparameters[keyword]
+        state = read_state_dict(path, flag)
         if "convt1.weight" not in state:
-            raise CheckpointError(f"--lmac-checkpoint {path}: not an L-MAC decoder state dict (no convt1.weight); "
-                                  "pass SpeechBrain's psi_model.ckpt of CNN14PSI_stft or an lmac-*.pt of the cache")
+            raise CheckpointError(f"{flag} {path}: not an L-MAC decoder state dict (no convt1.weight); "
+                                  f"pass SpeechBrain's psi_model.ckpt of {layout} or an lmac-*.pt of the cache")
+        if ("convt9.weight" in state) != (domain == "listenable"):
+            other = next(f for d, (_, f, _) in self.CHECKPOINT_KEYWORDS.items() if d != domain)
+            raise CheckpointError(f"{flag} {path}: a decoder of the other domain's layout (the {domain} domain "
+                                  f"needs {layout}); pass it with {other}")
         return state
 
     def fit(self, resources: TrainingResources) -> None:
-        """Train the decoder (cached), or load ``checkpoint``: a decoder state dict such as
-        SpeechBrain's ``psi_model.ckpt`` of ``CNN14PSI_stft(dim=2048)`` (width read from it).
+        """For each domain of the run this method explains: load the given checkpoint
+        (``checkpoint``/``mel_checkpoint``: a decoder state dict such as SpeechBrain's
+        ``psi_model.ckpt``, width read from it), else train the decoder (cached).
 
         Raises:
-            CheckpointError: unreadable or unsafe checkpoint. ValueError: the checkpoint
-            does not fit the classifier's representations.
+            CheckpointError: unreadable or unsafe checkpoint, or one of the other domain's
+            layout. ValueError: the checkpoint does not fit the classifier's representations.
         """
-        if self.hyperparameters["checkpoint"]:
-            path = Path(self.hyperparameters["checkpoint"])
-            decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels,
-                                  self._checkpoint_state()["convt1.weight"].shape[1])
-            load_state(decoder, path, "--lmac-checkpoint")
-            self.checkpoint_key = content_key([path], resources.cache_dir, format="lmac decoder")
-            self.decoder = decoder.to(resources.device).eval()
-            return
         hp = dict(self.hyperparameters)
-        for key in ("width", "epochs", "lr", "lambda_l1"):
-            if hp[key] is None:
-                hp[key] = resources.profile[f"lmac_{key}"]
+        domains = [d for d in resources.domains if d in self.domains]
+        if any(not hp[self.CHECKPOINT_KEYWORDS[d][0]] for d in domains):  # a decoder to train: the profile's values
+            for key in ("width", "epochs", "lr", "lambda_l1"):
+                if hp[key] is None:
+                    hp[key] = resources.profile[f"lmac_{key}"]
         self.hyperparameters = hp
-        torch.manual_seed(resources.seed)  # the same initial decoder whatever ran before
-        decoder = LMACDecoder(resources.classifier.embedding_model.representation_channels, hp["width"])
-        config = {
-            "kind": "lmac", "classifier": resources.classifier_key, "training_data": resources.data_key,
-            "batch_size": resources.profile["batch_size"], "seed": resources.seed, **hp,
-        }
+        channels = resources.classifier.embedding_model.representation_channels
+        for domain in domains:
+            keyword, flag, _ = self.CHECKPOINT_KEYWORDS[domain]
+            if hp[keyword]:
+                path = Path(hp[keyword])
+                decoder = LMACDecoder(channels, self._checkpoint_state(domain)["convt1.weight"].shape[1], domain)
+                load_state(decoder, path, flag)
+                self.checkpoint_keys[domain] = content_key([path], resources.cache_dir, format="lmac decoder")
+            else:
+                torch.manual_seed(resources.seed)  # the same initial decoder whatever ran before
+                decoder = LMACDecoder(channels, hp["width"], domain)
+                kind = "lmac" if domain == "listenable" else "lmac-mel"
+                trained = {k: v for k, v in hp.items() if k not in ("checkpoint", "mel_checkpoint")}
+                config = {"kind": kind, "classifier": resources.classifier_key, "training_data": resources.data_key,
+                          "batch_size": resources.profile["batch_size"], "seed": resources.seed, **trained,
+                          "checkpoint": None}  # as in the keys of decoders cached before the mel domain had one
 
-        def train(module: LMACDecoder) -> dict:
-            return self._train(module, resources, hp["epochs"])
+                def train(module: LMACDecoder) -> dict:
+                    return self._train(module, resources, hp["epochs"], f"train L-MAC ({domain})")
 
-        self.checkpoint_key = cached_training(decoder, "lmac", config, resources.cache_dir, train)
-        resources.log.append({"lmac_checkpoint": self.checkpoint_key})
-        self.decoder = decoder.to(resources.device).eval()
+                self.checkpoint_keys[domain] = cached_training(decoder, kind, config, resources.cache_dir, train)
+                resources.log.append({f"{kind}_checkpoint": self.checkpoint_keys[domain]})
+            self.decoders[domain] = decoder.to(resources.device).eval()
 
-    def _train(self, decoder: LMACDecoder, resources: TrainingResources, epochs: int, stage: str = "train L-MAC",
+    def _train(self, decoder: LMACDecoder, resources: TrainingResources, epochs: int, stage: str,
                guidance: float = 0.0) -> dict:
-        """Train ``decoder`` in place for ``epochs``; with ``guidance`` > 0, the fine-tuning
-        objective: + λ_g·mean(BCE(M, O)·guided), and no L1 term for guided samples (§4)."""
+        """Train ``decoder`` in place for ``epochs`` in its domain; with ``guidance`` > 0, the
+        fine-tuning objective: + λ_g·mean(BCE(M, O)·guided), and no L1 term for guided samples (§4)."""
         hp = self.hyperparameters
         torch.manual_seed(resources.seed)
         generator = torch.Generator().manual_seed(resources.seed)
         device = resources.device
         decoder.to(device).train()
-        model = DomainModel(resources.classifier, DOMAINS["listenable"]).eval()
+        model = DomainModel(resources.classifier, DOMAINS[decoder.domain]).eval()
         optimizer = torch.optim.Adam(decoder.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         history = []
         progress = tqdm(range(epochs), desc=stage, unit="epoch")
@@ -227,13 +265,13 @@ class LMACExplainer(Explainer):
             terms = []
             for clean, noisy in noisy_batches(resources.train_waveforms, resources.noise_waveforms,
                                               resources.profile["batch_size"], generator, resources.peak_normalisation):
-                features = log1p_magnitude(stft(noisy.to(device)))
+                features = model.domain.features(stft(noisy.to(device)))
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
                 mask = torch.sigmoid(decoder(representations)).squeeze(1)
                 bce, guided = None, None
                 if guidance:
-                    bce, guided = guidance_terms(mask, log1p_magnitude(stft(clean.to(device))), features,
+                    bce, guided = guidance_terms(mask, model.domain.features(stft(clean.to(device))), features,
                                                  hp["cth"], hp["binarisation"])
                 loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
                                          hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"],
@@ -253,25 +291,32 @@ class LMACExplainer(Explainer):
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor,
                   representations: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
-        """The mask (B, 425, 513) from the classifier's block representations on ``features``
-        (the caller's ``representations``, else a pass of its own); ``target`` is not used."""
-        if self.decoder is None:
-            raise RuntimeError("L-MAC is not trained: call fit() (the harness does) or load a checkpoint")
+        """The mask (B, 425, F) of the decoder of ``model``'s domain, from the classifier's block
+        representations on ``features`` (the caller's, else a pass of its own); ``target`` is not used.
+
+        Raises:
+            RuntimeError: no decoder was fitted for the domain.
+        """
+        decoder = self.decoders.get(model.domain.name)
+        if decoder is None:
+            raise RuntimeError(f"L-MAC has no {model.domain.name} decoder: call fit() with that domain among "
+                               "resources.domains (the harness does)")
         with torch.no_grad():
             if representations is None:
                 representations = model.forward_with_representations(features).representations
-            return torch.sigmoid(self.decoder(representations)).squeeze(1)
+            return torch.sigmoid(decoder(representations)).squeeze(1)
 
 
 @register("lmac-ft")
 class LMACFineTunedExplainer(LMACExplainer):
-    """L-MAC FT (§4): the trained L-MAC decoder fine-tuned towards the binarised clean spectrogram.
+    """L-MAC FT (§4): the trained L-MAC decoder fine-tuned towards the binarised clean spectrogram
+    of its domain (log1p magnitude in the listenable domain, log1p mel in the mel domain).
 
     Keywords: ``guidance`` λ_g (4, the paper's table rows; 16 in its user study),
     ``cth`` cosine-similarity threshold of guided samples (0.6), ``binarisation``
     threshold of O = 1[X_clean ≥ 0.35·max X_clean] (0.35), ``ft_epochs`` (default: the
-    profile's ``lmac_ft_epochs``); the other keywords are L-MAC's, for the decoder it
-    starts from (the same cached decoder as the ``lmac`` row).
+    profile's ``lmac_ft_epochs``); the other keywords are L-MAC's, for the decoders it
+    starts from (the same cached decoders as the ``lmac`` row).
     """
 
     def __init__(self, guidance: float = 4.0, cth: float = 0.6, binarisation: float = 0.35,
@@ -281,17 +326,20 @@ class LMACFineTunedExplainer(LMACExplainer):
 
     def fit(self, resources: TrainingResources) -> None:
         tuning = {k: self.hyperparameters.pop(k) for k in ("guidance", "cth", "binarisation", "ft_epochs")}
-        super().fit(resources)  # the L-MAC decoder it starts from, trained or cached
+        super().fit(resources)  # the L-MAC decoders it starts from, trained or cached
         tuning["ft_epochs"] = tuning["ft_epochs"] or resources.profile["lmac_ft_epochs"]
         self.hyperparameters.update(tuning)
-        decoder = copy.deepcopy(self.decoder)
-        config = {"kind": "lmac-ft", "base": self.checkpoint_key, "classifier": resources.classifier_key,
-                  "training_data": resources.data_key, "batch_size": resources.profile["batch_size"],
-                  "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"]}
+        for domain, base in self.decoders.items():
+            decoder = copy.deepcopy(base)
+            kind = "lmac-ft" if domain == "listenable" else "lmac-ft-mel"
+            config = {"kind": kind, "base": self.checkpoint_keys[domain], "classifier": resources.classifier_key,
+                      "training_data": resources.data_key, "batch_size": resources.profile["batch_size"],
+                      "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"]}
 
-        def train(module: LMACDecoder) -> dict:
-            return self._train(module, resources, tuning["ft_epochs"], "fine-tune L-MAC", tuning["guidance"])
+            def train(module: LMACDecoder) -> dict:
+                return self._train(module, resources, tuning["ft_epochs"], f"fine-tune L-MAC ({domain})",
+                                   tuning["guidance"])
 
-        key = cached_training(decoder, "lmac-ft", config, resources.cache_dir, train)
-        resources.log.append({"lmac_ft_checkpoint": key})
-        self.decoder = decoder.to(resources.device).eval()
+            key = cached_training(decoder, kind, config, resources.cache_dir, train)
+            resources.log.append({f"{kind}_checkpoint": key})
+            self.decoders[domain] = decoder.to(resources.device).eval()

@@ -1,9 +1,11 @@
 """Explainers (BENCHMARK.md §3, §4): registry, grids, masks in [0, 1], failure guards, L-MAC parts."""
+import json
+
 import pytest
 import torch
-from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft
+from speechbrain.lobes.models.Cnn14 import CNN14PSI, CNN14PSI_stft
 
-from benchmark.classifier import DomainModel
+from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.frontend import DOMAINS, stft
 from methods import available_methods, build_explainer, build_explainers
 from methods.base import Explainer, InvalidExplanationError, check_map, to_mask
@@ -94,14 +96,41 @@ def test_a_new_explainer_is_a_small_subclass(domain_inputs):
     assert mask.shape == features.shape and mask.max() == 1
 
 
-def test_lmac_decoder_is_speechbrains_layout(small_classifier):
-    ours = LMACDecoder((64, 32, 16, 8), width=64)
-    reference = CNN14PSI_stft(dim=64)
-    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+@pytest.mark.parametrize("domain, reference, bins", [("listenable", CNN14PSI_stft, 513), ("mel", CNN14PSI, 80)])
+def test_lmac_decoders_are_speechbrains_layouts(domain, reference, bins, small_classifier):
+    ours = LMACDecoder((64, 32, 16, 8), width=64, domain=domain)
+    theirs = reference(dim=64)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in theirs.state_dict().items()}
     features = torch.rand(2, 431, 80)
     _, representations = small_classifier.forward_with_representations(features)
-    decoder = LMACDecoder(small_classifier.embedding_model.representation_channels, width=16)
-    assert decoder(representations).shape == (2, 1, 425, 513)
+    decoder = LMACDecoder(small_classifier.embedding_model.representation_channels, width=16, domain=domain)
+    assert decoder(representations).shape == (2, 1, 425, bins)
+
+
+def test_the_mel_decoder_learns_on_real_clips(tmp_path):
+    """A few L-MAC steps in the mel domain on real clips: the loss falls and the mask is on the 80-band grid."""
+    from benchmark.profiles import PROFILES
+    from methods.base import TrainingResources
+    from tests.conftest import ESC50
+    from datasets.audio import load_clips
+
+    waves = load_clips(sorted((ESC50 / "audio").glob("4-1*.wav"))[:16])
+    torch.manual_seed(0)
+    classifier = AudioClassifier(50, width=2).eval().requires_grad_(False)
+    profile = dict(PROFILES["tiny"], lmac_epochs=6, batch_size=8, lmac_lr=1e-2)
+    resources = TrainingResources(classifier, "test", waves, torch.zeros(16, dtype=torch.long), None, tmp_path,
+                                  profile, torch.device("cpu"), 0, domains=("mel",))
+    lmac = build_explainer("lmac")
+    lmac.fit(resources)
+    history = json.loads(next(tmp_path.glob("lmac-mel-*.json")).read_text())["log"]["history"]
+    assert history[-1]["loss"] < history[0]["loss"] - 0.05
+    assert set(lmac.decoders) == {"mel"} and not list(tmp_path.glob("lmac-[0-9a-f]*.pt"))  # no listenable decoder
+    model = DomainModel(classifier, DOMAINS["mel"])
+    features = model.domain.features(stft(waves[:2]))
+    mask = lmac.mask(model, features, None)
+    assert mask.shape == (2, 425, 80) and 0 <= mask.min() and mask.max() <= 1
+    with pytest.raises(RuntimeError, match="no listenable decoder"):
+        lmac.mask(DomainModel(classifier, DOMAINS["listenable"]), stft(waves[:1]).abs(), None)
 
 
 def test_lmac_l1_term_batch_scaling(clips, small_classifier):

@@ -1,12 +1,12 @@
 """SpeechBrain checkpoints (BENCHMARK.md §2, §4): the L-MAC recipe's paper-size Cnn14, linear head and
-CNN14PSI_stft decoder, saved in SpeechBrain's format, load here and give the same logits, block
-representations and L-MAC mask on real clips."""
+CNN14PSI_stft (listenable) and CNN14PSI (mel) decoders, saved in SpeechBrain's format, load here and give
+the same logits, block representations and L-MAC masks on real clips."""
 import pytest
 import torch
-from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
+from speechbrain.lobes.models.Cnn14 import CNN14PSI, CNN14PSI_stft, Cnn14
 
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
-from benchmark.classifier import DomainModel
+from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.frontend import DOMAINS, stft
 from benchmark.speechbrain_import import load_classifier_checkpoint
 from methods import build_explainer
@@ -46,6 +46,30 @@ def test_logits_representations_and_mask_equal_speechbrains(speechbrain_checkpoi
     mask = lmac.mask(model, features, logits.argmax(1))
     assert mask.shape == (1, 425, 513)
     torch.testing.assert_close(mask, sb_mask, rtol=0, atol=1e-4)
+
+
+def test_the_mel_decoder_equals_speechbrains_cnn14psi(clips, tmp_path):
+    torch.manual_seed(1)
+    classifier = AudioClassifier(50, width=2).eval()  # block channels 64, 32, 16, 8: CNN14PSI(dim=64)'s inputs
+    psi = CNN14PSI(dim=64).eval()
+    with torch.no_grad():
+        psi.convt8.weight.mul_(50)  # a mask far from the initial ≈ 0.5 everywhere
+    torch.save(psi.state_dict(), tmp_path / "psi_mel_model.ckpt")
+    model = DomainModel(classifier, DOMAINS["mel"]).eval()
+    features = model.domain.features(stft(clips))
+    with torch.no_grad():
+        logits, representations = model.forward_with_representations(features)
+        sb_mask = torch.sigmoid(psi(representations)).squeeze(1)
+    lmac = build_explainer("lmac", mel_checkpoint=str(tmp_path / "psi_mel_model.ckpt"))
+    lmac.check()
+    lmac.fit(TrainingResources(classifier, "sb", torch.empty(0), torch.empty(0), None, tmp_path, {},
+                               torch.device("cpu"), 0, domains=("mel",)))
+    mask = lmac.mask(model, features, logits.argmax(1), representations)
+    assert mask.shape == (2, 425, 80) and mask.std() > 0.01  # far from constant, compared at 1e-4
+    torch.testing.assert_close(mask, sb_mask, rtol=0, atol=1e-4)
+    swapped = build_explainer("lmac", checkpoint=str(tmp_path / "psi_mel_model.ckpt"))
+    with pytest.raises(ValueError, match="--lmac-mel-checkpoint"):  # a mel decoder given for the listenable domain
+        swapped.check()
 
 
 def test_mismatched_checkpoints_name_the_tensor(speechbrain_checkpoints, tmp_path, small_classifier):
