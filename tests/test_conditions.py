@@ -64,12 +64,13 @@ def test_unreadable_audio_exits_2_naming_the_file(tmp_path, capsys):
 
 
 def test_urbansound8k_layout(tmp_path):
-    """A small tree in UrbanSound8K's exact layout, made from real clips: 4 s, stereo, 48 kHz, 3 folds."""
+    """A small tree in UrbanSound8K's exact layout, made from real clips: 4 s, stereo, 48 kHz, 6 folds; the
+    default folds are the authors' (train 1-3, valid 4, evaluation 5, mixtures from 6)."""
     root = tmp_path / "UrbanSound8K"
     rows = []
     for name, target in CLASSES.items():
         for i, clip in enumerate(esc50_clips(target)):
-            fold = 1 if i < 4 else (2 if i < 6 else 3)
+            fold = (1, 1, 2, 3, 4, 5, 6, 6)[i]
             audio, rate = sf.read(clip)
             (root / "audio" / f"fold{fold}").mkdir(parents=True, exist_ok=True)
             slice_name = f"{100 + i}-{target}-0-{i}.wav"
@@ -80,11 +81,15 @@ def test_urbansound8k_layout(tmp_path):
     (root / "metadata").mkdir()
     pd.DataFrame(rows).to_csv(root / "metadata" / "UrbanSound8K.csv", index=False)
     out = tmp_path / "out"
-    assert run(tmp_path, "--dataset", "us8k", "--data-root", str(root), "--folds", "1:2:3:2", "--out", str(out)) == 0
+    assert run(tmp_path, "--dataset", "us8k", "--data-root", str(root), "--out", str(out)) == 0
     per_sample = pd.read_csv(out / "per_sample.csv")
-    assert per_sample["clip"].str.startswith("fold3/").all()
+    assert per_sample["clip"].str.startswith("fold5/").all()
+    assert per_sample["contaminant"].str.startswith("fold6/").all()
     assert set(per_sample["label"]) <= {0, 1, 2} and len(per_sample) == 2 * 2 * 2
-    assert "official folds: train 1, valid 2, evaluation 3, mixtures from 2" in (out / "table.md").read_text()
+    assert "official folds: train 1-3, valid 4, evaluation 5, mixtures from 6" in (out / "table.md").read_text()
+    out = tmp_path / "official-protocol"
+    assert run(tmp_path, "--dataset", "us8k", "--data-root", str(root), "--folds", "1-4:5:6:5", "--out", str(out)) == 0
+    assert pd.read_csv(out / "per_sample.csv")["clip"].str.startswith("fold6/").all()
 
 
 def test_folder_of_recordings_with_and_without_labels(tmp_path):
