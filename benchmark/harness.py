@@ -97,7 +97,10 @@ def run(config: RunConfig) -> str:
     metrics = "; ".join(f"{m.name} {arrow(m.name)}: {m.description}".replace(" :", ":") for m in METRICS.values())
     markdown = tables.write_tables(store.work, rows, title, [
         ad_note, f"peak normalisation: {PEAK_NORMALISATIONS[config.peak_normalisation]}", f"metrics: {metrics}",
-        f"split: {inputs.data.split.protocol}", f"profile: {config.profile}, seed {config.seed}", *hyperparameters])
+        f"split: {inputs.data.split.protocol}", f"profile: {config.profile}, seed {config.seed}", *hyperparameters,
+        *(note for e in explainers for note in e.notes()),
+        *(["mel rows: masks on the 80-band mel grid are not listenable; no WAV is written for them"]
+          if "mel" in config.domains else [])])
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)
     return markdown

@@ -21,10 +21,12 @@ from methods import build_explainers
 from methods.base import Explainer, TrainingResources
 
 
-def check_split(data: AudioData, config: RunConfig, trains_classifier: bool, trains_explainers: bool) -> None:
+def check_split(data: AudioData, config: RunConfig, trains_classifier: bool, trains_explainers: bool,
+                chooses_on_validation: bool = False) -> None:
     """Raise ``ValueError`` (naming ``--folds`` or the data) when the split leaves a part
     empty that the run needs: evaluation clips always, training and validation clips to
-    train the classifier, training clips to train explainers, pool clips for OOD mixtures."""
+    train the classifier, training clips to train explainers, validation clips for explainers
+    that choose on them (``needs_validation_clips``), pool clips for OOD mixtures."""
     split = data.split
     fix = f"pass --folds TRAIN:VALID:EVALUATION:POOL with folds that hold clips, or a fuller copy of {data.root}"
     if split.evaluation.empty:
@@ -35,6 +37,9 @@ def check_split(data: AudioData, config: RunConfig, trains_classifier: bool, tra
                          "pass --classifier-checkpoint")
     if trains_explainers and split.train.empty:
         raise ValueError(f"the split leaves no training clip for the trainable explainers ({split.protocol}); {fix}")
+    if chooses_on_validation and split.valid.empty:
+        raise ValueError(f"the split leaves no validation clip, on which L2I chooses its epoch ({split.protocol}); "
+                         f"{fix}")
     if config.setting == "ood" and config.contamination == "mixtures" and split.contaminant_pool.empty:
         raise ValueError(f"the split leaves no clip to mix into the evaluation clips ({split.protocol}); {fix}")
 
@@ -87,7 +92,8 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     for explainer in explainers:
         explainer.check()
     check_split(data, config, trains_classifier=given is None,
-                trains_explainers=any(type(e).fit is not Explainer.fit for e in explainers))
+                trains_explainers=any(type(e).fit is not Explainer.fit for e in explainers),
+                chooses_on_validation=any(e.needs_validation_clips for e in explainers))
     noise, noise_key = None, None
     if config.noise_dir:
         files = recordings(config.noise_dir, "noise recordings", "--noise-dir")
@@ -162,6 +168,7 @@ def prepare(config: RunConfig, record: dict,
         classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,
         Path(config.cache_dir), profile, device, config.seed,
         data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
+        valid_waveforms=inputs.valid_waves, valid_key=inputs.valid_key,
         peak_normalisation=config.peak_normalisation, domains=tuple(config.domains))
     for explainer in inputs.explainers:
         explainer.fit(resources)

@@ -42,6 +42,7 @@ class TrainingResources:
         classifier_key: hash of the classifier's configuration (part of cache keys).
         train_waveforms: (N, 80000) float training clips at 16 kHz.
         train_labels: (N,) long.
+        valid_waveforms: (M, 80000) validation clips (explainers choose their epoch on them), or None.
         noise_waveforms: (K, 80000) noise clips for 0 dB augmentation, or None
             (then other training clips serve as the noise).
         cache_dir: directory for checkpoints.
@@ -50,6 +51,7 @@ class TrainingResources:
         seed: random seed.
         data_key: hash of the content of the training audio, its labels, the noise
             clips and the peak normalisation (part of cache keys).
+        valid_key: the same for the validation clips.
         peak_normalisation: "max" or "absmax", for mixtures made in training.
         domains: the domains the run explains; explainers with a model per domain (L-MAC)
             fit one for each of them.
@@ -66,6 +68,8 @@ class TrainingResources:
     device: torch.device
     seed: int
     data_key: str = ""
+    valid_waveforms: torch.Tensor | None = None
+    valid_key: str = ""
     peak_normalisation: str = "max"
     domains: tuple[str, ...] = ("listenable",)
     log: list = field(default_factory=list)
@@ -81,6 +85,8 @@ class Explainer:
         reads_representations: True when ``attribute`` takes ``representations=``,
             the block 6, 5, 4, 3 outputs of the classifier's pass on ``features``
             (a ``ClassifierPass``'s), so that it needs no pass of its own.
+        needs_validation_clips: True when ``fit`` chooses something on the validation
+            clips (L2I its epoch); a split without them is refused before anything trains.
 
     Constructor keywords are the method's hyperparameters, with the paper's values
     as defaults; ``config()`` records them for run.json.
@@ -90,6 +96,7 @@ class Explainer:
     domains: ClassVar[tuple[str, ...]] = ("listenable", "mel")
     returns_mask: ClassVar[bool] = False
     reads_representations: ClassVar[bool] = False
+    needs_validation_clips: ClassVar[bool] = False
 
     def __init__(self, **hyperparameters: Any):
         self.hyperparameters = hyperparameters
@@ -104,6 +111,10 @@ class Explainer:
 
     def fit(self, resources: TrainingResources) -> None:
         """Train (or load from the cache) whatever the method learns. Default: nothing."""
+
+    def notes(self) -> list[str]:
+        """Lines for under the run's table about what was fitted (e.g. L2I's θ fidelity). Default: none."""
+        return []
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Map of relevance of each time-frequency bin for class ``target``.

@@ -150,12 +150,19 @@ def test_l2i_masks_shrink_with_the_relevance_threshold(clips, small_classifier, 
     from methods.base import TrainingResources
 
     resources = TrainingResources(small_classifier, "test", clips.repeat(4, 1), torch.tensor([49, 42] * 4), None,
-                                  tmp_path, PROFILES["tiny"], torch.device("cpu"), 0)
-    # every component (relevance > -1) against only the most relevant one (relevance 1 > 0.99)
-    low, high = build_explainer("l2i", rth=-1.0, n_components=8), build_explainer("l2i", rth=0.99, n_components=8)
+                                  tmp_path, PROFILES["tiny"], torch.device("cpu"), 0, valid_waveforms=clips)
+    # every component (relevance > -1) against those of positive relevance
+    low = build_explainer("l2i", rth=-1.0, n_components=8, epochs=3)
+    high = build_explainer("l2i", rth=0.0, n_components=8, epochs=3)
     low.fit(resources)
     high.fit(resources)  # loads the interpreter trained for the first (the threshold is not trained)
     assert len(list(tmp_path.glob("l2i-*.pt"))) == 1
+    log = json.loads(next(tmp_path.glob("l2i-*.json")).read_text())["log"]
+    agreements = [epoch["valid_agreement"] for epoch in log["history"]]
+    assert len(agreements) == 3 and log["best_valid_agreement"] == max(agreements) == high.validation_agreement
+    assert log["best_epoch"] == 1 + agreements.index(max(agreements))
+    torch.testing.assert_close(low.interpreter.dictionary.norm(dim=0), torch.ones(8))  # unit-norm columns
+    assert "validation clips" in high.notes()[0]
     model = DomainModel(small_classifier, DOMAINS["listenable"])
     features = model.domain.features(stft(clips))
     target = torch.tensor([3, 7])
