@@ -1,0 +1,251 @@
+"""Sanity check: cascading model-parameter randomisation (Adebayo et al., 2018; BENCHMARK.md §8).
+
+The classifier's conv blocks are re-initialised from the top, block 6 first, one more block
+per level, and at the last level the head too (``RANDOMISATION_LEVELS``). At every level each
+method explains the same samples again, for the class the *trained* classifier predicts, with
+the trained interpreters (L-MAC, L2I) kept fixed: they read the randomised classifier's block
+representations. The randomised masks are compared with the trained model's (level 0,
+"original") per sample by Spearman rank correlation and SSIM. A method whose maps depend
+on the model decorrelates as more of it is randomised; one that stays similar explains
+the input, not the model.
+
+As the authors' code (``eval.py``, flags ``mrt``, ``mrt_layer``): Xavier-uniform weights,
+biases 0.01, BatchNorm untouched, constant maps not scored. A map that collapses to a
+constant (max == min) has no ranks and no structure: Quantus and Xplique score it as
+identical to the original, a known pitfall (Binder et al., 2023; Hedström et al., 2024).
+Here it gets NaN similarities and ``constant_map`` True, and the tables count such maps.
+
+``run_sanity`` writes to ``config.out``: ``sanity.csv`` (per sample), ``sanity_table.csv`` and
+``sanity.md`` (means per method × level), ``sanity.png`` (the curves) and ``sanity.json``
+(configuration, versions, what was trained or loaded). Each file is written to a temporary
+name and moved over the earlier one, so a run that fails leaves earlier results as they were.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import scipy
+import skimage
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr
+from skimage.metrics import structural_similarity
+from torch import nn
+from tqdm import tqdm
+
+from benchmark.classifier import AudioClassifier, ClassifierPass, DomainModel
+from benchmark.config import RunConfig, condition_name
+from benchmark.frontend import DOMAINS
+from benchmark.pipeline import batch_ids, explain, prepare_batch
+from benchmark.preparation import prepare
+from benchmark.provenance import versions
+
+RANDOMISATION_LEVELS = ("block 6", "blocks 6–5", "blocks 6–4", "blocks 6–3", "blocks 6–2", "blocks 6–1",
+                        "blocks 6–1 + head")
+"""The cumulative randomisation levels 1 … 7, in order: level k re-initialises conv blocks 6 … 7 − k
+(level 7: every block and the head)."""
+
+LEVEL_NAMES = ("original", *RANDOMISATION_LEVELS)
+"""Names of levels 0 … 7; level 0 is the trained classifier."""
+
+BIAS = 0.01
+"""Value of every re-initialised bias (the authors' code)."""
+
+
+def randomised_copy(classifier: AudioClassifier, level: int, seed: int) -> AudioClassifier:
+    """A deep copy of ``classifier`` with the top ``level`` parts re-initialised; the original is untouched.
+
+    Parts, in order: conv blocks 6, 5, 4, 3, 2, 1, then the head (level 7). In each
+    re-initialised part every ``Conv2d`` / ``Linear`` weight is drawn Xavier-uniform from
+    one CPU generator seeded with ``seed`` (so the draws do not depend on the device, and
+    block 6 gets the same weights at every level) and every bias is set to 0.01;
+    BatchNorm parameters and running statistics are kept.
+
+    Args:
+        classifier: the trained classifier (not modified).
+        level: 0 (an unchanged copy) … 7 (``len(RANDOMISATION_LEVELS)``).
+        seed: seed of the random weights.
+    Raises:
+        ValueError: ``level`` outside 0 … 7.
+    """
+    if not 0 <= level <= len(RANDOMISATION_LEVELS):
+        raise ValueError(f"randomisation level {level}: expected 0 … {len(RANDOMISATION_LEVELS)}")
+    randomised = copy.deepcopy(classifier)
+    parts = [getattr(randomised.embedding_model, f"conv_block{6 - i}") for i in range(min(level, 6))]
+    if level == len(RANDOMISATION_LEVELS):
+        parts.append(randomised.head)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for part in parts:
+            for module in part.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    weight = torch.empty(module.weight.shape)
+                    nn.init.xavier_uniform_(weight, generator=generator)
+                    module.weight.copy_(weight)
+                    if module.bias is not None:
+                        module.bias.fill_(BIAS)
+    return randomised
+
+
+def map_similarity(original: np.ndarray, randomised: np.ndarray) -> tuple[float, float, bool]:
+    """Spearman rank correlation and SSIM between two masks of one sample.
+
+    Args:
+        original, randomised: (T_m, F) masks in [0, 1] (converted to float64).
+    Returns:
+        (spearman in [−1, 1], SSIM in [−1, 1], constant_map). If either map is constant
+        (max == min) it is not scored: (NaN, NaN, True) — not 1, as Quantus and Xplique
+        would score it (Binder et al., 2023; Hedström et al., 2024).
+    Raises:
+        ValueError: the maps differ in shape.
+    """
+    original, randomised = np.asarray(original, np.float64), np.asarray(randomised, np.float64)
+    if original.shape != randomised.shape:
+        raise ValueError(f"maps of shapes {original.shape} and {randomised.shape}; expected the same grid")
+    if original.max() == original.min() or randomised.max() == randomised.min():
+        return math.nan, math.nan, True
+    spearman = spearmanr(original.ravel(), randomised.ravel()).statistic
+    ssim = structural_similarity(original, randomised, data_range=1.0)
+    return float(spearman), float(ssim), False
+
+
+def summarise(per_sample: pd.DataFrame) -> pd.DataFrame:
+    """Per domain × method × level: mean Spearman and mean SSIM over the scored samples, n
+    (scored samples) and constant_maps (unscored samples). Rows: domains and methods in their
+    order of first appearance in ``per_sample``, levels 0 … 7 within each method."""
+    groups = per_sample.groupby(["domain", "method", "level", "level_name"], sort=False)
+    table = groups[["spearman", "ssim"]].mean()
+    table["n"] = groups["spearman"].count()
+    table["constant_maps"] = groups["constant_map"].sum().astype(int)
+    first_seen = {column: {v: i for i, v in enumerate(per_sample[column].unique())} for column in ("domain", "method")}
+    return table.reset_index().sort_values(
+        ["domain", "method", "level"], key=lambda c: c.map(first_seen[c.name]) if c.name in first_seen else c,
+        kind="stable", ignore_index=True)
+
+
+def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
+    """The table in Markdown (3 decimals, "n/a" where no sample was scored), notes below."""
+    shown = table.copy()
+    for column in ("spearman", "ssim"):
+        shown[column] = ["n/a" if pd.isna(v) else f"{v:.3f}" for v in table[column]]
+    shown = shown.rename(columns={"spearman": "Spearman", "ssim": "SSIM"})
+    body = shown.to_markdown(index=False, disable_numparse=True)
+    return "\n".join([f"## {title}", "", body, "", *[f"- {note}" for note in notes], ""])
+
+
+def plot(table: pd.DataFrame) -> Figure:
+    """Mean Spearman (left) and mean SSIM (right) against the level, one line per method (and domain)."""
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    several_domains = table["domain"].nunique() > 1
+    for axes, column, name in zip(figure.subplots(1, 2), ("spearman", "ssim"), ("Spearman rank correlation", "SSIM")):
+        for (domain, method), rows in table.groupby(["domain", "method"], sort=False):
+            label = f"{method} ({domain})" if several_domains else method
+            axes.plot(rows["level"], rows[column], marker="o", label=label)
+        axes.set_xticks(range(len(LEVEL_NAMES)), LEVEL_NAMES, rotation=30, ha="right")
+        axes.set_xlabel("randomised (cascading, from the top)")
+        axes.set_ylabel(f"mean {name}")
+        axes.set_ylim(top=1.05)
+        axes.axhline(0, color="grey", linewidth=0.5)
+        axes.grid(alpha=0.3)
+    axes.legend()
+    figure.suptitle("Model-parameter randomisation: similarity of each method's masks to the trained model's")
+    return figure
+
+
+def _write(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` to a temporary name next to ``path``, then move it over ``path``."""
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def run_sanity(config: RunConfig) -> str:
+    """Run the cascading randomisation check and return the Markdown table (module docstring).
+
+    Prepares as a run does (``benchmark.preparation.prepare``: the classifier and the trained
+    interpreters from the cache, or trained), then per domain and batch of evaluation samples:
+    the trained model's pass gives the explained class, and every method explains the batch at
+    every level 0 … 7 with the same per-sample seeds (``pipeline.explain``). Holds one batch's
+    level-0 masks and the 8 classifier copies in memory.
+
+    Raises:
+        DatasetNotFoundError, FileNotFoundError, CheckpointError, AudioError, ValueError:
+            bad input, reported before anything trains (the CLI exits with code 2).
+        InvalidExplanationError: a method returned an invalid map.
+    """
+    started = time.time()
+    torch.manual_seed(config.seed)
+    record = {"config": asdict(config),
+              "versions": {**versions(), "scipy": scipy.__version__, "scikit-image": skimage.__version__,
+                           "matplotlib": matplotlib.__version__}}
+    inputs, classifier, explainers = prepare(config, record)
+    evaluation = inputs.evaluation
+    prepared = time.time()
+    device = torch.device(config.device)
+    classifiers = [randomised_copy(classifier, level, config.seed).eval() for level in range(len(LEVEL_NAMES))]
+    batches = batch_ids(len(evaluation.samples), config.batch_size)
+    rows = []
+    progress = tqdm(total=len(config.domains) * len(batches), desc="sanity", unit="batch")
+    for domain in config.domains:
+        models = [DomainModel(c, DOMAINS[domain], per_sample=device.type == "cpu").eval() for c in classifiers]
+        todo = [e for e in explainers if domain in e.domains]
+        for ids in batches:
+            batch = prepare_batch(models[0], evaluation, ids, device)
+            originals = {}
+            for level, model in enumerate(models):
+                with torch.no_grad():
+                    randomised = model.forward_with_representations(batch.features)
+                # Only the model changes: the explained class stays the one the trained classifier
+                # predicts (its logits), the interpreters read the randomised model's representations.
+                level_batch = replace(batch, unmasked=ClassifierPass(batch.unmasked.logits,
+                                                                     randomised.representations))
+                for explainer in todo:
+                    masks = explain(model, explainer, level_batch, config.seed).cpu().double().numpy()
+                    originals.setdefault(explainer.label, masks)
+                    for k, i in enumerate(ids):
+                        spearman, ssim, constant = map_similarity(originals[explainer.label][k], masks[k])
+                        rows.append({"domain": domain, "method": explainer.label, "level": level,
+                                     "level_name": LEVEL_NAMES[level], "sample_id": i, "spearman": spearman,
+                                     "ssim": ssim, "constant_map": constant})
+            progress.update()
+    progress.close()
+
+    per_sample = pd.DataFrame(rows)
+    table = summarise(per_sample)
+    notes = [
+        ("cascading randomisation from the top (Adebayo et al., 2018): level k re-initialises conv blocks 6 … 7 − k "
+         "(Xavier-uniform weights, biases 0.01, BatchNorm kept), the last level also the head"),
+        ("explained class: the trained classifier's prediction at every level; L-MAC and L2I keep their trained "
+         "interpreters and read the randomised classifier's representations"),
+        ("Spearman rank correlation and SSIM (data range 1) of each mask with the trained model's; mean over the "
+         "scored samples (n); a faithful method decorrelates as more of the model is randomised"),
+        ("constant_maps: samples where either map is constant (max = min), not scored (Quantus and Xplique would "
+         "score them as identical; Binder et al., 2023; Hedström et al., 2024)"),
+        f"{len(evaluation.samples)} samples ({condition_name(config)}); split: {inputs.data.split.protocol}",
+        f"profile: {config.profile}, seed {config.seed}",
+    ]
+    markdown = to_markdown(table, f"Sanity check: model-parameter randomisation — {config.dataset}", notes)
+    record["levels"] = list(LEVEL_NAMES)
+    record["evaluated_samples"] = len(evaluation.samples)
+    record["wall_time_s"] = {"prepare": round(prepared - started, 1), "sanity": round(time.time() - prepared, 1)}
+
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "sanity.csv", lambda path: per_sample.to_csv(path, index=False))
+    _write(out / "sanity_table.csv", lambda path: table.to_csv(path, index=False))
+    _write(out / "sanity.md", lambda path: path.write_text(markdown))
+    _write(out / "sanity.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
+    _write(out / "sanity.json", lambda path: path.write_text(json.dumps(record, indent=1, default=str)))
+    return markdown
