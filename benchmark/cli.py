@@ -17,6 +17,7 @@ from benchmark.frontend import DOMAINS
 from benchmark.harness import run
 from benchmark.options import COMMANDS, build_parser
 from benchmark.profiles import default_profile
+from benchmark.sanity import run_sanity
 from benchmark.selection import select_lmac_l1
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
 from datasets.audio import load_clip
@@ -96,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     _check_device(args.device)
     _check_path(args.classifier_checkpoint, "--classifier-checkpoint", folder=False)
     _check_path(args.lmac_checkpoint, "--lmac-checkpoint", folder=False)
+    _check_path(args.lmac_mel_checkpoint, "--lmac-mel-checkpoint", folder=False)
     _check_path(args.noise_dir, "--noise-dir", folder=True)
     _check_path(args.speech_dir, "--speech-dir", folder=True)
     if args.setting == "id" and not args.noise_dir:
@@ -112,10 +114,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         options["l2i"] = {"rth": _number_list(args.l2i_rth, "--l2i-rth", 0.0, 1.0)}
     if "lmac-ft" in methods:
         options["lmac-ft"] = {"guidance": args.lmac_ft_guidance, "cth": args.lmac_ft_cth}
-    if args.lmac_checkpoint:
+    for keyword, path in (("checkpoint", args.lmac_checkpoint), ("mel_checkpoint", args.lmac_mel_checkpoint)):
         for name in ("lmac", "lmac-ft"):
-            if name in methods:
-                options.setdefault(name, {})["checkpoint"] = args.lmac_checkpoint
+            if path and name in methods:
+                options.setdefault(name, {})[keyword] = path
     for method, key, text in args.method_options:
         if method in available_methods() and method not in methods:
             raise UsageError(f"--set {method}.{key}: {method} is not among --methods ({', '.join(methods)}); add it "
@@ -156,7 +158,8 @@ def bench(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``run_benchmark.py [options]`` runs the benchmark; ``run_benchmark.py explain FILE`` explains one
     file; ``run_benchmark.py bench`` measures the harness's speed; ``run_benchmark.py select-lmac-l1``
-    chooses the CPU profile's L-MAC L1 weight on the validation part.
+    chooses the CPU profile's L-MAC L1 weight on the validation part; ``run_benchmark.py sanity``
+    runs the model-parameter randomisation check.
 
     Returns the exit code: 0; 2 with a one-line message and no traceback for a bad option, missing or
     unreadable data, folder or checkpoint, bad audio, an invalid map, or an --out holding other
@@ -182,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--margin {args.margin}: a drop of Fid-In, must be in [0, 1]")
             print(select_lmac_l1(config_from_args(args), _number_list(args.grid, "--grid", 0.0, float("inf")),
                                  args.margin))
+        elif command == "sanity":
+            profile = args.profile or default_profile(args.device)
+            args.out = args.out or os.path.join("results", "runs", f"sanity-{profile}")
+            print(run_sanity(config_from_args(args)))
         elif command == "explain":
             print(explain_file(config_from_args(args), args.audio))
         else:

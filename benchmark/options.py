@@ -1,5 +1,5 @@
 """The command-line options of ``run_benchmark.py`` and its commands (``explain``, ``bench``,
-``select-lmac-l1``); ``benchmark.cli`` checks their values and runs the command."""
+``select-lmac-l1``, ``sanity``); ``benchmark.cli`` checks their values and runs the command."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
 from methods import available_methods
 
-COMMANDS = ("explain", "bench", "select-lmac-l1")
+COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity")
 
 
 def _method_option(text: str) -> tuple[str, str, str]:
@@ -28,7 +28,8 @@ def _method_option(text: str) -> tuple[str, str, str]:
 
 def build_parser(command: str = "run") -> argparse.ArgumentParser:
     """The options of ``run_benchmark.py`` (command "run"), ``run_benchmark.py explain FILE``
-    ("explain"), ``run_benchmark.py bench`` ("bench") or ``run_benchmark.py select-lmac-l1``."""
+    ("explain"), ``run_benchmark.py bench`` ("bench"), ``run_benchmark.py select-lmac-l1`` or
+    ``run_benchmark.py sanity``."""
     if command == "bench":
         parser = argparse.ArgumentParser(
             prog="run_benchmark.py bench",
@@ -70,6 +71,27 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2", methods="lmac",
                             domains="listenable", limit=None, batch_size=16, save_audio=False,
                             ad_single_softmax=False, resume=False)
+        return parser
+    if command == "sanity":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py sanity",
+            description="Sanity check by cascading model-parameter randomisation (Adebayo et al. 2018; BENCHMARK.md "
+                        "§8): re-initialise the classifier's conv blocks from the top (6, then 6-5, ..., 6-1, then "
+                        "the head too), explain the OOD mixtures again with each method (trained interpreters kept "
+                        "fixed, the trained classifier's class explained) and compare each mask with the trained "
+                        "model's by Spearman rank correlation and SSIM; constant maps are counted, not scored. "
+                        "Writes sanity.csv, sanity_table.csv, sanity.md, sanity.png and sanity.json to --out "
+                        "(default results/runs/sanity-<profile>).")
+        parser.add_argument("--methods", default="saliency,integrated-gradients,gradcam,l2i,lmac",
+                            help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
+        parser.add_argument("--limit", type=int, default=20,
+                            help="evaluation clips (default 20: 40 samples of the ood condition)")
+        parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch size (default 16)")
+        parser.add_argument("--domains", default="listenable",
+                            help="comma-separated domains: listenable and/or mel. Default: listenable")
+        add_common_options(parser)
+        parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
+                            save_audio=False, ad_single_softmax=False, resume=False)
         return parser
     if command == "explain":
         parser = argparse.ArgumentParser(
@@ -128,12 +150,16 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                                             "else ~/.cache/lmac-benchmark/esc50), UrbanSound8K (audio/fold*/, "
                                             "metadata/UrbanSound8K.csv; default $US8K_ROOT) or your folder")
     parser.add_argument("--folds", help="TRAIN:VALID:EVALUATION:POOL fold lists (default esc50 1-3:4:4:5, "
-                                        "us8k 1-8:9:10:9)")
+                                        "us8k 1-3:4:5:6 as the authors; the official UrbanSound8K 10-fold "
+                                        "protocol is e.g. 1-8:9:10:9)")
     parser.add_argument("--classifier-checkpoint", help="a classifier-*.pt from the checkpoint cache, or a "
                                                         "SpeechBrain folder with embedding_model.ckpt and "
                                                         "classifier.ckpt, instead of training one")
     parser.add_argument("--lmac-checkpoint", help="a trained L-MAC decoder state dict (SpeechBrain's psi_model.ckpt "
-                                                  "of CNN14PSI_stft, or an lmac-*.pt of the cache) instead of training")
+                                                  "of CNN14PSI_stft, or an lmac-*.pt of the cache) instead of training "
+                                                  "one for the listenable domain")
+    parser.add_argument("--lmac-mel-checkpoint", help="the same for the mel domain (SpeechBrain's psi_model.ckpt of "
+                                                      "CNN14PSI, or an lmac-mel-*.pt of the cache)")
     parser.add_argument("--lmac-ft-guidance", type=float, default=4.0,
                         help="L-MAC FT's guidance weight λ_g (default 4, the paper's tables; 16 in its user study)")
     parser.add_argument("--lmac-ft-cth", type=float, default=0.6,
