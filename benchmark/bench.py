@@ -180,7 +180,8 @@ def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: i
     untimed warm-up batch); the fastest of ``repeats`` runs, and the per-sample rows."""
     config = replace(config, batch_size=batch_size)
     csv = folder / f"{explainer.label.replace(' ', '_')}-batch{batch_size}.csv"
-    networks = [v for v in vars(explainer).values() if isinstance(v, nn.Module)]
+    networks = [m for v in vars(explainer).values() for m in (v.values() if isinstance(v, dict) else [v])
+                if isinstance(m, nn.Module)]  # e.g. L-MAC's decoders, one per domain
     head = replace(evaluation, samples=evaluation.samples[:batch_size])
     evaluate(config, classifier, [explainer], head, ResultWriter(folder / "warm-up.csv"), folder)
     (folder / "warm-up.csv").unlink()

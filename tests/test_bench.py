@@ -56,7 +56,7 @@ def test_the_main_job_sends_8_inputs_per_sample_through_cnn14(small_classifier, 
     samples = [ContaminatedSample(i, f"clip {i}", "", 1.0, 0.0, "clean") for i in range(len(clips))]
     evaluation = EvaluationSamples(samples, clips, {}, [0, 1])
     lmac = build_explainer("lmac")
-    lmac.decoder = LMACDecoder(small_classifier.embedding_model.representation_channels, 8).eval()
+    lmac.decoders["listenable"] = LMACDecoder(small_classifier.embedding_model.representation_channels, 8).eval()
     explainers = [build_explainer("saliency"), lmac, build_explainer("all-ones")]
     config = RunConfig(methods=["saliency", "lmac", "all-ones"], batch_size=2)
     with ModelPassTimer([], torch.device("cpu")) as timer:

@@ -37,12 +37,12 @@ def first_run(tmp_path_factory):
 def test_outputs(first_run, capsys):
     out = first_run / "out"
     per_sample = pd.read_csv(out / "per_sample.csv")
-    # 2 base clips × 2 contaminants; saliency and all-ones in both settings, L-MAC listenable only
-    assert len(per_sample) == 4 * 5
+    # 2 base clips × 2 contaminants; saliency, L-MAC (a decoder per domain) and all-ones in both domains
+    assert len(per_sample) == 4 * 6
     assert set(per_sample["sample_id"]) == {0, 1, 2, 3}
     assert per_sample.groupby(["domain", "method"]).size().to_dict() == {
         ("listenable", "all-ones"): 4, ("listenable", "lmac"): 4, ("listenable", "saliency"): 4,
-        ("mel", "all-ones"): 4, ("mel", "saliency"): 4}
+        ("mel", "all-ones"): 4, ("mel", "lmac"): 4, ("mel", "saliency"): 4}
     assert per_sample[METRICS].drop(columns=["SPS", "COMP"]).notna().all().all()
     ones = per_sample[per_sample["method"] == "all-ones"]
     assert (ones["Fid-In"] == 1).all() and (ones["MM"] == 1).all()
@@ -50,9 +50,10 @@ def test_outputs(first_run, capsys):
 
     table = pd.read_csv(out / "table.csv")
     assert list(table.columns[:10]) == ["domain", "method", *METRICS]
-    assert table.loc[table["method"] == "lmac", "n"].tolist() == [4, 0]  # mel row marked n/a
+    assert table.loc[table["method"] == "lmac", "n"].tolist() == [4, 4]
     markdown = (out / "table.md").read_text()
-    assert "AI ↑" in markdown and "AD ↓" in markdown and "n/a" in markdown and "partial copy" in markdown
+    assert "AI ↑" in markdown and "AD ↓" in markdown and "partial copy" in markdown
+    assert "mel rows: masks on the 80-band mel grid are not listenable; no WAV is written" in markdown
 
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["profile"] == "tiny"
@@ -169,7 +170,7 @@ def test_save_audio_writes_each_samples_interpretations(first_run, tmp_path):
     assert run_cli(tmp_path / "out", first_run / "cache", "--save-audio") == 0
     written = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir())
     assert written[:4] == ["0000-all-ones.wav", "0000-input.wav", "0000-lmac.wav", "0000-saliency.wav"]
-    assert len(written) == 4 * 4  # 4 samples × (input + 3 methods)
+    assert len(written) == 4 * 4  # 4 samples × (input + 3 methods), listenable only: mel masks write none
 
 
 def _snapshot(folder):
@@ -199,7 +200,7 @@ def test_resume_with_a_smaller_limit_evaluates_exactly_the_new_samples(first_run
     per_sample = pd.read_csv(out / "per_sample.csv")
     assert set(per_sample["sample_id"]) == {0, 1}
     assert "n = 2" in (out / "table.md").read_text().splitlines()[0]
-    assert set(pd.read_csv(out / "table.csv")["n"]) == {2, 0}
+    assert set(pd.read_csv(out / "table.csv")["n"]) == {2}
     record = json.loads((out / "run.json").read_text())
     assert record["evaluated_samples"] == 2 and record["evaluated_clips"] == 1
 
