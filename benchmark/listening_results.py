@@ -32,8 +32,7 @@ into place, so a failure leaves earlier results as they were.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
+
+from benchmark.store import write_then_replace
 
 COLUMNS = ("listener", "sample_id", "clip", "condition", "question", "rating")
 REFERENCE = "reference"
@@ -248,16 +249,6 @@ def plot(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def _write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` to a temporary name next to ``path``, then move it over ``path``."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def write_summary(paths: Iterable[str | Path] | str | Path, out: Path) -> str:
     """Read, screen and summarise the ratings; write the results into ``out``; return the Markdown.
 
@@ -299,7 +290,7 @@ def write_summary(paths: Iterable[str | Path] | str | Path, out: Path) -> str:
     markdown = to_markdown(table, notes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "listening.csv", lambda path: table.to_csv(path, index=False))
-    _write(out / "listening.md", lambda path: path.write_text(markdown))
-    _write(out / "listening.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
+    write_then_replace(out / "listening.csv", lambda path: table.to_csv(path, index=False))
+    write_then_replace(out / "listening.md", lambda path: path.write_text(markdown))
+    write_then_replace(out / "listening.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
     return markdown

@@ -25,9 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from benchmark.frontend import DOMAINS
 from benchmark.pipeline import batch_ids, explain, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
+from benchmark.store import write_then_replace
 
 RANDOMISATION_LEVELS = ("block 6", "blocks 6–5", "blocks 6–4", "blocks 6–3", "blocks 6–2", "blocks 6–1",
                         "blocks 6–1 + head")
@@ -164,13 +163,6 @@ def plot(table: pd.DataFrame) -> Figure:
     return figure
 
 
-def _write(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` to a temporary name next to ``path``, then move it over ``path``."""
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
-
-
 def run_sanity(config: RunConfig) -> str:
     """Run the cascading randomisation check and return the Markdown table (module docstring).
 
@@ -243,9 +235,9 @@ def run_sanity(config: RunConfig) -> str:
 
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "sanity.csv", lambda path: per_sample.to_csv(path, index=False))
-    _write(out / "sanity_table.csv", lambda path: table.to_csv(path, index=False))
-    _write(out / "sanity.md", lambda path: path.write_text(markdown))
-    _write(out / "sanity.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
-    _write(out / "sanity.json", lambda path: path.write_text(json.dumps(record, indent=1, default=str)))
+    write_then_replace(out / "sanity.csv", lambda path: per_sample.to_csv(path, index=False))
+    write_then_replace(out / "sanity_table.csv", lambda path: table.to_csv(path, index=False))
+    write_then_replace(out / "sanity.md", lambda path: path.write_text(markdown))
+    write_then_replace(out / "sanity.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
+    write_then_replace(out / "sanity.json", lambda path: path.write_text(json.dumps(record, indent=1, default=str)))
     return markdown

@@ -15,6 +15,7 @@ import csv
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -134,3 +135,14 @@ class RunStore:
         for name in RESULT_FILES:
             os.replace(self.work / name, self.out / name)
         shutil.rmtree(self.work)
+
+
+def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write`` on a temporary name beside ``path`` (``<name>.partial``), then move it over
+    ``path``: a failure leaves an earlier ``path`` as it was, and no partial file behind."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
