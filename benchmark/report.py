@@ -1,0 +1,277 @@
+"""``build_report``: a finished run as a static HTML folder, ``RUN_DIR/report/``.
+
+``index.html`` shows the run's table (the best value of each metric marked per domain
+block) and a gallery of a few evaluated samples: the input and, for every method of the
+listenable domain, its listenable interpretation (audio) and its mask over the log1p
+magnitude spectrogram (PNG), with the sample's metrics from ``per_sample.csv``.
+``listening.html`` is a MUSHRA-style listening test on the same samples, run in the
+browser: the paper's two user-study questions, each method's interpretation and the
+hidden reference under neutral letters, and a button that saves the ratings as CSV.
+
+The folder is self-contained: inline CSS and JavaScript, media under ``report/audio``
+and ``report/images`` referenced by relative paths, no network; it opens from file://.
+HTML comes from the Jinja2 templates in ``benchmark/templates``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from jinja2 import Environment, FileSystemLoader
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from benchmark.classifier import DomainModel
+from benchmark.config import RunConfig
+from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, listenable_waveform
+from benchmark.listening_results import COLUMNS, REFERENCE
+from benchmark.pipeline import explain, prepare_batch, write_audio
+from benchmark.preparation import prepare
+from datasets.audio import SAMPLE_RATE
+from metrics import METRICS, PAPER_COLUMNS, arrow
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+RUN_FILES = ("per_sample.csv", "table.csv", "table.md", "run.json")
+QUESTIONS = {
+    "correspondence": "How well does the explanation correspond to the part of the input audio associated with "
+                      "the given class?",
+    "quality": "How good is the audio quality of the explanation?",
+}
+"""The two questions of the paper's user study (L-MAC, ICML 2024), by question id, as the listeners see them."""
+
+
+def load_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str, list[str], RunConfig, dict]:
+    """Read a finished run folder.
+
+    Returns:
+        per_sample.csv, table.csv, the title of table.md (dataset — condition — classifier
+        accuracy, n), the notes under that table, the run's ``RunConfig`` and the whole run.json.
+    Raises:
+        ValueError: a file of ``RUN_FILES`` is missing (the run never finished there).
+    """
+    for name in RUN_FILES:
+        if not (run_dir / name).is_file():
+            raise ValueError(f"{run_dir / name} is missing: {run_dir} is not a finished run folder; "
+                             "run run_benchmark.py with --out pointing there first")
+    lines = (run_dir / "table.md").read_text(encoding="utf-8").splitlines()
+    record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    known = {f.name for f in fields(RunConfig)}
+    config = RunConfig(**{k: v for k, v in record["config"].items() if k in known})
+    notes = [line[2:] for line in lines if line.startswith("- ")]
+    return (pd.read_csv(run_dir / "per_sample.csv"), pd.read_csv(run_dir / "table.csv"),
+            lines[0].removeprefix("## "), notes, config, record)
+
+
+def select_samples(per_sample: pd.DataFrame, count: int, seed: int) -> list[int]:
+    """``count`` evaluated sample ids spread over the true classes, sorted.
+
+    The ids are grouped by their ``label``; the class order and each class's ids are
+    shuffled by a NumPy generator seeded with ``seed``, then one id per class is taken
+    round-robin until ``count`` (all ids if there are fewer). The same run and seed
+    always give the same ids.
+
+    Raises:
+        ValueError: ``count`` < 1.
+    """
+    if count < 1:
+        raise ValueError(f"samples {count}: must be a positive integer")
+    rng = np.random.default_rng(seed)
+    by_label = per_sample.drop_duplicates("sample_id").groupby("label")["sample_id"].apply(sorted)
+    queues = [list(rng.permutation(by_label[label])) for label in rng.permutation(sorted(by_label.index))]
+    chosen = []
+    while len(chosen) < count and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(int(queue.pop(0)))
+    return sorted(chosen)
+
+
+def condition_order(methods: list[str], seed: int, sample_id: int) -> list[str]:
+    """The listening test's conditions of one sample, ``methods`` + ``REFERENCE``, in the order
+    shown as A, B, C, …: a permutation seeded by (``seed``, ``sample_id``)."""
+    conditions = [*methods, REFERENCE]
+    return [conditions[k] for k in np.random.default_rng([seed, sample_id]).permutation(len(conditions))]
+
+
+def media_file(sample_id: int, what: str, kind: str) -> str:
+    """The path inside report/ of a sample's medium, ``what`` = "input" or a method's label (spaces → _):
+    kind "audio" → ``audio/0007-lmac.wav``, kind "image" → ``images/0007-lmac.png``."""
+    stem = f"{sample_id:04d}-{what.replace(' ', '_')}"
+    return f"audio/{stem}.wav" if kind == "audio" else f"images/{stem}.png"
+
+
+def save_spectrogram(path: Path, features: np.ndarray, mask: np.ndarray | None = None) -> None:
+    """A small PNG (350 × 168 px, 128-colour palette, ≤ 60 KB) of a log1p magnitude spectrogram,
+    seconds × kHz, drawn with matplotlib's Agg canvas (no pyplot) and quantised with Pillow.
+
+    Args:
+        features: (T, 513) log1p|STFT| of the input, ≥ 0.
+        mask: (T_m, 513) in [0, 1], T_m ≤ T (the frames past T_m count as 0, as in the
+            listenable interpretation), drawn as a coloured overlay whose opacity is the
+            mask; None for the plain spectrogram (grey).
+    """
+    frames, bins = features.shape
+    extent = (0, frames * HOP_LENGTH / SAMPLE_RATE, 0, (bins - 1) * SAMPLE_RATE / N_FFT / 1000)
+    figure = Figure(figsize=(5, 2.4), dpi=70)
+    axis = figure.add_subplot()
+    axis.imshow(features.T, origin="lower", aspect="auto", cmap="gray", extent=extent)
+    if mask is not None:
+        full = np.zeros_like(features)
+        full[: mask.shape[0]] = mask
+        axis.imshow(full.T, origin="lower", aspect="auto", cmap="autumn", vmin=0, vmax=1,
+                    alpha=0.8 * full.T, extent=extent)
+    axis.set(xlabel="time (s)", ylabel="frequency (kHz)")
+    figure.tight_layout(pad=0.3)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(f".part-{path.name}")
+    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(128).save(part, format="png", optimize=True)
+    os.replace(part, path)
+
+
+def save_audio(path: Path, waveform: torch.Tensor) -> None:
+    """``pipeline.write_audio`` (16 kHz float WAV) through a temporary file, so that an
+    interrupted build never leaves a partial file that a later build would keep."""
+    part = path.with_name(f".part-{path.name}")
+    write_audio(part, waveform)
+    os.replace(part, path)
+
+
+def media_paths(report: Path, sample_id: int, methods: list[str]) -> list[Path]:
+    """Every medium of a sample: input WAV and PNG, then each method's WAV and PNG."""
+    return [report / media_file(sample_id, what, kind) for what in ["input", *methods] for kind in ("audio", "image")]
+
+
+def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[str]) -> list[str]:
+    """Write the missing media of samples ``ids`` and return the dataset's class names.
+
+    Rebuilds the classifier and explainers as the run did (``prepare``: loaded from the
+    checkpoint cache ``config.cache_dir``, trained only if it lost them), recomputes the
+    samples' waveforms and, in the listenable domain, each method's mask with the run's
+    per-sample seeds (``pipeline.explain``; on CPU the masks are the run's). Writes
+    ``audio/<id>-input.wav``, ``audio/<id>-<method>.wav`` (listenable interpretation:
+    ISTFT of the masked magnitude with the input's phase), ``images/<id>-input.png`` and
+    ``images/<id>-<method>.png``; a file that exists is kept. With ``ids`` empty it only
+    returns the class names.
+    """
+    for module in config.imports:
+        importlib.import_module(module)
+    torch.manual_seed(config.seed)
+    inputs, classifier, explainers = prepare(config, {})
+    if not ids:
+        return inputs.data.class_names
+    device = torch.device(config.device)
+    model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
+    batch = prepare_batch(model, inputs.evaluation, ids, device)
+    length = batch.waves.shape[1]
+    outputs = {"input": (batch.waves, None)}
+    for explainer in explainers:
+        if explainer.label in methods:
+            mask = explain(model, explainer, batch, config.seed).detach()
+            outputs[explainer.label] = (listenable_waveform(mask, batch.spec, length), mask)
+    features = batch.features.detach().cpu().numpy()
+    for what, (waves, masks) in outputs.items():
+        for k, sample_id in enumerate(ids):
+            audio, image = report / media_file(sample_id, what, "audio"), report / media_file(sample_id, what, "image")
+            if not audio.exists():
+                save_audio(audio, waves[k])
+            if not image.exists():
+                save_spectrogram(image, features[k], None if masks is None else masks[k].cpu().numpy())
+    return inputs.data.class_names
+
+
+def table_rows(table: pd.DataFrame) -> list[dict]:
+    """The rows of table.csv for the template: domain, method, n and one cell per paper column
+    (text with 2 decimals, 3 for MM, "n/a" for none; ``best``: the best shown value of the column
+    within its domain block by the metric's direction, ties included; MM has no direction)."""
+    digits = {m: 3 if m == "MM" else 2 for m in PAPER_COLUMNS}
+    shown = {m: table[m].round(digits[m]) for m in PAPER_COLUMNS}
+    best = {}
+    for m in PAPER_COLUMNS:
+        better = METRICS[m].higher_is_better
+        if better is not None:
+            by_domain = shown[m].groupby(table["domain"])
+            best[m] = by_domain.transform("max" if better else "min")
+    rows = []
+    for k, row in table.iterrows():
+        cells = [{"text": "n/a" if pd.isna(row[m]) else f"{row[m]:.{digits[m]}f}",
+                  "best": m in best and pd.notna(shown[m][k]) and shown[m][k] == best[m][k]} for m in PAPER_COLUMNS]
+        rows.append({"domain": row["domain"], "method": row["method"], "n": int(row["n"]), "cells": cells,
+                     "first": k == 0 or table["domain"][k - 1] != row["domain"]})
+    return rows
+
+
+def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> Path:
+    """Build ``run_dir/report/`` (index.html, listening.html, audio/, images/) for a finished run.
+
+    Args:
+        run_dir: a run's ``--out`` folder (per_sample.csv, table.csv, table.md, run.json).
+        samples: how many evaluated samples the gallery and the listening test show
+            (spread over the true classes, ``select_samples``).
+        seed: seeds the sample selection and the listening test's condition orders;
+            default the run's ``--seed``.
+    Returns:
+        the path of ``run_dir/report/index.html``.
+    The media are computed once (``write_media``); a later build keeps the files it finds and
+    rebuilds only the pages. Class names come from run.json's ``class_names`` when it has them,
+    else from the dataset that ``prepare`` opens (then the data and cache are read even when
+    every medium exists).
+
+    Raises:
+        ValueError: not a finished run folder, or ``samples`` < 1.
+        Whatever ``prepare`` raises when the run's data or checkpoint cache moved away.
+    """
+    run_dir = Path(run_dir)
+    per_sample, table, title, notes, config, record = load_run(run_dir)
+    seed = config.seed if seed is None else seed
+    ids = select_samples(per_sample, samples, seed)
+    listenable = DOMAINS["listenable"].label
+    methods = table.loc[(table["domain"] == listenable) & (table["n"] > 0), "method"].tolist()
+    report = run_dir / "report"
+    missing = [i for i in ids if not all(p.exists() for p in media_paths(report, i, methods))]
+    class_names = record.get("class_names")
+    if missing or class_names is None:
+        class_names = write_media(report, config, missing, methods)
+
+    def name(label: int) -> str:
+        return class_names[label] if label >= 0 else "unlabelled"
+
+    rows = per_sample[per_sample["domain"] == "listenable"].set_index(["sample_id", "method"])
+    first = per_sample.drop_duplicates("sample_id").set_index("sample_id")
+    cards = []
+    for sample_id in ids:
+        sample = first.loc[sample_id]
+        cards.append({
+            "id": sample_id, "clip": sample["clip"], "contamination": sample["contamination"],
+            "contaminant": "" if pd.isna(sample["contaminant"]) else sample["contaminant"],
+            "label": name(int(sample["label"])), "predicted": name(int(sample["predicted"])),
+            "confidence": f"{sample['confidence']:.2f}",
+            "audio": media_file(sample_id, "input", "audio"), "image": media_file(sample_id, "input", "image"),
+            "methods": [{"label": method, "audio": media_file(sample_id, method, "audio"),
+                         "image": media_file(sample_id, method, "image"),
+                         "metrics": [(m, "n/a" if pd.isna(v) else f"{v:.2f}")
+                                     for m, v in rows.loc[(sample_id, method), PAPER_COLUMNS].items()]}
+                        for method in methods],
+            "conditions": [{"letter": chr(ord("A") + k), "name": condition,
+                            "audio": media_file(sample_id, "input" if condition == REFERENCE else condition, "audio")}
+                           for k, condition in enumerate(condition_order(methods, seed, sample_id))],
+        })
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+                              lstrip_blocks=True)
+    report.mkdir(exist_ok=True)
+    page = {"title": title, "run": run_dir.resolve().name, "config": config, "seed": seed, "samples": cards,
+            "questions": QUESTIONS, "columns": COLUMNS}
+    (report / "index.html").write_text(environment.get_template("report.html.j2").render(
+        **page, headers=[f"{m} {arrow(m)}".strip() for m in PAPER_COLUMNS], rows=table_rows(table), notes=notes),
+        encoding="utf-8")
+    (report / "listening.html").write_text(environment.get_template("listening.html.j2").render(**page),
+                                           encoding="utf-8")
+    return report / "index.html"
