@@ -15,8 +15,10 @@ from benchmark.config import RunConfig
 from benchmark.explain import explain_file
 from benchmark.frontend import DOMAINS
 from benchmark.harness import run
+from benchmark.listening_results import write_summary
 from benchmark.options import COMMANDS, build_parser
 from benchmark.profiles import default_profile
+from benchmark.report import build_report
 from benchmark.sanity import run_sanity
 from benchmark.selection import select_lmac_l1
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     """``run_benchmark.py [options]`` runs the benchmark; ``run_benchmark.py explain FILE`` explains one
     file; ``run_benchmark.py bench`` measures the harness's speed; ``run_benchmark.py select-lmac-l1``
     chooses the CPU profile's L-MAC L1 weight on the validation part; ``run_benchmark.py sanity``
-    runs the model-parameter randomisation check.
+    runs the model-parameter randomisation check; ``run_benchmark.py report RUN_DIR`` builds a run's
+    listening report and test; ``run_benchmark.py listening-results CSV...`` summarises the ratings.
 
     Returns the exit code: 0; 2 with a one-line message and no traceback for a bad option, missing or
     unreadable data, folder or checkpoint, bad audio, an invalid map, or an --out holding other
@@ -185,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--margin {args.margin}: a drop of Fid-In, must be in [0, 1]")
             print(select_lmac_l1(config_from_args(args), _number_list(args.grid, "--grid", 0.0, float("inf")),
                                  args.margin))
+        elif command == "listening-results":
+            print(write_summary(args.csv, Path(args.out)))
+        elif command == "report":
+            if args.samples < 1:
+                raise UsageError(f"--samples {args.samples}: must be a positive integer")
+            print(f"wrote {build_report(Path(args.run_dir), args.samples, args.seed)}")
         elif command == "sanity":
             profile = args.profile or default_profile(args.device)
             args.out = args.out or os.path.join("results", "runs", f"sanity-{profile}")

@@ -82,6 +82,7 @@ def run(config: RunConfig) -> str:
     record = {"config_key": identity, "config": asdict(config), "versions": versions()}
     inputs, classifier, explainers = prepare(config, record)
     evaluation = inputs.evaluation
+    record["class_names"] = inputs.data.class_names
     record["evaluated_clips"] = len({s.base_index for s in evaluation.samples})
     record["evaluated_samples"] = len(evaluation.samples)
     writer = store.start(record, len(evaluation.samples), config.save_audio)

@@ -45,10 +45,10 @@ from benchmark.store import write_then_replace
 
 COLUMNS = ("listener", "sample_id", "clip", "condition", "question", "rating")
 REFERENCE = "reference"
-QUESTIONS = {  # the question values, and what the listeners were asked
-    "correspondence": ('"How well does the explanation correspond to the part of the input audio '
-                       'associated with the given class?"'),
-    "quality": "the audio quality of the listenable interpretation",
+QUESTIONS = {  # the question ids, and the questions as the listening page shows them
+    "correspondence": "How well does the explanation correspond to the part of the input audio associated with "
+                      "the given class?",
+    "quality": "How good is the audio quality of the explanation?",
 }
 REFERENCE_THRESHOLD = 90  # a hidden-reference rating below this counts against the listener
 MAX_SHARE_BELOW = 0.15    # more than this share of such ratings excludes the listener
@@ -284,7 +284,7 @@ def write_summary(paths: Iterable[str | Path] | str | Path, out: Path) -> str:
          f"{len(set(ratings['file']))} files"),
         ("mean of the individual ratings (0 … 100); ± the 95 % confidence interval's half-width, Student t over "
          "the ratings (n/a with a single rating)"),
-        *[f"{question}: {wording}" for question, wording in QUESTIONS.items()],
+        *[f'{question}: "{wording}"' for question, wording in QUESTIONS.items()],
         "reference: the hidden reference (the input itself presented as a condition)",
     ]
     markdown = to_markdown(table, notes)

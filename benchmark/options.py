@@ -1,5 +1,6 @@
 """The command-line options of ``run_benchmark.py`` and its commands (``explain``, ``bench``,
-``select-lmac-l1``, ``sanity``); ``benchmark.cli`` checks their values and runs the command."""
+``select-lmac-l1``, ``sanity``, ``report``, ``listening-results``); ``benchmark.cli`` checks their values and
+runs the command."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,7 @@ from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
 from methods import available_methods
 
-COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity")
+COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results")
 
 
 def _method_option(text: str) -> tuple[str, str, str]:
@@ -71,6 +72,31 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2", methods="lmac",
                             domains="listenable", limit=None, batch_size=16, save_audio=False,
                             ad_single_softmax=False, resume=False)
+        return parser
+    if command == "report":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py report",
+            description="Build RUN_DIR/report/: index.html (the run's tables, best value per column marked, and a "
+                        "gallery of samples with each method's listenable interpretation, mask and metrics) and "
+                        "listening.html (a MUSHRA-style listening test that saves the ratings as CSV in the browser). "
+                        "Static and self-contained: open index.html from disk, offline. Missing WAVs and pictures "
+                        "are computed once, with the run's models from the checkpoint cache.")
+        parser.add_argument("run_dir", help="a finished run's folder (per_sample.csv, table.csv, run.json)")
+        parser.add_argument("--samples", type=int, default=12,
+                            help="samples in the gallery and the listening test, spread over classes (default 12)")
+        parser.add_argument("--seed", type=int, help="seed of the sample choice and the order of the listening "
+                                                     "test's conditions (default: the run's seed)")
+        return parser
+    if command == "listening-results":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py listening-results",
+            description="Summarise the ratings CSVs saved by listening.html: per question and condition the mean, "
+                        "its Student-t 95 % confidence interval and n, after the MUSHRA post-screening (listeners who "
+                        "rate the hidden reference below 90 on more than 15 % of items are excluded). Writes "
+                        "listening.csv, listening.md and listening.png to --out.")
+        parser.add_argument("csv", nargs="+", help="ratings CSV files (one per listener session)")
+        parser.add_argument("--out", default="results/runs/listening",
+                            help="output folder (default results/runs/listening)")
         return parser
     if command == "sanity":
         parser = argparse.ArgumentParser(

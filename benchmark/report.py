@@ -14,9 +14,10 @@ HTML comes from the Jinja2 templates in ``benchmark/templates``.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
-import os
+import shutil
 from dataclasses import fields
 from pathlib import Path
 
@@ -31,20 +32,15 @@ from PIL import Image
 from benchmark.classifier import DomainModel
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, listenable_waveform
-from benchmark.listening_results import COLUMNS, REFERENCE
+from benchmark.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.pipeline import explain, prepare_batch, write_audio
 from benchmark.preparation import prepare
+from benchmark.store import write_then_replace
 from datasets.audio import SAMPLE_RATE
 from metrics import METRICS, PAPER_COLUMNS, arrow
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUN_FILES = ("per_sample.csv", "table.csv", "table.md", "run.json")
-QUESTIONS = {
-    "correspondence": "How well does the explanation correspond to the part of the input audio associated with "
-                      "the given class?",
-    "quality": "How good is the audio quality of the explanation?",
-}
-"""The two questions of the paper's user study (L-MAC, ICML 2024), by question id, as the listeners see them."""
 
 
 def load_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str, list[str], RunConfig, dict]:
@@ -107,6 +103,19 @@ def media_file(sample_id: int, what: str, kind: str) -> str:
     return f"audio/{stem}.wav" if kind == "audio" else f"images/{stem}.png"
 
 
+def blind_copy(report: Path, sample_id: int, condition: str, seed: int) -> str:
+    """The path inside report/ of a listening-test condition's audio under a neutral name,
+    ``listening/<12 hex digits of SHA-256(seed, sample, condition)>.wav``: a copy of the
+    method's interpretation (the input for the hidden reference), made if missing, so that
+    neither the file name nor a shared source gives the condition away."""
+    source = media_file(sample_id, "input" if condition == REFERENCE else condition, "audio")
+    name = f"listening/{hashlib.sha256(f'{seed}/{sample_id}/{condition}'.encode()).hexdigest()[:12]}.wav"
+    if not (report / name).exists():
+        (report / name).parent.mkdir(parents=True, exist_ok=True)
+        write_then_replace(report / name, lambda part: shutil.copyfile(report / source, part))
+    return name
+
+
 def save_spectrogram(path: Path, features: np.ndarray, mask: np.ndarray | None = None) -> None:
     """A small PNG (350 × 168 px, 128-colour palette, ≤ 60 KB) of a log1p magnitude spectrogram,
     seconds × kHz, drawn with matplotlib's Agg canvas (no pyplot) and quantised with Pillow.
@@ -132,17 +141,8 @@ def save_spectrogram(path: Path, features: np.ndarray, mask: np.ndarray | None =
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".part-{path.name}")
-    Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(128).save(part, format="png", optimize=True)
-    os.replace(part, path)
-
-
-def save_audio(path: Path, waveform: torch.Tensor) -> None:
-    """``pipeline.write_audio`` (16 kHz float WAV) through a temporary file, so that an
-    interrupted build never leaves a partial file that a later build would keep."""
-    part = path.with_name(f".part-{path.name}")
-    write_audio(part, waveform)
-    os.replace(part, path)
+    picture = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]).quantize(128)
+    write_then_replace(path, lambda part: picture.save(part, format="png", optimize=True))
 
 
 def media_paths(report: Path, sample_id: int, methods: list[str]) -> list[Path]:
@@ -182,7 +182,7 @@ def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[s
         for k, sample_id in enumerate(ids):
             audio, image = report / media_file(sample_id, what, "audio"), report / media_file(sample_id, what, "image")
             if not audio.exists():
-                save_audio(audio, waves[k])
+                write_then_replace(audio, lambda part: write_audio(part, waves[k]))
             if not image.exists():
                 save_spectrogram(image, features[k], None if masks is None else masks[k].cpu().numpy())
     return inputs.data.class_names
@@ -261,7 +261,7 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
                                      for m, v in rows.loc[(sample_id, method), PAPER_COLUMNS].items()]}
                         for method in methods],
             "conditions": [{"letter": chr(ord("A") + k), "name": condition,
-                            "audio": media_file(sample_id, "input" if condition == REFERENCE else condition, "audio")}
+                            "audio": blind_copy(report, sample_id, condition, seed)}
                            for k, condition in enumerate(condition_order(methods, seed, sample_id))],
         })
     environment = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,

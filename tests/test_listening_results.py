@@ -188,3 +188,15 @@ def test_duplicate_across_files_names_both(sessions, tmp_path):
     again = _write_frame(tmp_path / "bob_again.csv", pd.DataFrame(rows("bob", (1,)), columns=list(COLUMNS)))
     with pytest.raises(ValueError, match="bob.csv.*bob_again.csv|bob_again.csv.*bob.csv"):
         read_ratings([*sessions, again])
+
+
+def test_the_command_line(sessions, tmp_path, capsys):
+    from benchmark.cli import main
+
+    out = tmp_path / "summary"
+    assert main(["listening-results", *map(str, sessions), "--out", str(out)]) == 0
+    assert "carol" in capsys.readouterr().out and (out / "listening.png").is_file()
+    broken = tmp_path / "broken.csv"
+    broken.write_text("listener,rating\nx,50\n")
+    assert main(["listening-results", str(broken), "--out", str(tmp_path / "other")]) == 2
+    assert "broken.csv" in capsys.readouterr().err and not (tmp_path / "other" / "listening.md").exists()

@@ -45,11 +45,9 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, request):
-    # Checkpoints are keyed by what they depend on, so a cache that outlives the session is safe
-    # and spares the training on later runs (pytest --cache-clear empties it).
-    cache = request.config.cache.mkdir("lmac-report-checkpoints")
-    out = tmp_path_factory.mktemp("report") / "run"
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    cache, out = root / "cache", root / "run"
     assert main(["--dataset", "esc50", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "3",
                  "--methods", ",".join(METHODS), "--domains", "listenable,mel",
                  "--out", str(out), "--cache-dir", str(cache)]) == 0
@@ -81,7 +79,8 @@ def test_pages_are_self_contained(run):
 def test_media(run):
     out, media = run
     ids = selected(out / "report")
-    assert len(media) == len(ids) * (1 + len(METHODS)) * 2
+    # input and methods: a WAV and a PNG each; the listening test: one neutral-named copy per condition
+    assert len(media) == len(ids) * ((1 + len(METHODS)) * 2 + len(METHODS) + 1)
     for path in media:
         if path.suffix == ".wav":
             info = sf.info(path)
@@ -129,6 +128,14 @@ def test_listening_page(run):
         assert {a["data-question"] for a in mine} == {"correspondence", "quality"}
         assert all(re.fullmatch(rf"s{sample_id}-[A-D]-(correspondence|quality)", a["id"]) for a in mine)
         assert all((a["min"], a["max"], a["step"]) == ("0", "100", "1") and a["data-clip"] for a in mine)
+    conditions = [a["src"] for tag, a in page.tags if tag == "audio" and a["src"].startswith("listening/")]
+    assert len(conditions) == len(selected(out / "report")) * (len(METHODS) + 1)
+    assert all(re.fullmatch(r"listening/[0-9a-f]{12}\.wav", src) for src in conditions)  # names give nothing away
+    per_sample = len(METHODS) + 1
+    for k, sample_id in enumerate(selected(out / "report")):  # one hidden reference per sample: the input's copy
+        given = (out / "report" / "audio" / f"{sample_id:04d}-input.wav").read_bytes()
+        chunk = conditions[k * per_sample:(k + 1) * per_sample]
+        assert sum((out / "report" / src).read_bytes() == given for src in chunk) == 1
     text = " ".join(page.text)
     assert "How well does the explanation correspond" in text and "Reference" in text
     assert not any(method in text for method in METHODS)

@@ -93,5 +93,5 @@ def test_cli(tmp_path, capsys):
     assert (out / "sanity.png").read_bytes()[:4] == b"\x89PNG"
     record = json.loads((out / "sanity.json").read_text())
     assert record["config"]["profile"] == "tiny" and "scipy" in record["versions"]
-    assert not list(out.glob("*.partial"))
+    assert not list(out.glob(".partial-*"))
     assert main(["sanity", "--limit", "0", "--out", str(out)]) == 2
