@@ -13,6 +13,10 @@ from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
 from methods import available_methods
 
+OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
+                              save_audio=False, ad_single_softmax=False, resume=False)
+"""Run options that ``bench`` and ``sanity`` fix: OOD mixtures, L2I at RTH 0.2, no audio, AD as published."""
+
 COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results")
 
 
@@ -53,8 +57,7 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                                  "2048), written to the cache on first use, as --classifier-checkpoint and "
                                  "--lmac-checkpoint")
         add_common_options(parser)
-        parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
-                            save_audio=False, ad_single_softmax=False, resume=False)
+        parser.set_defaults(**OOD_MIXTURES_NOT_SAVED)
         return parser
     if command == "select-lmac-l1":
         parser = argparse.ArgumentParser(
@@ -116,8 +119,7 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         parser.add_argument("--domains", default="listenable",
                             help="comma-separated domains: listenable and/or mel. Default: listenable")
         add_common_options(parser)
-        parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
-                            save_audio=False, ad_single_softmax=False, resume=False)
+        parser.set_defaults(**OOD_MIXTURES_NOT_SAVED)
         return parser
     if command == "explain":
         parser = argparse.ArgumentParser(
