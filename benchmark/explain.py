@@ -8,10 +8,10 @@ import torch
 
 from benchmark.classifier import DomainModel
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, apply_mask, listenable_waveform, stft
+from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
 from benchmark.pipeline import write_audio
 from benchmark.preparation import prepare
-from datasets.audio import SAMPLE_RATE, load_clip
+from datasets.audio import load_clip
 
 
 def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
@@ -56,7 +56,7 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
     for axis, (title, image) in zip(axes, panels):
         frames, bins = image.shape
-        extent = (0, frames * HOP_LENGTH / SAMPLE_RATE, 0, (bins - 1) * SAMPLE_RATE / N_FFT / 1000)
+        extent = spectrogram_extent(frames, bins)
         axis.imshow(image.detach().cpu().T.numpy(), origin="lower", aspect="auto", cmap="magma", extent=extent)
         axis.set(title=title, xlabel="time (s)")
     axes[0].set_ylabel("frequency (kHz)")

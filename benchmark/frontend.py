@@ -138,6 +138,12 @@ def istft(spec: torch.Tensor, length: int) -> torch.Tensor:
     )
 
 
+def spectrogram_extent(frames: int, bins: int) -> tuple[float, float, float, float]:
+    """matplotlib ``imshow`` extent (left, right, bottom, top) of a (frames, bins) STFT-grid picture:
+    time in seconds (hop 186 samples at 16 kHz) and frequency in kHz (a bin is 16000 / 1024 = 15.6 Hz)."""
+    return 0.0, frames * HOP_LENGTH / SAMPLE_RATE, 0.0, (bins - 1) * SAMPLE_RATE / N_FFT / 1000
+
+
 def apply_mask(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The mask-in and mask-out inputs M⊙X and (1−M)⊙X = X − M⊙X (§5), each (B, T_m, F).
 

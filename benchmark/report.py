@@ -31,12 +31,11 @@ from PIL import Image
 
 from benchmark.classifier import DomainModel
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, listenable_waveform
+from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
 from benchmark.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.pipeline import explain, prepare_batch, write_audio
 from benchmark.preparation import prepare
 from benchmark.store import write_then_replace
-from datasets.audio import SAMPLE_RATE
 from metrics import METRICS, PAPER_COLUMNS, arrow
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -127,7 +126,7 @@ def save_spectrogram(path: Path, features: np.ndarray, mask: np.ndarray | None =
             mask; None for the plain spectrogram (grey).
     """
     frames, bins = features.shape
-    extent = (0, frames * HOP_LENGTH / SAMPLE_RATE, 0, (bins - 1) * SAMPLE_RATE / N_FFT / 1000)
+    extent = spectrogram_extent(frames, bins)
     figure = Figure(figsize=(5, 2.4), dpi=70)
     axis = figure.add_subplot()
     axis.imshow(features.T, origin="lower", aspect="auto", cmap="gray", extent=extent)
