@@ -26,7 +26,7 @@ from datasets.audio import load_clip
 from datasets.sources import open_dataset
 from datasets.split import FoldPlan
 from methods import available_methods
-from methods.base import InvalidExplanationError, parse_hyperparameter
+from methods.base import InvalidExplanationError, control_methods, parse_hyperparameter
 
 class UsageError(ValueError):
     """A command-line value is out of range or names something that is not there; the
@@ -83,6 +83,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if unknown:
         raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; registered: "
                          f"{', '.join(available_methods())}")
+    controls = [] if getattr(args, "controls", "none") == "none" else [
+        c.strip() for c in args.controls.split(",") if c.strip()]
+    if any(c not in control_methods() for c in controls):
+        raise UsageError(f"--controls {args.controls!r}: choose from {', '.join(control_methods())}, or none")
+    methods += [c for c in controls if c not in methods]
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
     if not domains or any(d not in DOMAINS for d in domains):
         raise UsageError(f"--domains {args.domains!r}: choose from {', '.join(DOMAINS)}")
@@ -140,7 +145,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         out=args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}"),
         cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
-        peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume)
+        peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
+        curves=getattr(args, "curves", False))
 
 
 def bench(args: argparse.Namespace) -> str:

@@ -14,7 +14,10 @@ class RunConfig:
     domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
     ad_softmax_twice: AD as in the published code (True) or single softmax; peak_normalisation:
     "max" (x / x.max(), the reference's) or "absmax" (x / max|x|) for clips and mixtures;
-    resume: continue the results in ``out`` instead of replacing them.
+    resume: continue the results in ``out`` instead of replacing them; curves: also compute the
+    deletion and insertion curves (12 more classifier passes per map); training_seed: seed of
+    training the classifier and the trainable explainers when it differs from ``seed`` (``--seeds``),
+    which still seeds the split, the contaminant draws and the explainers' random draws.
     """
 
     dataset: str = "esc50"
@@ -25,7 +28,7 @@ class RunConfig:
     classifier_checkpoint: str | None = None
     noise_dir: str | None = None
     speech_dir: str | None = None
-    methods: list[str] = field(default_factory=lambda: ["saliency", "lmac", "all-ones"])
+    methods: list[str] = field(default_factory=lambda: ["saliency", "lmac", "all-ones", "random", "energy"])
     imports: list[str] = field(default_factory=list)
     method_options: dict[str, dict] = field(default_factory=dict)
     domains: list[str] = field(default_factory=lambda: ["listenable"])
@@ -40,6 +43,13 @@ class RunConfig:
     peak_normalisation: str = "max"
     save_audio: bool = False
     resume: bool = False
+    curves: bool = False
+    training_seed: int | None = None
+
+    @property
+    def effective_training_seed(self) -> int:
+        """The seed of training: ``training_seed``, or ``seed`` when that is None."""
+        return self.seed if self.training_seed is None else self.training_seed
 
     def identity(self) -> dict:
         """The settings that define the results (not where or how fast they are computed)."""

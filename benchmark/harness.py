@@ -18,8 +18,8 @@ from benchmark.checkpoints import config_key
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
-from benchmark.pipeline import (EvaluationSamples, batch_ids, explain, prepare_batch, sample_rows, score,
-                                write_audio)
+from benchmark.pipeline import (EvaluationSamples, batch_ids, explain, prepare_batch, sample_rows, sample_seed,
+                                score, write_audio)
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
 from benchmark.store import ResultWriter, RunStore
@@ -57,7 +57,8 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
                 if save_audio:
                     for k, audio in enumerate(listenable_waveform(mask, batch.spec, batch.waves.shape[1])):
                         write_audio(out / "audio" / f"{ids[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
-                scores = score(model, mask, batch, config.ad_softmax_twice)
+                curve_seeds = [sample_seed(config.seed, i, stream=1) for i in ids] if config.curves else None
+                scores = score(model, mask, batch, config.ad_softmax_twice, curve_seeds)
                 writer.write(sample_rows(evaluation, batch, domain, explainer.label, scores))
     progress.close()
 
@@ -68,7 +69,8 @@ def run(config: RunConfig) -> str:
     Checks and loads every input, trains (or loads from the cache) the classifier and
     the trainable explainers, evaluates every method × domain on the contaminated
     evaluation samples into ``OUT/unfinished/``, and only then replaces the results in
-    ``config.out`` (per_sample.csv, table.csv, table.md, run.json; ``benchmark.store``).
+    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, run.json;
+    ``benchmark.store``).
 
     Raises:
         FileExistsError: ``config.out`` holds results of another configuration.
@@ -96,12 +98,14 @@ def run(config: RunConfig) -> str:
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
     metrics = "; ".join(f"{m.name} {arrow(m.name)}: {m.description}".replace(" :", ":") for m in METRICS.values())
+    controls = {e.label for e in explainers if e.control}
     markdown = tables.write_tables(store.work, rows, title, [
         ad_note, f"peak normalisation: {PEAK_NORMALISATIONS[config.peak_normalisation]}", f"metrics: {metrics}",
-        f"split: {inputs.data.split.protocol}", f"profile: {config.profile}, seed {config.seed}", *hyperparameters,
+        f"split: {inputs.data.split.protocol}", f"profile: {config.profile}, seed {config.seed}"
+        + (f", training seed {config.training_seed}" if config.training_seed is not None else ""), *hyperparameters,
         *(note for e in explainers for note in e.notes()),
         *(["mel rows: masks on the 80-band mel grid are not listenable; no WAV is written for them"]
-          if "mel" in config.domains else [])])
+          if "mel" in config.domains else [])], controls, config.seed)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)
     return markdown

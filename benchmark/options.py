@@ -12,6 +12,7 @@ from benchmark.profiles import PROFILES
 from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
 from methods import available_methods
+from methods.base import control_methods
 
 OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
                               save_audio=False, ad_single_softmax=False, resume=False)
@@ -138,7 +139,9 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
         prog="run_benchmark.py",
         description="Benchmark of interpretation methods for audio classifiers (L-MAC paper, ICML 2024): trains "
                     "what is missing (cached), explains the evaluation samples with each method, computes AI, AD, "
-                    "AG, FF, Fid-In, SPS, COMP and MM, and writes per_sample.csv, table.csv, table.md and run.json.")
+                    "AG, FF, Fid-In, SPS, COMP, MM, Loc-AUC and Loc-mass (and Ins-AUC, Del-AUC with --curves), with "
+                    "95 % confidence intervals and paired significance marks, and writes per_sample.csv, table.csv, "
+                    "table.md, table.tex, figure.png and run.json.")
     parser.add_argument("--setting", default="ood", choices=["id", "ood", "clean"],
                         help="id: each evaluation clip mixed with one noise clip at 0 dB (needs --noise-dir); "
                              "ood: with two contaminants (see --contamination); clean: the clips as they are. "
@@ -148,8 +151,20 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                              "(0.8/0.2) or white noise (1/0.5). Default: mixtures")
     parser.add_argument("--speech-dir", help="folder of speech recordings for --contamination speech "
                                              "(LJSpeech's wavs/ in the paper)")
-    parser.add_argument("--methods", default="saliency,lmac,all-ones",
+    parser.add_argument("--methods", default="saliency,lmac",
                         help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
+    parser.add_argument("--controls", default=",".join(control_methods()),
+                        help="control rows added to --methods: all-ones (keeps everything), random (uniform noise "
+                             "map) and energy (the input's log1p magnitudes); 'none' for none. Default: all three")
+    parser.add_argument("--curves", action="store_true",
+                        help="also compute deletion and insertion curves (k = 1, 2, 5, 10, 20, 50 %% of the bins "
+                             "each map ranks first removed or kept) and their areas Del-AUC and Ins-AUC: 12 more "
+                             "classifier passes per map")
+    parser.add_argument("--seeds", help="comma-separated training seeds, e.g. 0,1,2: train the classifier and the "
+                                        "trainable explainers once per seed (cached), evaluate each into "
+                                        "OUT/seed-<s>/ and write the tables of the per-sample values averaged over "
+                                        "the seeds, with the spread of the seed means, to OUT. The contaminant draws "
+                                        "and the explainers' random draws keep --seed")
     parser.add_argument("--l2i-rth", default="0.2,0.4",
                         help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper)")
     parser.add_argument("--domains", default="listenable",

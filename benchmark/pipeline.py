@@ -26,7 +26,9 @@ from datasets.contamination import (ContaminatedSample, clean_samples, draw_from
 from datasets.folder import recordings
 from datasets.sources import AudioData
 from methods.base import Explainer
-from metrics import binarised_spectrogram, clean_spectrogram_bce, faithfulness_scores, structure_scores
+from metrics import (CURVE_FRACTIONS, binarised_spectrogram, clean_spectrogram_bce, curve_area, curve_columns,
+                     faithfulness_scores, first_bins, ideal_binary_mask, localisation_scores, rank_bins,
+                     structure_scores)
 
 
 @dataclass
@@ -51,6 +53,15 @@ class EvaluationSamples:
         picked = [self.samples[i] for i in ids]
         return torch.stack([s.apply(self.base_waves[s.base_index], contaminant(s, self.contaminants),
                                     self.peak_normalisation) for s in picked])
+
+    def components(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The target and contaminant terms (B, 80000) each of samples ``ids`` as mixed (before the
+        common peak normalisation), or None when a sample is clean (no contaminant)."""
+        picked = [self.samples[i] for i in ids]
+        terms = [s.components(self.base_waves[s.base_index], contaminant(s, self.contaminants)) for s in picked]
+        if any(t is None for t in terms):
+            return None
+        return torch.stack([t for t, _ in terms]), torch.stack([c for _, c in terms])
 
     def clean_targets(self, ids: list[int], device: torch.device) -> torch.Tensor:
         """The binarised clean spectrograms (B, T, 513) bool of samples ``ids``, the target of
@@ -119,7 +130,9 @@ class EvaluationBatch:
     waves: (B, N) evaluated waveforms at 16 kHz; spec: their complex STFT (B, T, 513);
     features: X of the domain (B, T, F); unmasked: the classifier pass on X (logits
     (B, C), block representations); clean_target: the binarised clean spectrograms
-    (B, T, 513) bool, the target of the BCE-clean column, or None (mel domain).
+    (B, T, 513) bool, the target of the BCE-clean column, or None (mel domain);
+    target_dominated: the ideal binary mask (B, T, F) bool on the domain's grid, 1 where the
+    target's magnitude exceeds the contaminant's (Loc-AUC), or None (clean samples).
     """
 
     ids: list[int]
@@ -128,6 +141,7 @@ class EvaluationBatch:
     features: torch.Tensor
     unmasked: ClassifierPass
     clean_target: torch.Tensor | None = None
+    target_dominated: torch.Tensor | None = None
 
 
 def batch_ids(count: int, batch_size: int) -> list[list[int]]:
@@ -137,22 +151,28 @@ def batch_ids(count: int, batch_size: int) -> list[list[int]]:
 
 def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[int],
                   device: torch.device) -> EvaluationBatch:
-    """The waveforms, STFT, features, BCE-clean target (listenable domain) and the one
-    unmasked classifier pass of samples ``ids``: the work every method of the batch shares."""
+    """The waveforms, STFT, features, BCE-clean target (listenable domain), ideal binary mask
+    and the one unmasked classifier pass of samples ``ids``: the work every method of the batch shares."""
     waves = evaluation.waveforms(ids).to(device)
     spec = stft(waves)
     features = model.domain.features(spec)
     with torch.no_grad():
         unmasked = model.forward_with_representations(features)
     clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
-    return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target)
+    terms = evaluation.components(ids)
+    target_dominated = None if terms is None else ideal_binary_mask(
+        *(model.domain.features(stft(term.to(device))) for term in terms))
+    return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target, target_dominated)
 
 
-def sample_seed(seed: int, sample_id: int) -> int:
+def sample_seed(seed: int, sample_id: int, stream: int = 0) -> int:
     """The seed of a method's random draws for one sample (SmoothGrad's noise, SHAP's baselines
     and interpolation points): a function of the run's seed and the sample's index only, so
-    that a sample's explanation does not depend on the batch it is in or on the other methods."""
-    return int(np.random.SeedSequence([seed, sample_id]).generate_state(1)[0])
+    that a sample's explanation does not depend on the batch it is in or on the other methods.
+    ``stream`` > 0 gives an independent seed for other draws of the same sample (1: the order of
+    ties in the deletion and insertion curves)."""
+    entropy = [seed, sample_id] + ([stream] if stream else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, seed: int) -> torch.Tensor:
@@ -176,12 +196,14 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
     return torch.cat(masks)
 
 
-def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
-          ad_softmax_twice: bool) -> dict[str, torch.Tensor]:
-    """Every metric of ``metrics.METRICS`` for the batch's masks, each (B,) (§5).
+def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_softmax_twice: bool,
+          curve_seeds: list[int] | None = None) -> dict[str, torch.Tensor | np.ndarray]:
+    """Every per-sample metric of ``metrics.METRICS`` for the batch's masks, each (B,) (§5; issue 15).
 
     Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on
-    (1−M)⊙X. "BCE-clean" is NaN without ``batch.clean_target``.
+    (1−M)⊙X. "BCE-clean" is NaN without ``batch.clean_target``; "Loc-AUC" and "Loc-mass" are
+    NaN without ``batch.target_dominated``. With ``curve_seeds`` (one per sample, for the random
+    order of ties) also the deletion and insertion curves (``curve_scores``): 12 more passes.
     """
     masked_in, masked_out = apply_mask(batch.features, mask)
     with torch.no_grad():
@@ -191,6 +213,33 @@ def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
     scores.update(structure_scores(mask))
     scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean_target is None
                            else clean_spectrogram_bce(mask, batch.clean_target))
+    scores.update(localisation_scores(mask, batch.target_dominated))
+    if curve_seeds is not None:
+        scores.update(curve_scores(model, mask, batch, curve_seeds))
+    return scores
+
+
+def curve_scores(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
+                 seeds: list[int]) -> dict[str, np.ndarray]:
+    """Insertion and deletion curves of the masks (B, T_m, F) and their areas (issue 15).
+
+    For each k in ``CURVE_FRACTIONS`` the binary mask of the k·T_m·F bins the mask ranks first
+    (ties in random order, seeded by ``seeds``) is applied as any mask is (``apply_mask``):
+    "Ins@k%" = p_c on the kept bins alone, "Del@k%" = p_c with them removed, c the class the
+    unmasked pass predicts. "Ins-AUC" and "Del-AUC" are the curves' normalised areas
+    (``metrics.curve_area``). All (B,) float64 in [0, 1].
+    """
+    target = batch.unmasked.logits.argmax(1, keepdim=True)
+    ranking = rank_bins(mask, seeds)
+    inserted, deleted = [], []
+    for fraction in CURVE_FRACTIONS:
+        kept_in, kept_out = apply_mask(batch.features, first_bins(ranking, fraction, mask.shape))
+        with torch.no_grad():
+            inserted.append(model(kept_in).double().softmax(1).gather(1, target)[:, 0])
+            deleted.append(model(kept_out).double().softmax(1).gather(1, target)[:, 0])
+    curves = {"Ins": torch.stack(inserted, 1).cpu().numpy(), "Del": torch.stack(deleted, 1).cpu().numpy()}
+    scores = {column: curve[:, j] for kind, curve in curves.items() for j, column in enumerate(curve_columns(kind))}
+    scores.update({f"{kind}-AUC": curve_area(curve) for kind, curve in curves.items()})
     return scores
 
 

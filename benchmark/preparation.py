@@ -120,12 +120,13 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
         classifier, key, _ = inputs.given_classifier
         return classifier.to(device), key
     split = inputs.data.split
-    torch.manual_seed(config.seed)  # the same initial weights whatever ran before (any command)
+    seed = config.effective_training_seed
+    torch.manual_seed(seed)  # the same initial weights whatever ran before (any command)
     classifier = AudioClassifier(len(inputs.data.class_names), width=profile["classifier_width"])
     classifier_config = {
         "kind": "classifier", "class_names": inputs.data.class_names, "train_audio": inputs.train_key,
         "valid_audio": inputs.valid_key, "width": profile["classifier_width"], "epochs": profile["classifier_epochs"],
-        "lr": profile["classifier_lr"], "batch_size": profile["batch_size"], "seed": config.seed,
+        "lr": profile["classifier_lr"], "batch_size": profile["batch_size"], "seed": seed,
         "augmentation": "random circular time shift",
     }
 
@@ -136,7 +137,7 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
                      torch.tensor(split.train["target"].to_numpy(), device=device)),
             (mel_features(inputs.valid_waves.to(device)),
              torch.tensor(split.valid["target"].to_numpy(), device=device)),
-            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], config.seed)
+            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], seed)
 
     key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train)
     return classifier.to(device), key
@@ -166,7 +167,7 @@ def prepare(config: RunConfig, record: dict,
             torch.tensor(split.valid["target"].to_numpy(), device=device))
     resources = TrainingResources(
         classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,
-        Path(config.cache_dir), profile, device, config.seed,
+        Path(config.cache_dir), profile, device, config.effective_training_seed,
         data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
         valid_waveforms=inputs.valid_waves, valid_key=inputs.valid_key,
         peak_normalisation=config.peak_normalisation, domains=tuple(config.domains))

@@ -1,7 +1,7 @@
 """Where a run's results live, and how they are written so that none are ever lost.
 
 ``OUT`` holds the last finished results: ``per_sample.csv``, ``table.csv``,
-``table.md``, ``run.json`` (and ``audio/`` with ``--save-audio``). A run writes into
+``table.md``, ``table.tex``, ``figure.png``, ``run.json`` (and ``audio/`` with ``--save-audio``). A run writes into
 ``OUT/unfinished/`` and moves its files over the finished ones only when it has
 finished (``RunStore.finish``): a run that fails or is interrupted, during training
 or evaluation, leaves the earlier results byte-identical. ``--resume`` continues
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "run.json")
+RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
 
 
 class ResultWriter:
@@ -124,7 +124,7 @@ class RunStore:
 
     def finish(self, record: dict) -> None:
         """Write ``run.json`` and move the unfinished results over the finished ones
-        (``table.csv`` and ``table.md`` must already be in ``OUT/unfinished/``)."""
+        (the tables and the figure must already be in ``OUT/unfinished/``)."""
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))
         if (self.work / "audio").is_dir():
             old = self.out / "audio.replaced"

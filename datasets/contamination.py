@@ -29,12 +29,25 @@ GAINS = {"noise": (1.0, 1.0), "mixtures": (OOD_GAIN_X, OOD_GAIN_C), "speech": (O
 WHITE_NOISE = "N(0,1)"
 
 
+def mixture_terms(x: torch.Tensor, contaminant: torch.Tensor, gain_x: float,
+                  gain_c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of a mixture before its peak normalisation: ``gain_x·x/‖x‖`` and ``gain_c·c/‖c‖``.
+
+    ‖·‖ is the L2 norm over samples (last dimension); shapes (N,) or (B, N) (broadcastable, same N).
+    Raises:
+        ValueError: a signal is all zero.
+    """
+    nx = x.norm(dim=-1, keepdim=True)
+    nc = contaminant.norm(dim=-1, keepdim=True)
+    if (nx == 0).any() or (nc == 0).any():
+        raise ValueError("mix: a base or contaminant signal is all zero (L2 norm 0)")
+    return gain_x * x / nx, gain_c * contaminant / nc
+
+
 def mix(x: torch.Tensor, contaminant: torch.Tensor, gain_x: float, gain_c: float,
         peak_normalisation: str = "max") -> torch.Tensor:
-    """``y = gain_x·x/‖x‖ + gain_c·c/‖c‖``, then ``peak_normalise(y)``: ``y / y.max()`` by
-    default, as the reference (§6); ``peak_normalisation="absmax"``: ``y / max|y|``.
-
-    ‖·‖ is the L2 norm over samples (last dimension).
+    """``y = gain_x·x/‖x‖ + gain_c·c/‖c‖`` (``mixture_terms``), then ``peak_normalise(y)``: ``y / y.max()``
+    by default, as the reference (§6); ``peak_normalisation="absmax"``: ``y / max|y|``.
 
     Args:
         x, contaminant: float tensors of shape (N,) or (B, N) (broadcastable, same N).
@@ -45,11 +58,8 @@ def mix(x: torch.Tensor, contaminant: torch.Tensor, gain_x: float, gain_c: float
     Raises:
         ValueError: a signal is all zero, or the mix has no positive peak.
     """
-    nx = x.norm(dim=-1, keepdim=True)
-    nc = contaminant.norm(dim=-1, keepdim=True)
-    if (nx == 0).any() or (nc == 0).any():
-        raise ValueError("mix: a base or contaminant signal is all zero (L2 norm 0)")
-    return peak_normalise(gain_x * x / nx + gain_c * contaminant / nc, peak_normalisation)
+    target, contaminant = mixture_terms(x, contaminant, gain_x, gain_c)
+    return peak_normalise(target + contaminant, peak_normalisation)
 
 
 @dataclass
@@ -74,6 +84,13 @@ class ContaminatedSample:
         if self.contamination == "clean":
             return peak_normalise(x, peak_normalisation)
         return mix(x, c, self.gain_x, self.gain_c, peak_normalisation)
+
+    def components(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The target and contaminant terms (N,) each of the mixture as ``apply`` sums them (before the
+        common peak normalisation), or None for a clean sample: the ground truth of localisation."""
+        if self.contamination == "clean":
+            return None
+        return mixture_terms(x, c, self.gain_x, self.gain_c)
 
 
 def white_noise(seed: int, num_samples: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Importing this package registers every built-in method (in the paper's table order).
 """
-from methods import gradient, l2i, gradcam, lmac, all_ones  # noqa: F401,I001  (registration side effects, in order)
+from methods import gradient, l2i, gradcam, lmac, controls  # noqa: F401,I001  (registration side effects, in order)
 from methods.base import Explainer, available_methods, build_explainer, build_explainers, register, to_mask
 
 __all__ = ["Explainer", "available_methods", "build_explainer", "build_explainers", "register", "to_mask"]

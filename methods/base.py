@@ -87,6 +87,8 @@ class Explainer:
             (a ``ClassifierPass``'s), so that it needs no pass of its own.
         needs_validation_clips: True when ``fit`` chooses something on the validation
             clips (L2I its epoch); a split without them is refused before anything trains.
+        control: True for the control rows (all-ones, random, energy; ``methods.controls``),
+            which the tables never mark as the best method.
 
     Constructor keywords are the method's hyperparameters, with the paper's values
     as defaults; ``config()`` records them for run.json.
@@ -97,6 +99,7 @@ class Explainer:
     returns_mask: ClassVar[bool] = False
     reads_representations: ClassVar[bool] = False
     needs_validation_clips: ClassVar[bool] = False
+    control: ClassVar[bool] = False
 
     def __init__(self, **hyperparameters: Any):
         self.hyperparameters = hyperparameters
@@ -175,6 +178,11 @@ def to_mask(saliency_map: torch.Tensor) -> torch.Tensor:
 
 
 _REGISTRY: dict[str, type[Explainer]] = {}
+
+
+def control_methods() -> list[str]:
+    """The registered control rows (``Explainer.control``), in registration order."""
+    return [name for name, cls in _REGISTRY.items() if cls.control]
 
 
 def register(name: str):

@@ -8,7 +8,9 @@ direction from ``METRICS`` (DESIGN.md, Metrics).
 from dataclasses import dataclass
 
 from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
+from metrics.curves import CURVE_FRACTIONS, curve_area, curve_columns, first_bins, rank_bins
 from metrics.faithfulness import faithfulness_scores
+from metrics.localisation import ideal_binary_mask, localisation_scores
 from metrics.structure import complexity, mask_mean, sparseness, structure_scores
 
 
@@ -19,14 +21,15 @@ class MetricInfo:
     name: column name as in the paper's tables (and in per_sample.csv).
     higher_is_better: True (↑), False (↓) or None (no direction, MM).
     description: one line: definition and range (listed under every table).
-    paper_column: True for the columns of the paper's tables; False for extra
-        per-sample columns reported in a note (BCE-clean).
+    column: "paper" for the columns of the paper's tables; "added" for the columns this
+        benchmark adds to them (deletion / insertion areas, localisation); "note" for a
+        per-sample column reported in a note under the table (BCE-clean).
     """
 
     name: str
     higher_is_better: bool | None
     description: str
-    paper_column: bool = True
+    column: str = "paper"
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -44,11 +47,24 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("BCE-clean", False, "BCE (nats) of a listenable mask against the binarised clean "
                                        "spectrogram 1[X_clean ≥ 0.35·max X_clean], L-MAC FT's guidance target; NaN "
                                        "in the mel domain",
-                   paper_column=False),
+                   column="note"),
+        MetricInfo("Ins-AUC", True, "insertion: p_c with only the k % of bins the map ranks first kept, mean over "
+                                    "k ∈ [1, 50] % (trapezoid over k = 1, 2, 5, 10, 20, 50 %; ties in the map broken "
+                                    "at random), in [0, 1]; with --curves",
+                   column="added"),
+        MetricInfo("Del-AUC", False, "deletion: the same with those bins removed, in [0, 1]; with --curves",
+                   column="added"),
+        MetricInfo("Loc-AUC", True, "AUROC of the map against the ideal binary mask (bins where the scaled clean "
+                                    "clip's magnitude exceeds the contaminant's), 0.5 = chance, in [0, 1]",
+                   column="added"),
+        MetricInfo("Loc-mass", True, "share of the mask's mass on target-dominated bins, in [0, 1]",
+                   column="added"),
     )
 }
-PAPER_COLUMNS = [m.name for m in METRICS.values() if m.paper_column]
+PAPER_COLUMNS = [m.name for m in METRICS.values() if m.column == "paper"]
 """The metric columns of the paper's tables, in order: AI AD AG FF Fid-In SPS COMP MM."""
+TABLE_COLUMNS = [m.name for m in METRICS.values() if m.column in ("paper", "added")]
+"""The columns of this benchmark's tables: the paper's, then Ins-AUC Del-AUC Loc-AUC Loc-mass."""
 
 
 def arrow(name: str) -> str:
@@ -58,7 +74,9 @@ def arrow(name: str) -> str:
 
 
 __all__ = [
-    "MetricInfo", "METRICS", "PAPER_COLUMNS", "arrow",
+    "MetricInfo", "METRICS", "PAPER_COLUMNS", "TABLE_COLUMNS", "arrow",
+    "CURVE_FRACTIONS", "curve_area", "curve_columns", "first_bins", "rank_bins",
+    "ideal_binary_mask", "localisation_scores",
     "binarised_spectrogram", "clean_spectrogram_bce", "faithfulness_scores",
     "sparseness", "complexity", "mask_mean", "structure_scores",
 ]

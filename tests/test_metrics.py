@@ -8,7 +8,7 @@ import torch
 
 from benchmark.frontend import stft as benchmark_stft
 from datasets.audio import load_clip
-from metrics import METRICS, PAPER_COLUMNS, arrow, complexity, faithfulness_scores, mask_mean, sparseness, structure_scores
+from metrics import METRICS, PAPER_COLUMNS, TABLE_COLUMNS, arrow, complexity, faithfulness_scores, mask_mean, sparseness, structure_scores
 from tests.conftest import ESC50
 
 LN3 = math.log(3)
@@ -23,8 +23,9 @@ def _t(rows):
 
 def test_catalogue():
     assert PAPER_COLUMNS == ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
-    assert [arrow(k) for k in METRICS] == ["↑", "↓", "↑", "↑", "↑", "↑", "↓", "", "↓"]
-    assert list(METRICS)[-1] == "BCE-clean" and not METRICS["BCE-clean"].paper_column
+    assert TABLE_COLUMNS == [*PAPER_COLUMNS, "Ins-AUC", "Del-AUC", "Loc-AUC", "Loc-mass"]
+    assert [arrow(k) for k in METRICS] == ["↑", "↓", "↑", "↑", "↑", "↑", "↓", "", "↓", "↑", "↓", "↑", "↑"]
+    assert METRICS["BCE-clean"].column == "note"
 
 
 # --- faithfulness --------------------------------------------------------------
