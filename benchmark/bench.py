@@ -17,7 +17,9 @@ It reports, each timing the fastest of ``--repeats`` runs after an untimed warm-
 - overhead = 1 − model passes / total: everything else (mixing, STFT, features,
   the method's non-model work, masks, metrics, per-sample rows), and × floor = total
   / model passes; "own overhead" leaves out the per-batch work a run shares between
-  its methods (mixing, STFT, features, BCE-clean target, the unmasked pass: first row);
+  its methods (mixing, STFT, features, BCE-clean target, ideal binary mask, the unmasked pass: first row);
+- with curves: samples/s of the same run with ``--curves`` (deletion and insertion curves, 12
+  more classifier passes per map) and its cost, total with / total without;
 - for L-MAC, × L-MAC floor: total / (one decoder and three classifier passes per
   sample, timed on their own in the same run);
 - peak memory: resident memory of the process (CPU, sampled every 5 ms) or peak CUDA
@@ -56,7 +58,7 @@ from benchmark.preparation import prepare
 from benchmark.store import ResultWriter
 from metrics import METRICS
 
-METRIC_COLUMNS = [*METRICS, "BCE-clean"]
+METRIC_COLUMNS = list(METRICS)
 
 
 class ModelPassTimer(contextlib.AbstractContextManager):
@@ -179,7 +181,7 @@ def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: i
     """Evaluate ``explainer`` on all samples at ``batch_size`` with the harness (after one
     untimed warm-up batch); the fastest of ``repeats`` runs, and the per-sample rows."""
     config = replace(config, batch_size=batch_size)
-    csv = folder / f"{explainer.label.replace(' ', '_')}-batch{batch_size}.csv"
+    csv = folder / f"{explainer.label.replace(' ', '_')}-batch{batch_size}{'-curves' if config.curves else ''}.csv"
     networks = [m for v in vars(explainer).values() for m in (v.values() if isinstance(v, dict) else [v])
                 if isinstance(m, nn.Module)]  # e.g. L-MAC's decoders, one per domain
     head = replace(evaluation, samples=evaluation.samples[:batch_size])
@@ -195,7 +197,7 @@ def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: i
 
 def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> dict:
     """The per-batch work all methods share (``prepare_batch``: mixing, STFT, features,
-    BCE-clean target, the unmasked pass), over all samples and domains."""
+    BCE-clean target, ideal binary mask, the unmasked pass), over all samples and domains."""
     device = torch.device(config.device)
     batches = batch_ids(len(evaluation.samples), config.batch_size)
     models = [DomainModel(classifier, DOMAINS[name], per_sample=device.type == "cpu").eval()
@@ -274,6 +276,10 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
                "× floor": batched["total_s"] / batched["model_s"], "peak MiB": batched["peak_mib"],
                "own overhead %": 100 * (1 - own_model / own_total),
                "classifier passes / sample": batched["classifier_samples"] / count}
+        with_curves = _measure(replace(config, curves=True), classifier, explainer, evaluation, config.batch_size,
+                               folder, repeats)
+        row.update({"with curves samples/s": count / with_curves["total_s"],
+                    "curves cost ×": with_curves["total_s"] / batched["total_s"]})
         if "listenable" in getattr(explainer, "decoders", {}):
             row["× L-MAC floor"] = batched["total_s"] / _lmac_floor(config, classifier, explainer, evaluation, repeats)
         if "all" in per_sample_methods or explainer.name in per_sample_methods:
@@ -299,12 +305,15 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         "- model passes: time inside the classifier (STFT→Mel, CNN14, head), the method's networks and backward "
         "passes; overhead = the rest (mixing, STFT, features, masks, metrics, rows); × floor = total / model passes",
         "- a method's row is a run with that method alone, including the shared per-batch work (first row: mixing, "
-        "STFT, features, BCE-clean target, unmasked pass), which a run does once for all its methods; own "
+        "STFT, features, BCE-clean target, ideal binary mask, unmasked pass), which a run does once for all its "
+        "methods; own "
         "overhead % leaves that shared work out",
         "- classifier passes / sample: inputs through CNN14 per sample (the unmasked pass is shared: L-MAC needs 3); "
         "× L-MAC floor: total / (one decoder and three classifier passes per sample, timed alone in the same run)",
+        "- with curves: the same run with --curves (deletion and insertion curves: 12 more classifier passes per "
+        "map); curves cost × = its total / the total without",
         "- per-sample: the same harness one sample at a time; max |Δ metric| over AI, AD, AG, FF, Fid-In, SPS, "
-        "COMP, MM, BCE-clean",
+        "COMP, MM, BCE-clean, Loc-AUC, Loc-mass",
     ]
     markdown = "\n".join(lines) + "\n"
     (out / "bench.md").write_text(markdown)

@@ -20,6 +20,7 @@ from benchmark.options import COMMANDS, build_parser
 from benchmark.profiles import default_profile
 from benchmark.report import build_report
 from benchmark.sanity import run_sanity
+from benchmark.seeds import run_seeds
 from benchmark.selection import select_lmac_l1
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
 from datasets.audio import load_clip
@@ -41,6 +42,16 @@ def _number_list(text: str, flag: str, low: float, high: float) -> list[float]:
     if not values or not all(low <= v <= high for v in values):
         raise UsageError(f"{flag} {text!r}: expected numbers in [{low}, {high}]")
     return values
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or not all(0 <= s < 2**32 for s in seeds):
+        raise UsageError(f"--seeds {text!r}: expected at least two different seeds in 0 … 2**32 − 1")
+    return seeds
 
 
 def _check_device(text: str) -> None:
@@ -209,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = config_from_args(args)
             args.out = config.out  # for the message on Ctrl-C
-            print(run(config))
+            print(run_seeds(config, _seed_list(args.seeds)) if args.seeds else run(config))
     except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
