@@ -37,19 +37,27 @@ def first_run(tmp_path_factory):
 def test_outputs(first_run, capsys):
     out = first_run / "out"
     per_sample = pd.read_csv(out / "per_sample.csv")
-    # 2 base clips × 2 contaminants; saliency, L-MAC (a decoder per domain) and all-ones in both domains
-    assert len(per_sample) == 4 * 6
+    # 2 base clips × 2 contaminants; saliency, L-MAC (a decoder per domain) and all-ones in both domains,
+    # and the control rows random and energy that every run adds by default
+    assert len(per_sample) == 4 * 10
     assert set(per_sample["sample_id"]) == {0, 1, 2, 3}
     assert per_sample.groupby(["domain", "method"]).size().to_dict() == {
-        ("listenable", "all-ones"): 4, ("listenable", "lmac"): 4, ("listenable", "saliency"): 4,
-        ("mel", "all-ones"): 4, ("mel", "lmac"): 4, ("mel", "saliency"): 4}
+        (domain, method): 4 for domain in ("listenable", "mel")
+        for method in ("saliency", "lmac", "all-ones", "random", "energy")}
     assert per_sample[METRICS].drop(columns=["SPS", "COMP"]).notna().all().all()
     ones = per_sample[per_sample["method"] == "all-ones"]
     assert (ones["Fid-In"] == 1).all() and (ones["MM"] == 1).all()
     assert per_sample["contaminant"].ne(per_sample["clip"]).all()
 
     table = pd.read_csv(out / "table.csv")
-    assert list(table.columns[:10]) == ["domain", "method", *METRICS]
+    assert list(table.columns[:3]) == ["domain", "method", "control"]
+    assert [c for c in table.columns if c in METRICS] == METRICS
+    assert table["control"].tolist() == [False, False, True, True, True] * 2
+    for metric in (*METRICS, "Loc-AUC", "Loc-mass"):  # every cell has its interval around its mean
+        assert (table[f"{metric}_ci_low"] <= table[metric] + 1e-12).all()
+        assert (table[metric] <= table[f"{metric}_ci_high"] + 1e-12).all()
+    assert "Ins-AUC" not in table  # the curves are opt-in
+    assert "\\toprule" in (out / "table.tex").read_text() and (out / "figure.png").read_bytes()[:4] == b"\x89PNG"
     assert table.loc[table["method"] == "lmac", "n"].tolist() == [4, 4]
     markdown = (out / "table.md").read_text()
     assert "AI ↑" in markdown and "AD ↓" in markdown and "partial copy" in markdown
@@ -141,13 +149,13 @@ def test_the_readme_explainer_example_runs_through_the_cli(first_run, tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "out"
     assert main(["--data-root", str(ESC50), "--profile", "tiny", "--limit", "1", "--import", "my_explainer",
-                 "--methods", "energy,saliency", "--set", "energy.power=3", "--out", str(out),
+                 "--methods", "loud-bins,saliency", "--set", "loud-bins.power=3", "--out", str(out),
                  "--cache-dir", str(first_run / "cache")]) == 0
     per_sample = pd.read_csv(out / "per_sample.csv")
-    assert set(per_sample["method"]) == {"energy", "saliency"}
-    energy = per_sample[per_sample["method"] == "energy"]
-    assert energy[METRICS].notna().all().all() and (energy["MM"] < 1).all()
-    assert json.loads((out / "run.json").read_text())["methods"]["energy"] == {"method": "energy", "power": 3}
+    assert set(per_sample["method"]) == {"loud-bins", "saliency", "all-ones", "random", "energy"}  # + the controls
+    loud = per_sample[per_sample["method"] == "loud-bins"]
+    assert loud[METRICS].notna().all().all() and (loud["MM"] < 1).all()
+    assert json.loads((out / "run.json").read_text())["methods"]["loud-bins"] == {"method": "loud-bins", "power": 3}
 
 
 def test_explain_one_file_writes_listenable_audio_and_a_picture(first_run, tmp_path, capsys):
@@ -169,8 +177,9 @@ def test_explain_one_file_writes_listenable_audio_and_a_picture(first_run, tmp_p
 def test_save_audio_writes_each_samples_interpretations(first_run, tmp_path):
     assert run_cli(tmp_path / "out", first_run / "cache", "--save-audio") == 0
     written = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir())
-    assert written[:4] == ["0000-all-ones.wav", "0000-input.wav", "0000-lmac.wav", "0000-saliency.wav"]
-    assert len(written) == 4 * 4  # 4 samples × (input + 3 methods), listenable only: mel masks write none
+    assert written[:6] == ["0000-all-ones.wav", "0000-energy.wav", "0000-input.wav", "0000-lmac.wav",
+                           "0000-random.wav", "0000-saliency.wav"]
+    assert len(written) == 4 * 6  # 4 samples × (input + 5 methods), listenable only: mel masks write none
 
 
 def _snapshot(folder):
@@ -181,7 +190,7 @@ def test_a_rerun_that_fails_leaves_the_earlier_results_byte_identical(first_run,
     out = tmp_path / "out"
     shutil.copytree(first_run / "out", out)
     before = _snapshot(out)
-    assert set(before) == {"per_sample.csv", "table.csv", "table.md", "run.json"}
+    assert set(before) == {"per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json"}
     assert run_cli(out, first_run / "cache", "--batch-size", "0") == 2  # fails before anything
     assert _snapshot(out) == before
 

@@ -49,7 +49,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     cache, out = root / "cache", root / "run"
     assert main(["--dataset", "esc50", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "3",
-                 "--methods", ",".join(METHODS), "--domains", "listenable,mel",
+                 "--methods", ",".join(METHODS), "--controls", "none", "--domains", "listenable,mel",
                  "--out", str(out), "--cache-dir", str(cache)]) == 0
     index = build_report(out, samples=4)
     assert index == out / "report" / "index.html"
