@@ -257,3 +257,34 @@ def test_the_classifier_trains_the_same_from_every_command(tmp_path):
                  "--out", str(tmp_path / "run")]) == 0
     first, second = (torch.load(next((tmp_path / c).glob("classifier-*.pt")), weights_only=True) for c in "ab")
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_seeds_train_once_per_seed_and_report_the_spread(first_run, tmp_path):
+    out = tmp_path / "seeds"
+    assert run_cli(out, first_run / "cache", "--seeds", "0,1", "--curves") == 0
+    runs = {s: json.loads((out / f"seed-{s}" / "run.json").read_text()) for s in (0, 1)}
+    # seed 0 is the plain run's configuration (same cached models, same values); seed 1 trained its own
+    assert runs[0]["classifier"]["checkpoint"] == json.loads((first_run / "out" / "run.json").read_text())[
+        "classifier"]["checkpoint"] != runs[1]["classifier"]["checkpoint"]
+    assert runs[1]["config"]["training_seed"] == 1 and runs[0]["config"]["training_seed"] is None
+    plain = pd.read_csv(first_run / "out" / "per_sample.csv")
+    seeds = {s: pd.read_csv(out / f"seed-{s}" / "per_sample.csv") for s in (0, 1)}
+    pd.testing.assert_frame_equal(seeds[0][plain.columns], plain)
+    assert seeds[0]["clip"].tolist() == seeds[1]["clip"].tolist()  # the same samples, whatever the seed
+    assert {"Ins-AUC", "Del-AUC", "Ins@1%", "Del@50%"} <= set(seeds[1].columns)
+
+    averaged = pd.read_csv(out / "per_sample_seed_mean.csv")
+    both = seeds[0].merge(seeds[1], on=["domain", "method", "sample_id"])
+    merged = averaged.merge(both, on=["domain", "method", "sample_id"])
+    assert len(merged) == len(plain) and np.allclose(merged["FF"], (merged["FF_x"] + merged["FF_y"]) / 2)
+    table = pd.read_csv(out / "table.csv")
+    per_seed = [pd.read_csv(out / f"seed-{s}" / "table.csv")["FF"] for s in (0, 1)]
+    assert np.allclose(table["FF_seed_sd"], np.abs(per_seed[0] - per_seed[1]) / np.sqrt(2))
+    assert np.allclose(table["FF"], (per_seed[0] + per_seed[1]) / 2)
+    assert "(σ " in (out / "table.md").read_text() and "Ins-AUC" in table
+    assert json.loads((out / "seeds.json").read_text())["training_seeds"] == [0, 1]
+
+
+def test_bad_seeds_exit_2(tmp_path, capsys):
+    assert run_cli(tmp_path / "o", tmp_path / "cache", "--seeds", "1,1") == 2
+    assert "--seeds" in capsys.readouterr().err and not (tmp_path / "o").exists()
