@@ -71,9 +71,11 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str:
     controls = {e.label for e in explainers if e.control}
     averaged = average_over_seeds(frames)
     table = tables.summarise(averaged, rows, controls, config.seed)
-    for metric in tables.shown_columns(averaged):
-        per_seed = pd.DataFrame({s: tables.summarise(f, rows, controls, config.seed)[metric]
-                                 for s, f in frames.items()})
+    columns = tables.shown_columns(averaged)
+    seed_means = {s: f.groupby(["domain", "method"])[columns].mean() for s, f in frames.items()}
+    for metric in columns:
+        per_seed = pd.DataFrame({s: [means[metric].get(row, float("nan")) for row in rows]
+                                 for s, means in seed_means.items()})
         table.insert(table.columns.get_loc(f"{metric}_top") + 1, f"{metric}_seed_sd", per_seed.std(axis=1, ddof=1))
     shown = ", ".join(f"{100 * a:.1f} %" for a in accuracies.values())
     title = (f"{config.dataset} — {condition_name(config)} — training seeds {', '.join(map(str, training_seeds))} — "
