@@ -102,8 +102,14 @@ def mel_filterbank(device: torch.device | str = "cpu") -> torch.Tensor:
 
     Symmetric triangles centred on 80 mel-spaced frequencies with half-width equal
     to the spacing below each centre, exactly SpeechBrain's ``Filterbank``
-    (``filter_shape="triangular"``). Peak 1, no area normalisation.
+    (``filter_shape="triangular"``). Peak 1, no area normalisation. Built once and
+    copied once per device (not on every classifier pass); read-only, shared.
     """
+    return _mel_filterbank_on(torch.device(device))
+
+
+@lru_cache(maxsize=None)
+def _mel_filterbank_on(device: torch.device) -> torch.Tensor:
     return _mel_filterbank_cpu().to(device)
 
 

@@ -51,15 +51,16 @@ def train_classifier(
     for epoch in progress:
         classifier.train()
         order = torch.randperm(len(labels), generator=generator)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=labels.device)  # summed on the device: no sync per step
         for batch in order.split(batch_size):
             shifts = torch.randint(0, features.shape[1], (len(batch),), generator=generator)
             x = torch.stack([features[i].roll(int(s), dims=0) for i, s in zip(batch.tolist(), shifts)])
-            loss = F.cross_entropy(classifier(x), labels[batch])
+            loss = F.cross_entropy(classifier(x), labels[batch.to(labels.device)])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(batch)
+            total += loss.detach().double() * len(batch)
+        total = total.item()
         valid_accuracy = accuracy(classifier, *valid)
         history.append({"epoch": epoch + 1, "loss": total / len(labels), "valid_accuracy": valid_accuracy})
         if valid_accuracy > best[0]:

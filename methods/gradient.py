@@ -16,6 +16,12 @@ from benchmark.classifier import DomainModel
 from methods.base import Explainer, differentiable_input, register
 
 
+def chunks(count: int, size: int) -> list[slice]:
+    """Consecutive slices of ``size`` rows covering 0..count−1: index any device's tensors without
+    an index tensor (a CPU index of a CUDA tensor would copy it to the device every chunk)."""
+    return [slice(start, start + size) for start in range(0, count, size)]
+
+
 @register("saliency")
 class SaliencyExplainer(Explainer):
     """Saliency (Simonyan et al., 2014): |∂ logit_c / ∂X|, Captum ``Saliency``."""
@@ -44,7 +50,7 @@ class SmoothGradExplainer(Explainer):
         saliency = Saliency(model)
         total = torch.zeros_like(features)
         for sample in range(n_samples):
-            for rows in torch.arange(len(features)).split(chunk):
+            for rows in chunks(len(features), chunk):
                 noisy = features[rows] + (torch.randn_like(features[rows]) * sigma[rows]).abs()
                 grad = saliency.attribute(differentiable_input(noisy), target=target[rows], abs=True)
                 total[rows] += grad / grad.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1)
@@ -96,4 +102,4 @@ class GradientShapExplainer(Explainer):
         return torch.cat([
             shap.attribute(differentiable_input(features[rows]), baselines=baselines, target=target[rows],
                            n_samples=hp["n_samples"])
-            for rows in torch.arange(len(features)).split(hp["chunk_size"])])
+            for rows in chunks(len(features), hp["chunk_size"])])

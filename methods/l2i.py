@@ -102,13 +102,13 @@ def theta_agreement(interpreter: L2IInterpreter, model: DomainModel, features: t
     """Share in [0, 1] of inputs X (N, T, 513) on which θ predicts the classifier's class: θ's fidelity."""
     was_training = interpreter.training
     interpreter.eval()
-    agree = 0
+    agree = torch.zeros((), dtype=torch.long, device=interpreter.dictionary.device)
     for chunk in features.split(batch_size):
         chunk = chunk.to(interpreter.dictionary.device)
         logits, representations = model.forward_with_representations(chunk)
-        agree += (interpreter.theta(interpreter.activations(representations)).argmax(1) == logits.argmax(1)).sum().item()
+        agree += (interpreter.theta(interpreter.activations(representations)).argmax(1) == logits.argmax(1)).sum()
     interpreter.train(was_training)
-    return agree / len(features)
+    return agree.item() / len(features)  # one host sync per call
 
 
 @register("l2i")
@@ -178,19 +178,19 @@ class L2IExplainer(Explainer):
         generator = torch.Generator().manual_seed(resources.seed)
         model = DomainModel(resources.classifier, DOMAINS["listenable"]).eval()
 
-        def spectra_of(waveforms: torch.Tensor) -> torch.Tensor:
-            return torch.cat([log1p_magnitude(stft(chunk.to(device))).cpu() for chunk in waveforms.split(32)])
+        def spectra_of(waveforms: torch.Tensor) -> torch.Tensor:  # kept on the device: no copy per step
+            return torch.cat([log1p_magnitude(stft(chunk.to(device))) for chunk in waveforms.split(32)])
 
         spectra = spectra_of(resources.train_waveforms)
         valid = spectra_of(resources.valid_waveforms)
-        interpreter.dictionary.copy_(nmf_dictionary(spectra, hp["n_components"], resources.seed))
+        interpreter.dictionary.copy_(nmf_dictionary(spectra.cpu(), hp["n_components"], resources.seed))
         interpreter.to(device).train()
         optimizer = torch.optim.Adam(interpreter.parameters(), lr=hp["lr"])
         history, best = [], (-1.0, 0, None)
         for epoch in tqdm(range(hp["epochs"]), desc="train L2I", unit="epoch"):
-            totals = {"reconstruction": 0.0, "fidelity": 0.0}
+            totals = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("reconstruction", "fidelity")}
             for batch in torch.randperm(len(spectra), generator=generator).split(resources.profile["batch_size"]):
-                features = spectra[batch].to(device)
+                features = spectra[batch.to(device)]
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
                 activations = interpreter.activations(representations)
@@ -201,10 +201,10 @@ class L2IExplainer(Explainer):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                totals["reconstruction"] += reconstruction.item() * len(batch)
-                totals["fidelity"] += fidelity.item() * len(batch)
+                totals["reconstruction"] += reconstruction.detach().double() * len(batch)
+                totals["fidelity"] += fidelity.detach().double() * len(batch)
             agreement = theta_agreement(interpreter, model, valid, resources.profile["batch_size"])
-            history.append({"epoch": epoch + 1, **{k: v / len(spectra) for k, v in totals.items()},
+            history.append({"epoch": epoch + 1, **{k: v.item() / len(spectra) for k, v in totals.items()},
                             "valid_agreement": agreement})
             if agreement > best[0]:
                 best = (agreement, epoch + 1, copy.deepcopy(interpreter.state_dict()))

@@ -101,7 +101,7 @@ def lmac_loss(
             mean |M| over the batch (effective weight B·λ_1); False uses λ_1·mean|M|.
         l1_weights: (B,) per-sample factors of the L1 term (fine-tuning: 0 for guided samples).
     Returns:
-        the scalar loss and its terms (floats) for logging.
+        the scalar loss and its terms for logging (detached 0-d tensors: no host sync per step).
     """
     masked_in, masked_out = apply_mask(features, mask)
     ce_in = F.cross_entropy(model(masked_in), predicted)
@@ -110,7 +110,7 @@ def lmac_loss(
     weighted = per_sample_l1 if l1_weights is None else per_sample_l1 * l1_weights
     l1 = weighted.sum() if l1_batch_scaled else weighted.mean()
     loss = lambda_in * ce_in - lambda_out * ce_out + lambda_l1 * l1
-    return loss, {"ce_in": ce_in.item(), "ce_out": ce_out.item(), "mask_mean": per_sample_l1.mean().item()}
+    return loss, {"ce_in": ce_in.detach(), "ce_out": ce_out.detach(), "mask_mean": per_sample_l1.mean().detach()}
 
 
 def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_size: int, generator: torch.Generator,
@@ -118,12 +118,15 @@ def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_siz
     """Shuffled batches of training clips mixed at 0 dB with a random noise clip (§4).
 
     Without noise clips, another (shuffled) training clip serves as the noise.
-    Yields (clean, noisy) pairs of (B, samples) waveforms, the noisy ones peak-normalised
-    (``datasets.contamination.mix``).
+    Yields (clean, noisy) pairs of (B, samples) waveforms on the device of ``waveforms``
+    (pass them there once: mixing then runs on it), the noisy ones peak-normalised
+    (``datasets.contamination.mix``). The draws come from the CPU ``generator``, so they are
+    the same on every device.
     """
     pool = waveforms if noise is None else noise
     for batch in torch.randperm(len(waveforms), generator=generator).split(batch_size):
         picks = torch.randint(0, len(pool), (len(batch),), generator=generator)
+        batch, picks = batch.to(waveforms.device), picks.to(pool.device)
         yield waveforms[batch], mix(waveforms[batch], pool[picks], 1.0, 1.0, peak_normalisation)
 
 
@@ -260,30 +263,34 @@ class LMACExplainer(Explainer):
         model = DomainModel(resources.classifier, DOMAINS[decoder.domain]).eval()
         optimizer = torch.optim.Adam(decoder.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         history = []
+        waveforms = resources.train_waveforms.to(device)  # once: every batch is mixed on the device
+        noise = None if resources.noise_waveforms is None else resources.noise_waveforms.to(device)
         progress = tqdm(range(epochs), desc=stage, unit="epoch")
         for epoch in progress:
             terms = []
-            for clean, noisy in noisy_batches(resources.train_waveforms, resources.noise_waveforms,
-                                              resources.profile["batch_size"], generator, resources.peak_normalisation):
-                features = model.domain.features(stft(noisy.to(device)))
+            for clean, noisy in noisy_batches(waveforms, noise, resources.profile["batch_size"], generator,
+                                              resources.peak_normalisation):
+                features = model.domain.features(stft(noisy))
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
                 mask = torch.sigmoid(decoder(representations)).squeeze(1)
                 bce, guided = None, None
                 if guidance:
-                    bce, guided = guidance_terms(mask, model.domain.features(stft(clean.to(device))), features,
+                    bce, guided = guidance_terms(mask, model.domain.features(stft(clean)), features,
                                                  hp["cth"], hp["binarisation"])
                 loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
                                          hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"],
                                          None if guided is None else 1 - guided)
                 if guidance:
                     loss = loss + guidance * (bce * guided).mean()
-                    logged.update(guided=guided.mean().item(), bce=bce.mean().item())
+                    logged.update(guided=guided.mean().detach(), bce=bce.mean().detach())
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                terms.append({"loss": loss.item(), **logged})
-            summary = {k: sum(t[k] for t in terms) / len(terms) for k in terms[0]}
+                terms.append({"loss": loss.detach(), **logged})
+            # one host sync per epoch, not per step
+            summary = {k: v / len(terms) for k, v in zip(terms[0], torch.stack(
+                [torch.stack([t[k] for t in terms]).double().sum() for k in terms[0]]).tolist())}
             history.append({"epoch": epoch + 1, **summary})
             progress.set_postfix(loss=f"{summary['loss']:.3f}", mask_mean=f"{summary['mask_mean']:.3f}")
         decoder.eval()

@@ -140,7 +140,7 @@ def test_lmac_l1_term_batch_scaling(clips, small_classifier):
     mask = torch.full((2, 425, 513), 0.25)
     nominal, terms = lmac_loss(model, mask, features, predicted, 0.0, 0.0, 0.4, l1_batch_scaled=False)
     scaled, _ = lmac_loss(model, mask, features, predicted, 0.0, 0.0, 0.4, l1_batch_scaled=True)
-    assert terms["mask_mean"] == pytest.approx(0.25)
+    assert terms["mask_mean"].item() == pytest.approx(0.25)
     assert nominal.item() == pytest.approx(0.4 * 0.25)
     assert scaled.item() == pytest.approx(2 * 0.4 * 0.25)  # batch of 2, as the reference
 
