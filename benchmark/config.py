@@ -52,9 +52,18 @@ class RunConfig:
         return self.seed if self.training_seed is None else self.training_seed
 
     def identity(self) -> dict:
-        """The settings that define the results (not where or how fast they are computed)."""
+        """The settings that define the results (not where or how fast they are computed).
+
+        On CPU every sample is explained alone with its own seeded draws, so the batch size
+        does not change a result. Elsewhere (CUDA) the passes are batched and the random draws
+        of SmoothGrad, SHAP and the random control are seeded once per batch: there the batch
+        size is part of the identity, so a resumed run cannot mix rows of two batch sizes.
+        """
         where_and_how = {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume"}
-        return {k: v for k, v in asdict(self).items() if k not in where_and_how}
+        identity = {k: v for k, v in asdict(self).items() if k not in where_and_how}
+        if not self.device.startswith("cpu"):
+            identity["batched_draws"] = {"device_type": self.device.split(":")[0], "batch_size": self.batch_size}
+        return identity
 
 
 def condition_name(config: RunConfig) -> str:
