@@ -36,7 +36,8 @@ from benchmark.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.pipeline import explain, prepare_batch, write_audio
 from benchmark.preparation import prepare
 from benchmark.store import write_then_replace
-from metrics import METRICS, PAPER_COLUMNS, arrow
+from benchmark.tables import cell_text, is_marked
+from metrics import PAPER_COLUMNS, TABLE_COLUMNS, arrow
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUN_FILES = ("per_sample.csv", "table.csv", "table.md", "run.json")
@@ -188,21 +189,13 @@ def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[s
 
 
 def table_rows(table: pd.DataFrame) -> list[dict]:
-    """The rows of table.csv for the template: domain, method, n and one cell per paper column
-    (text with 2 decimals, 3 for MM, "n/a" for none; ``best``: the best shown value of the column
-    within its domain block by the metric's direction, ties included; MM has no direction)."""
-    digits = {m: 3 if m == "MM" else 2 for m in PAPER_COLUMNS}
-    shown = {m: table[m].round(digits[m]) for m in PAPER_COLUMNS}
-    best = {}
-    for m in PAPER_COLUMNS:
-        better = METRICS[m].higher_is_better
-        if better is not None:
-            by_domain = shown[m].groupby(table["domain"])
-            best[m] = by_domain.transform("max" if better else "min")
+    """The rows of table.csv for the template: domain, method, n and one cell per table column
+    (``tables.cell_text``: mean ± CI half-width, "n/a" for none; ``best``: the table's mark, the best
+    method of the column in its domain or not significantly worse than it, ``tables.is_marked``)."""
+    columns = [m for m in TABLE_COLUMNS if m in table]
     rows = []
-    for k, row in table.iterrows():
-        cells = [{"text": "n/a" if pd.isna(row[m]) else f"{row[m]:.{digits[m]}f}",
-                  "best": m in best and pd.notna(shown[m][k]) and shown[m][k] == best[m][k]} for m in PAPER_COLUMNS]
+    for k, row in enumerate(table.to_dict("records")):
+        cells = [{"text": cell_text(row, m), "best": is_marked(row, m)} for m in columns]
         rows.append({"domain": row["domain"], "method": row["method"], "n": int(row["n"]), "cells": cells,
                      "first": k == 0 or table["domain"][k - 1] != row["domain"]})
     return rows
@@ -269,7 +262,8 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
     page = {"title": title, "run": run_dir.resolve().name, "config": config, "seed": seed, "samples": cards,
             "questions": QUESTIONS, "columns": COLUMNS}
     (report / "index.html").write_text(environment.get_template("report.html.j2").render(
-        **page, headers=[f"{m} {arrow(m)}".strip() for m in PAPER_COLUMNS], rows=table_rows(table), notes=notes),
+        **page, headers=[f"{m} {arrow(m)}".strip() for m in TABLE_COLUMNS if m in table], rows=table_rows(table),
+        notes=notes),
         encoding="utf-8")
     (report / "listening.html").write_text(environment.get_template("listening.html.j2").render(**page),
                                            encoding="utf-8")

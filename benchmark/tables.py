@@ -73,25 +73,38 @@ def classifier_accuracy(per_sample: pd.DataFrame) -> float:
     return float((labelled["label"] == labelled["predicted"]).mean()) if len(labelled) else float("nan")
 
 
+def cell_text(row: dict, metric: str, latex: bool = False) -> str:
+    """One cell of a summarised table's row: "mean ± CI half-width" (2 decimals, 3 for MM and the [0, 1]
+    columns this benchmark adds), then "(σ s)" where the row has ``<metric>_seed_sd``; "n/a" without a
+    mean. Not marked: ``<metric>_top`` says whether to."""
+    if pd.isna(row[metric]):
+        return "n/a"
+    digits = 2 if METRICS[metric].column == "paper" and metric != "MM" else 3
+    half_width = (row[f"{metric}_ci_high"] - row[f"{metric}_ci_low"]) / 2
+    plus_minus, sigma = (" $\\pm$ ", "$\\sigma$") if latex else (" ± ", "σ")
+    text = f"{row[metric]:.{digits}f}{plus_minus}{half_width:.{digits}f}"
+    if pd.notna(row.get(f"{metric}_seed_sd")):
+        text += f" ({sigma} {row[f'{metric}_seed_sd']:.{digits}f})"
+    return text
+
+
+def is_marked(row: dict, metric: str) -> bool:
+    """Whether the cell is marked (``<metric>_top`` true: best or not significantly worse); False
+    for a missing mark (MM, empty rows), also as read back from table.csv."""
+    mark = row.get(f"{metric}_top")
+    return bool(pd.notna(mark) and mark)
+
+
 def cell_texts(table: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
-    """The shown table: domain, method, "mean ± CI half-width" per metric (2 decimals, 3 for MM and the
-    [0, 1] columns this benchmark adds), marked cells in bold (Markdown ``**``, LaTeX ``\\textbf``), a
-    seed spread "(σ s)" where the table has ``<metric>_seed_sd``, and n."""
+    """The shown table: domain, method, ``cell_text`` per metric with marked cells in bold (Markdown
+    ``**``, LaTeX ``\\textbf``), and n."""
     columns = [m for m in TABLE_COLUMNS if m in table]
-    plus_minus = " $\\pm$ " if latex else " ± "
     shown = table[["domain", "method"]].copy()
     for metric in columns:
-        digits = 2 if METRICS[metric].column == "paper" and metric != "MM" else 3
         cells = []
-        for r in table.to_dict("records"):
-            if pd.isna(r[metric]):
-                cells.append("n/a")
-                continue
-            text = f"{r[metric]:.{digits}f}{plus_minus}{(r[f'{metric}_ci_high'] - r[f'{metric}_ci_low']) / 2:.{digits}f}"
-            if pd.notna(r.get(f"{metric}_seed_sd")):
-                text += f" (σ {r[f'{metric}_seed_sd']:.{digits}f})" if not latex else \
-                    f" ($\\sigma$ {r[f'{metric}_seed_sd']:.{digits}f})"
-            if r[f"{metric}_top"] is True:
+        for row in table.to_dict("records"):
+            text = cell_text(row, metric, latex)
+            if is_marked(row, metric):
                 text = f"\\textbf{{{text}}}" if latex else f"**{text}**"
             cells.append(text)
         header = f"{metric} {arrow(metric)}".strip()

@@ -103,7 +103,7 @@ def test_selection_is_reproducible_and_spread(run):
     assert len(ids) == 4 and labels[ids].nunique() == min(4, labels.nunique())
 
 
-def test_table_marks_best_values(run):
+def test_table_shows_the_intervals_and_the_marks_of_table_csv(run):
     page = Page(run[0] / "report" / "index.html")
     header = next(row for row in page.rows if any(text == "Fid-In ↑" for _, text in row))
     names = [text for _, text in header]
@@ -111,10 +111,15 @@ def test_table_marks_best_values(run):
     ones = [row for row in table if row[1][1] == "all-ones"]
     assert len(ones) == 2  # listenable and mel blocks
     for row in ones:
-        assert row[names.index("Fid-In ↑")] == ["best", "1.00"]
+        assert row[names.index("Fid-In ↑")] == ["best", "1.00 ± 0.00"]  # a control, not worse than the best
         assert row[names.index("MM")][0] == ""  # no direction: never marked
-    assert all(any(row[names.index("AI ↑")][0] == "best" for row in table if row[0][1] == domain)
-               for domain in {row[0][1] for row in table})
+    csv = pd.read_csv(run[0] / "table.csv")
+    assert len(table) == len(csv) and "Loc-AUC ↑" in names
+    for row, expected in zip(table, csv.to_dict("records")):
+        for metric in ("AI", "FF", "Loc-AUC"):
+            cell = row[names.index(f"{metric} ↑")]
+            assert (cell[0] == "best") == bool(expected[f"{metric}_top"])
+            assert cell[1].startswith(f"{expected[metric]:.2f} ± ") or cell[1].startswith(f"{expected[metric]:.3f} ± ")
 
 
 def test_listening_page(run):
