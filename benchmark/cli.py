@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark import distributed
 from benchmark.bench import run_bench
 from benchmark.checkpoints import default_cache_dir
 from benchmark.config import RunConfig
@@ -154,7 +155,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         noise_dir=args.noise_dir, speech_dir=args.speech_dir,
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}"),
-        cache_dir=args.cache_dir or str(default_cache_dir()), device=args.device, seed=args.seed,
+        cache_dir=args.cache_dir or str(default_cache_dir()),
+        device=distributed.device_of(args.device, distributed.ranks()), seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
         peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
         curves=getattr(args, "curves", False))
@@ -191,8 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(command).parse_args(argv if command == "run" else argv[1:])
     except SystemExit as exit_:  # argparse has printed its message (code 2) or the help (code 0)
         return int(exit_.code or 0)
-    torch.set_num_threads(os.cpu_count() or 1)
+    current = distributed.ranks()
+    torch.set_num_threads(distributed.threads_per_process())
     try:
+        if current.world_size > 1 and command != "run":
+            raise UsageError(f"run_benchmark.py {command} runs in one process; torchrun shards only the benchmark run "
+                             "itself: start it with plain python")
         if command == "explain":
             args.methods = args.method
             args.out = args.out or "explanations"
@@ -220,7 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = config_from_args(args)
             args.out = config.out  # for the message on Ctrl-C
-            print(run_seeds(config, _seed_list(args.seeds)) if args.seeds else run(config))
+            seeds = _seed_list(args.seeds) if args.seeds else None
+            distributed.start(config.device)
+            markdown = run_seeds(config, seeds) if seeds else run(config)
+            if markdown is not None:
+                print(markdown)
     except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -230,4 +240,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted: the finished samples are in {args.out}/unfinished/"
               "per_sample.csv and the earlier results are untouched; rerun with --resume to continue", file=sys.stderr)
         return 130
+    finally:
+        distributed.stop()
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from benchmark import tables
+from benchmark import distributed, tables
 from benchmark.checkpoints import config_key
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.config import RunConfig, condition_name
@@ -29,17 +29,21 @@ from metrics import METRICS, arrow
 
 
 def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Explainer],
-             evaluation: EvaluationSamples, writer: ResultWriter, out: Path) -> None:
+             evaluation: EvaluationSamples, writer: ResultWriter, out: Path,
+             current: distributed.Ranks = distributed.Ranks()) -> None:
     """Explain and score every sample with every method in every domain of ``config.domains``.
 
     Works in batches of ``config.batch_size``: the waveforms, STFT, features and the
     unmasked classifier pass of a batch are computed once and shared by its methods;
     each mask is computed once and serves every metric and the audio writer. Rows go
     to ``writer`` as each method finishes a batch; batches already on disk are skipped.
+    In a launch of several processes, ``current`` rank evaluates its share of the batches
+    (``distributed.shard``).
     """
     device = torch.device(config.device)
-    batches = batch_ids(len(evaluation.samples), config.batch_size)
-    progress = tqdm(total=len(batches) * len(config.domains), desc="evaluate", unit="batch")
+    batches = distributed.shard(batch_ids(len(evaluation.samples), config.batch_size), current)
+    progress = tqdm(total=len(batches) * len(config.domains), desc=f"evaluate (rank {current.rank})"
+                    if current.world_size > 1 else "evaluate", unit="batch", position=current.rank)
     for domain in config.domains:
         model = DomainModel(classifier, DOMAINS[domain], per_sample=device.type == "cpu").eval()
         for ids in batches:
@@ -63,14 +67,18 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
     progress.close()
 
 
-def run(config: RunConfig) -> str:
-    """Run the benchmark end to end and return the Markdown table.
+def run(config: RunConfig) -> str | None:
+    """Run the benchmark end to end and return the Markdown table (None on the ranks other than 0).
 
     Checks and loads every input, trains (or loads from the cache) the classifier and
     the trainable explainers, evaluates every method × domain on the contaminated
     evaluation samples into ``OUT/unfinished/``, and only then replaces the results in
     ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, run.json;
     ``benchmark.store``).
+
+    Launched by torchrun (``benchmark.distributed``), rank 0 trains or loads every model while
+    the others wait, then loads them; each rank evaluates its share of the batches into its own
+    row file; rank 0 merges them, in a single process's order, and writes the tables.
 
     Raises:
         FileExistsError: ``config.out`` holds results of another configuration.
@@ -81,15 +89,28 @@ def run(config: RunConfig) -> str:
     torch.manual_seed(config.seed)
     identity = config_key(config.identity())
     store = RunStore(Path(config.out), identity, config.resume)
-    record = {"config_key": identity, "config": asdict(config), "versions": versions()}
+    current = distributed.ranks()
+    record = {"config_key": identity, "config": asdict(config), "versions": versions(),
+              "world_size": current.world_size}
+    if not current.leader:
+        distributed.barrier(current)  # rank 0 trains and caches first; the others then load
     inputs, classifier, explainers = prepare(config, record)
+    if current.leader:
+        distributed.barrier(current)
     evaluation = inputs.evaluation
     record["class_names"] = inputs.data.class_names
     record["evaluated_clips"] = len({s.base_index for s in evaluation.samples})
     record["evaluated_samples"] = len(evaluation.samples)
-    writer = store.start(record, len(evaluation.samples), config.save_audio)
+    if current.leader:
+        store.start(record, len(evaluation.samples), config.save_audio)
+    distributed.barrier(current)
     prepared = time.time()
-    evaluate(config, classifier, explainers, evaluation, writer, store.work)
+    evaluate(config, classifier, explainers, evaluation, store.writer(current.rank, current.world_size), store.work,
+             current)
+    distributed.barrier(current)
+    if not current.leader:
+        return None
+    store.merge_rows(config.domains, [e.label for e in explainers], config.batch_size)
 
     rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = ("AD with softmax applied twice, as the published code" if config.ad_softmax_twice

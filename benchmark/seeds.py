@@ -47,12 +47,13 @@ def average_over_seeds(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
     return averaged
 
 
-def run_seeds(config: RunConfig, training_seeds: list[int]) -> str:
+def run_seeds(config: RunConfig, training_seeds: list[int]) -> str | None:
     """Run the benchmark once per training seed, then write the seed-averaged tables to ``config.out``.
 
     Writes ``OUT/seed-<s>/`` (complete runs), and in ``OUT``: per_sample_seed_mean.csv, table.csv
     (with ``<metric>_seed_sd``), table.md, table.tex, figure.png and seeds.json, each replaced only
-    when all are written. Returns the Markdown table.
+    when all are written. Returns the Markdown table (None on the ranks other than 0 of a torchrun
+    launch).
 
     Raises:
         whatever ``benchmark.harness.run`` raises for bad input (before anything trains for the first
@@ -63,9 +64,12 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str:
     for training_seed in training_seeds:
         seed_config = seed_run_config(config, training_seed)
         print(f"training seed {training_seed}: {seed_config.out}")
-        run(seed_config)
+        if run(seed_config) is None:
+            continue  # a rank other than 0 of a torchrun launch: rank 0 writes the tables
         frames[training_seed] = pd.read_csv(Path(seed_config.out) / "per_sample.csv")
         accuracies[training_seed] = tables.classifier_accuracy(frames[training_seed])
+    if not frames:
+        return None
     explainers = build_explainers(config.methods, config.method_options)
     rows = [(d, e.label) for d in config.domains for e in explainers]
     controls = {e.label for e in explainers if e.control}

@@ -8,6 +8,12 @@ or evaluation, leaves the earlier results byte-identical. ``--resume`` continues
 ``OUT/unfinished/`` (or, after a finished run, a copy of its rows) and computes only
 the missing samples; rows of samples outside the run's sample set (another
 ``--limit``) are dropped.
+
+In a launch of several processes (``torchrun``, ``benchmark.distributed``) each rank appends
+to its own ``OUT/unfinished/per_sample.rank-<r>.csv``; a rank that dies loses only the batch
+it was computing. When all have finished, rank 0 merges every row file of the folder into
+``per_sample.csv`` in the order a single process writes (``RunStore.merge_rows``), so the
+result does not depend on the number of processes, and resuming works with any number.
 """
 from __future__ import annotations
 
@@ -23,25 +29,37 @@ import pandas as pd
 RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
 
 
+ROW_KEY = ["domain", "method", "sample_id"]
+LINE_END = "\r\n"  # what ``csv.writer`` ends each row with
+
+
+def row_keys(path: Path) -> set[tuple[str, str, int]]:
+    """The (domain, method, sample_id) of every row of a per-sample CSV file (empty if none)."""
+    if not path.exists() or not path.stat().st_size:
+        return set()
+    rows = pd.read_csv(path, usecols=ROW_KEY)
+    return set(zip(rows["domain"], rows["method"], rows["sample_id"]))
+
+
 class ResultWriter:
     """Appends per-sample rows to a CSV file and knows which are already there.
 
     A file cut off in the middle of a row (a run killed while writing) is truncated
-    after its last complete row on opening.
+    after its last complete row on opening. ``done_elsewhere``: keys of rows that other
+    files hold (other ranks', an earlier run's): they count as done and are not written.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, done_elsewhere: set[tuple[str, str, int]] = frozenset()):
         self.path = path
-        self.done: set[tuple[str, str, int]] = set()
+        self.done: set[tuple[str, str, int]] = set(done_elsewhere)
         self.columns: list[str] | None = None
         if path.exists():
             text = path.read_bytes()
             if text and not text.endswith(b"\n"):
                 path.write_bytes(text[: text.rfind(b"\n") + 1])
         if path.exists() and path.stat().st_size:
-            existing = pd.read_csv(path)
-            self.columns = list(existing.columns)
-            self.done = set(zip(existing["domain"], existing["method"], existing["sample_id"]))
+            self.columns = list(pd.read_csv(path, nrows=0).columns)
+            self.done |= row_keys(path)
 
     def missing(self, domain: str, method: str, sample_ids: list[int]) -> bool:
         return any((domain, method, i) not in self.done for i in sample_ids)
@@ -94,13 +112,13 @@ class RunStore:
         except (OSError, ValueError):
             return None
 
-    def start(self, record: dict, sample_count: int, save_audio: bool) -> ResultWriter:
-        """Prepare ``OUT/unfinished/`` and return the writer of its ``per_sample.csv``.
+    def start(self, record: dict, sample_count: int, save_audio: bool) -> None:
+        """Prepare ``OUT/unfinished/`` (rank 0 only, before any rank writes).
 
         Without resume, an earlier unfinished run of this configuration is discarded
         (finished results stay until ``finish``). With resume, the unfinished rows (or
         a copy of the finished ones, and of their audio) are continued; rows whose
-        ``sample_id`` is not below ``sample_count`` are dropped.
+        ``sample_id`` is not below ``sample_count`` are dropped from every row file.
         """
         rows = self.work / "per_sample.csv"
         if not self.resume:
@@ -108,19 +126,55 @@ class RunStore:
             if (self.out / "per_sample.csv").exists():
                 print(f"the results in {self.out} will be replaced when this run finishes (pass --resume to "
                       "continue them instead)")
-        elif not rows.exists() and (self.out / "per_sample.csv").exists():
+        elif not self.row_files() and (self.out / "per_sample.csv").exists():
             self.work.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.out / "per_sample.csv", rows)
             if save_audio and (self.out / "audio").is_dir():
                 shutil.copytree(self.out / "audio", self.work / "audio", dirs_exist_ok=True)
         self.work.mkdir(parents=True, exist_ok=True)
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))
-        writer = ResultWriter(rows)
-        if writer.done and any(i >= sample_count for _, _, i in writer.done):
-            kept = pd.read_csv(rows)
-            kept[kept["sample_id"] < sample_count].to_csv(rows, index=False)
-            writer = ResultWriter(rows)
-        return writer
+        for path in self.row_files():
+            ResultWriter(path)  # truncates a row cut off by a kill
+            if any(i >= sample_count for _, _, i in row_keys(path)):
+                kept = pd.read_csv(path)
+                kept[kept["sample_id"] < sample_count].to_csv(path, index=False)
+
+    def row_files(self) -> list[Path]:
+        """``per_sample.csv`` and the ranks' ``per_sample.rank-<r>.csv`` in ``OUT/unfinished/``."""
+        return sorted(self.work.glob("per_sample*.csv"))
+
+    def writer(self, rank: int, world_size: int) -> ResultWriter:
+        """The row writer of one process: ``per_sample.csv`` for a single process, else
+        ``per_sample.rank-<rank>.csv``; rows of every other row file count as done."""
+        path = self.work / ("per_sample.csv" if world_size == 1 else f"per_sample.rank-{rank}.csv")
+        others = set().union(*(row_keys(p) for p in self.row_files() if p != path))
+        return ResultWriter(path, others)
+
+    def merge_rows(self, domains: list[str], methods: list[str], batch_size: int) -> None:
+        """Merge every row file into ``per_sample.csv`` in the order one process writes it: domain,
+        batch (``sample_id // batch_size``), method, sample (rank 0, after all ranks finished).
+        Lines are moved as they are (byte for byte, csv's \\r\\n endings); a row present twice is kept once."""
+        header, lines = None, {}
+        for path in self.row_files():
+            text = path.read_bytes().decode().split(LINE_END)[:-1]
+            if not text:
+                continue
+            header = header or text[0]
+            columns = next(csv.reader([header]))
+            where = [columns.index(k) for k in ROW_KEY]
+            for line in text[1:]:
+                fields = next(csv.reader([line]))
+                domain, method, sample_id = (fields[k] for k in where)
+                lines.setdefault((domain, method, int(sample_id)), line)
+        domain_order = {d: k for k, d in enumerate(domains)}
+        method_order = {m: k for k, m in enumerate(methods)}
+        order = sorted(lines, key=lambda key: (domain_order[key[0]], key[2] // batch_size, method_order[key[1]],
+                                               key[2]))
+        text = LINE_END.join([header, *(lines[key] for key in order)]) + LINE_END
+        write_then_replace(self.work / "per_sample.csv", lambda path: path.write_bytes(text.encode()))
+        for path in self.row_files():
+            if path.name != "per_sample.csv":
+                path.unlink()
 
     def finish(self, record: dict) -> None:
         """Write ``run.json`` and move the unfinished results over the finished ones
