@@ -1,0 +1,112 @@
+"""torchrun on this CPU (gloo, 2 processes), tiny profile, real ESC-50 clips: a sharded run writes
+the same rows, byte for byte, as one process; a rank killed mid-run loses only its unfinished batch
+and the run resumes to the same tables."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from tests.conftest import ESC50
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+SLOW_EXPLAINER = '''
+import time
+
+import torch
+
+from methods import Explainer, register
+
+
+@register("slow-ones")
+class SlowOnes(Explainer):
+    """All-ones, one second per sample: a run long enough to kill a rank in the middle of it."""
+
+    returns_mask = True
+
+    def attribute(self, model, features, target):
+        time.sleep(1.0)
+        return torch.ones_like(features)
+'''
+
+
+def options(out, cache, *extra):
+    return ["--dataset", "esc50", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "4", "--batch-size", "2",
+            "--out", str(out), "--cache-dir", str(cache), *extra]
+
+
+def torchrun(*argv, env=None) -> subprocess.Popen:
+    return subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "run_benchmark.py", *argv],
+                            cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finished(process: subprocess.Popen, timeout: float = 600) -> int:
+    output, _ = process.communicate(timeout=timeout)
+    if process.returncode:
+        print(output[-4000:])
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    assert main(options(root / "one", root / "cache", "--methods", "saliency,lmac", "--domains",
+                        "listenable,mel")) == 0
+    return root
+
+
+def test_two_processes_write_the_rows_of_one(one_process, tmp_path):
+    out = tmp_path / "two"
+    assert finished(torchrun(*options(out, one_process / "cache", "--methods", "saliency,lmac", "--domains",
+                                      "listenable,mel"))) == 0
+    for name in ("per_sample.csv", "table.csv", "table.md"):
+        assert (out / name).read_bytes() == (one_process / "one" / name).read_bytes(), name
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+    assert not (out / "unfinished").exists()
+
+
+def worker_of_rank(launcher: subprocess.Popen, rank: int) -> int:
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(launcher.pid)], capture_output=True,
+                              text=True).stdout.split()
+    for pid in children:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RANK={rank}".encode() in environment:
+            return int(pid)
+    raise AssertionError(f"no worker of rank {rank} among {children}")
+
+
+def data_rows(path: Path) -> int:
+    return max(0, len(path.read_bytes().splitlines()) - 1) if path.exists() else 0
+
+
+def test_a_killed_rank_loses_only_its_batch_and_the_run_resumes(one_process, tmp_path):
+    (tmp_path / "slow_ones.py").write_text(SLOW_EXPLAINER)
+    env = {"PYTHONPATH": str(tmp_path)}
+    common = ("--import", "slow_ones", "--methods", "saliency,slow-ones", "--controls", "none")
+    launcher = torchrun(*options(tmp_path / "two", one_process / "cache", *common), env=env)
+    rank_rows = tmp_path / "two" / "unfinished" / "per_sample.rank-1.csv"
+    deadline = time.time() + 300
+    while data_rows(rank_rows) < 4 and launcher.poll() is None and time.time() < deadline:  # one batch: 2 × 2 rows
+        time.sleep(0.2)
+    assert launcher.poll() is None, "the run ended before a rank could be killed"
+    os.kill(worker_of_rank(launcher, 1), signal.SIGKILL)
+    assert finished(launcher) != 0
+    kept = data_rows(rank_rows)
+    assert 4 <= kept < 8  # rank 1's first batch survived the kill, its second is not finished
+    assert not (tmp_path / "two" / "per_sample.csv").exists()  # nothing was published
+
+    assert finished(torchrun(*options(tmp_path / "two", one_process / "cache", *common, "--resume"), env=env)) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(options(tmp_path / "one", one_process / "cache", *common)) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+    for name in ("per_sample.csv", "table.csv"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
