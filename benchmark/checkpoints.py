@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from benchmark import distributed
 from datasets import roots
 
 
@@ -153,16 +154,26 @@ def cached_training(
         train: trains ``module`` in place and returns a JSON-able training log.
     Returns:
         the configuration key (to chain into dependants' configurations).
+
+    In a torchrun launch every rank calls this together: all train (``train`` uses DDP), rank 0
+    writes the checkpoint, the others wait for it and load it; the key records the world size.
     """
+    current = distributed.ranks()
+    if current.world_size > 1:  # DDP training gives other weights than one process: its own key
+        config = {**config, "ddp_world_size": current.world_size}
     key = config_key(config)
     path = Path(cache_dir) / f"{kind}-{key}.pt"
     if path.exists():
         load_state(module, path)
         return key
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = train(module)
-    tmp = path.with_suffix(".tmp")
-    torch.save(module.state_dict(), tmp)
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps({"config": config, "log": log}, indent=1, default=str))
+    log = train(module)  # on every rank of a torchrun launch, together (DDP)
+    if current.leader:
+        tmp = path.with_suffix(".tmp")
+        torch.save(module.state_dict(), tmp)
+        os.replace(tmp, path)
+        path.with_suffix(".json").write_text(json.dumps({"config": config, "log": log}, indent=1, default=str))
+    distributed.barrier(current)
+    if not current.leader:
+        load_state(module, path)  # the others use rank 0's weights
     return key

@@ -3,9 +3,10 @@
 ``torchrun --nproc-per-node N run_benchmark.py ...`` (multi-node: ``--nnodes`` and a rendezvous
 endpoint) starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their
 environment. ``start`` joins them into one process group (gloo on CPU, NCCL on CUDA, each rank on
-GPU ``LOCAL_RANK``). The harness then lets rank 0 train or load every model first (it writes the
-checkpoint cache; the others wait and load from it), gives each rank a disjoint, deterministic
-share of the batches (``shard``), and lets rank 0 merge the ranks' rows and write the tables.
+GPU ``LOCAL_RANK``). Every rank trains together with DistributedDataParallel (``parallel``,
+``epoch_batches``): rank 0 writes the cached checkpoint, the others wait and load it
+(``checkpoints.cached_training``). Then each rank evaluates a disjoint, deterministic share of the
+batches (``shard``) and rank 0 merges the ranks' rows and writes the tables.
 A single process (plain ``python run_benchmark.py``) is world size 1 and needs no process group.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 
 WAIT = datetime.timedelta(hours=48)
 """How long a rank waits for the others at a barrier: rank 0 may train paper-size models meanwhile."""
@@ -85,3 +88,36 @@ def shard(batches: list, current: Ranks) -> list:
     """This rank's share of ``batches``: every ``world_size``-th batch from ``rank`` on (disjoint, all
     covered, the same on every run)."""
     return batches[current.rank::current.world_size]
+
+
+def epoch_batches(count: int, batch_size: int, generator: torch.Generator, epoch: int, seed: int,
+                  current: Ranks) -> list[torch.Tensor]:
+    """This process's training batches of one epoch: index tensors (CPU, long) into ``count`` items.
+
+    One process: a permutation drawn from ``generator``, in batches of ``batch_size`` (the draws of a
+    single-process run, unchanged). Several (DDP): PyTorch's ``DistributedSampler`` (shuffled with
+    ``seed`` and ``epoch``, padded to equal shares), in batches of ``batch_size / world_size``, so that
+    the gradient DDP averages is that of a global batch of ``batch_size``.
+
+    Raises:
+        ValueError: ``batch_size`` is not a multiple of the number of processes.
+    """
+    if current.world_size == 1:
+        return list(torch.randperm(count, generator=generator).split(batch_size))
+    if batch_size % current.world_size:
+        raise ValueError(f"the profile's training batch size {batch_size} is not a multiple of the "
+                         f"{current.world_size} processes; start torchrun with a divisor of it")
+    sampler = DistributedSampler(range(count), num_replicas=current.world_size, rank=current.rank, shuffle=True,
+                                 seed=seed)
+    sampler.set_epoch(epoch)
+    return list(torch.tensor(list(sampler)).split(batch_size // current.world_size))
+
+
+def parallel(module: torch.nn.Module, current: Ranks) -> torch.nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` in a launch of several processes (gradients
+    averaged over the ranks at each backward pass, buffers broadcast from rank 0); else ``module``.
+    Train through the returned module's ``forward``; read and save ``module`` itself."""
+    if current.world_size == 1:
+        return module
+    on_gpu = next(module.parameters()).is_cuda
+    return DistributedDataParallel(module, device_ids=[current.local_rank] if on_gpu else None)

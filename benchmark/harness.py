@@ -76,9 +76,9 @@ def run(config: RunConfig) -> str | None:
     ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, run.json;
     ``benchmark.store``).
 
-    Launched by torchrun (``benchmark.distributed``), rank 0 trains or loads every model while
-    the others wait, then loads them; each rank evaluates its share of the batches into its own
-    row file; rank 0 merges them, in a single process's order, and writes the tables.
+    Launched by torchrun (``benchmark.distributed``), the ranks train together (DDP) or load
+    every model; each rank evaluates its share of the batches into its own row file; rank 0
+    merges them, in a single process's order, and writes the tables.
 
     Raises:
         FileExistsError: ``config.out`` holds results of another configuration.
@@ -92,11 +92,7 @@ def run(config: RunConfig) -> str | None:
     current = distributed.ranks()
     record = {"config_key": identity, "config": asdict(config), "versions": versions(),
               "world_size": current.world_size}
-    if not current.leader:
-        distributed.barrier(current)  # rank 0 trains and caches first; the others then load
-    inputs, classifier, explainers = prepare(config, record)
-    if current.leader:
-        distributed.barrier(current)
+    inputs, classifier, explainers = prepare(config, record)  # every rank: DDP training or loading
     evaluation = inputs.evaluation
     record["class_names"] = inputs.data.class_names
     record["evaluated_clips"] = len({s.base_index for s in evaluation.samples})

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.classifier import AudioClassifier
 from benchmark.frontend import log1p_mel, stft
 
@@ -38,6 +39,8 @@ def train_classifier(
     Args:
         train, valid: (log1p mel features (N, T, 80), labels (N,)) on the model's device.
         epochs, lr, batch_size, seed: schedule (random circular time shifts augment the batches).
+            In a torchrun launch every rank trains its share of each batch with DDP
+            (``distributed.epoch_batches``, ``distributed.parallel``).
     Returns:
         a log: per-epoch training loss and validation accuracy, and the best epoch.
     """
@@ -48,24 +51,27 @@ def train_classifier(
     best = (-1.0, 0, copy.deepcopy(classifier.state_dict()))
     history = []
     progress = tqdm(range(epochs), desc="train classifier", unit="epoch")
+    current = distributed.ranks()
+    network = distributed.parallel(classifier, current)
     for epoch in progress:
         classifier.train()
-        order = torch.randperm(len(labels), generator=generator)
         total = torch.zeros((), dtype=torch.float64, device=labels.device)  # summed on the device: no sync per step
-        for batch in order.split(batch_size):
+        seen = 0
+        for batch in distributed.epoch_batches(len(labels), batch_size, generator, epoch, seed, current):
             shifts = torch.randint(0, features.shape[1], (len(batch),), generator=generator)
             x = torch.stack([features[i].roll(int(s), dims=0) for i, s in zip(batch.tolist(), shifts)])
-            loss = F.cross_entropy(classifier(x), labels[batch.to(labels.device)])
+            loss = F.cross_entropy(network(x), labels[batch.to(labels.device)])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += loss.detach().double() * len(batch)
-        total = total.item()
+            seen += len(batch)
+        mean_loss = total.item() / seen  # this rank's batches
         valid_accuracy = accuracy(classifier, *valid)
-        history.append({"epoch": epoch + 1, "loss": total / len(labels), "valid_accuracy": valid_accuracy})
+        history.append({"epoch": epoch + 1, "loss": mean_loss, "valid_accuracy": valid_accuracy})
         if valid_accuracy > best[0]:
             best = (valid_accuracy, epoch + 1, copy.deepcopy(classifier.state_dict()))
-        progress.set_postfix(loss=f"{total / len(labels):.3f}", valid_acc=f"{valid_accuracy:.2f}")
+        progress.set_postfix(loss=f"{mean_loss:.3f}", valid_acc=f"{valid_accuracy:.2f}")
     classifier.load_state_dict(best[2])
     classifier.eval()
     return {"history": history, "best_epoch": best[1], "best_valid_accuracy": best[0]}

@@ -24,6 +24,7 @@ from sklearn.decomposition import NMF
 from torch import nn
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.checkpoints import cached_training
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
@@ -68,6 +69,12 @@ class L2IInterpreter(nn.Module):
         merged = torch.cat([*upsampled, h4], dim=1)
         merged = F.interpolate(merged, size=(self.frames, 1), mode="bilinear", align_corners=True)
         return F.relu(self.to_activations(self.merge(merged))).squeeze(3)
+
+    def forward(self, representations: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """θ's logits (B, n_classes) and the reconstruction W·H (B, T, 513) of the representations:
+        what training needs, in one call (DDP synchronises the gradients of ``forward``)."""
+        activations = self.activations(representations)
+        return self.theta(activations), self.reconstruction(activations)
 
     def pooled(self, activations: torch.Tensor) -> torch.Tensor:
         """z (B, K): activations pooled over time with learned weights."""
@@ -187,24 +194,29 @@ class L2IExplainer(Explainer):
         interpreter.to(device).train()
         optimizer = torch.optim.Adam(interpreter.parameters(), lr=hp["lr"])
         history, best = [], (-1.0, 0, None)
+        current = distributed.ranks()
+        network = distributed.parallel(interpreter, current)
         for epoch in tqdm(range(hp["epochs"]), desc="train L2I", unit="epoch"):
             totals = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("reconstruction", "fidelity")}
-            for batch in torch.randperm(len(spectra), generator=generator).split(resources.profile["batch_size"]):
+            seen = 0
+            for batch in distributed.epoch_batches(len(spectra), resources.profile["batch_size"], generator, epoch,
+                                                   resources.seed, current):
                 features = spectra[batch.to(device)]
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
-                activations = interpreter.activations(representations)
-                reconstruction = F.mse_loss(interpreter.reconstruction(activations), features)
-                fidelity = F.kl_div(interpreter.theta(activations).log_softmax(1), logits.log_softmax(1),
-                                    log_target=True, reduction="batchmean")
+                theta_logits, reconstructed = network(representations)
+                reconstruction = F.mse_loss(reconstructed, features)
+                fidelity = F.kl_div(theta_logits.log_softmax(1), logits.log_softmax(1), log_target=True,
+                                    reduction="batchmean")
                 loss = reconstruction + hp["lambda_fidelity"] * fidelity
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 totals["reconstruction"] += reconstruction.detach().double() * len(batch)
                 totals["fidelity"] += fidelity.detach().double() * len(batch)
+                seen += len(batch)
             agreement = theta_agreement(interpreter, model, valid, resources.profile["batch_size"])
-            history.append({"epoch": epoch + 1, **{k: v.item() / len(spectra) for k, v in totals.items()},
+            history.append({"epoch": epoch + 1, **{k: v.item() / seen for k, v in totals.items()},  # this rank's
                             "valid_agreement": agreement})
             if agreement > best[0]:
                 best = (agreement, epoch + 1, copy.deepcopy(interpreter.state_dict()))

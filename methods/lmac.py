@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from benchmark import distributed
 from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, apply_mask, stft
@@ -113,18 +114,19 @@ def lmac_loss(
     return loss, {"ce_in": ce_in.detach(), "ce_out": ce_out.detach(), "mask_mean": per_sample_l1.mean().detach()}
 
 
-def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batch_size: int, generator: torch.Generator,
-                  peak_normalisation: str = "max"):
-    """Shuffled batches of training clips mixed at 0 dB with a random noise clip (§4).
+def noisy_batches(waveforms: torch.Tensor, noise: torch.Tensor | None, batches: list[torch.Tensor],
+                  generator: torch.Generator, peak_normalisation: str = "max"):
+    """Training clips mixed at 0 dB with a random noise clip (§4), batch by batch.
 
-    Without noise clips, another (shuffled) training clip serves as the noise.
+    ``batches``: index tensors into ``waveforms`` (``distributed.epoch_batches``: shuffled, this
+    process's share). Without noise clips, another training clip serves as the noise.
     Yields (clean, noisy) pairs of (B, samples) waveforms on the device of ``waveforms``
     (pass them there once: mixing then runs on it), the noisy ones peak-normalised
-    (``datasets.contamination.mix``). The draws come from the CPU ``generator``, so they are
-    the same on every device.
+    (``datasets.contamination.mix``). The noise draws come from the CPU ``generator``, so they
+    are the same on every device.
     """
     pool = waveforms if noise is None else noise
-    for batch in torch.randperm(len(waveforms), generator=generator).split(batch_size):
+    for batch in batches:
         picks = torch.randint(0, len(pool), (len(batch),), generator=generator)
         batch, picks = batch.to(waveforms.device), picks.to(pool.device)
         yield waveforms[batch], mix(waveforms[batch], pool[picks], 1.0, 1.0, peak_normalisation)
@@ -265,15 +267,18 @@ class LMACExplainer(Explainer):
         history = []
         waveforms = resources.train_waveforms.to(device)  # once: every batch is mixed on the device
         noise = None if resources.noise_waveforms is None else resources.noise_waveforms.to(device)
+        current = distributed.ranks()
+        network = distributed.parallel(decoder, current)
         progress = tqdm(range(epochs), desc=stage, unit="epoch")
         for epoch in progress:
             terms = []
-            for clean, noisy in noisy_batches(waveforms, noise, resources.profile["batch_size"], generator,
-                                              resources.peak_normalisation):
+            batches = distributed.epoch_batches(len(waveforms), resources.profile["batch_size"], generator, epoch,
+                                                resources.seed, current)
+            for clean, noisy in noisy_batches(waveforms, noise, batches, generator, resources.peak_normalisation):
                 features = model.domain.features(stft(noisy))
                 with torch.no_grad():
                     logits, representations = model.forward_with_representations(features)
-                mask = torch.sigmoid(decoder(representations)).squeeze(1)
+                mask = torch.sigmoid(network(representations)).squeeze(1)
                 bce, guided = None, None
                 if guidance:
                     bce, guided = guidance_terms(mask, model.domain.features(stft(clean)), features,
