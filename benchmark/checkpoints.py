@@ -155,17 +155,21 @@ def cached_training(
     Returns:
         the configuration key (to chain into dependants' configurations).
 
-    In a torchrun launch every rank calls this together: all train (``train`` uses DDP), rank 0
-    writes the checkpoint, the others wait for it and load it; the key records the world size.
+    In a torchrun launch every rank calls this together. A checkpoint of the same configuration
+    trained by that many processes, or else by one process, is loaded; otherwise all ranks train
+    (``train`` uses DDP), rank 0 writes the checkpoint under a key that records the world size, and
+    the others wait for it and load it.
     """
     current = distributed.ranks()
+    single_key = config_key(config)
     if current.world_size > 1:  # DDP training gives other weights than one process: its own key
         config = {**config, "ddp_world_size": current.world_size}
     key = config_key(config)
+    for known in dict.fromkeys([key, single_key]):
+        if (Path(cache_dir) / f"{kind}-{known}.pt").exists():
+            load_state(module, Path(cache_dir) / f"{kind}-{known}.pt")
+            return known
     path = Path(cache_dir) / f"{kind}-{key}.pt"
-    if path.exists():
-        load_state(module, path)
-        return key
     path.parent.mkdir(parents=True, exist_ok=True)
     log = train(module)  # on every rank of a torchrun launch, together (DDP)
     if current.leader:

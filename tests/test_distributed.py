@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from benchmark.cli import main
@@ -110,3 +112,15 @@ def test_a_killed_rank_loses_only_its_batch_and_the_run_resumes(one_process, tmp
         sys.path.remove(str(tmp_path))
     for name in ("per_sample.csv", "table.csv"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+def test_ddp_training_gives_a_checkpoint_that_one_process_loads_and_uses(tmp_path):
+    cache = tmp_path / "cache"
+    common = ("--methods", "saliency", "--controls", "none", "--limit", "2")
+    assert finished(torchrun(*options(tmp_path / "two", cache, *common))) == 0
+    (checkpoint,) = cache.glob("classifier-*.pt")
+    assert json.loads(checkpoint.with_suffix(".json").read_text())["config"]["ddp_world_size"] == 2
+    assert main(options(tmp_path / "one", cache, *common, "--classifier-checkpoint", str(checkpoint))) == 0
+    one, two = (pd.read_csv(tmp_path / name / "per_sample.csv") for name in ("one", "two"))
+    assert one["predicted"].tolist() == two["predicted"].tolist()
+    assert np.allclose(one["confidence"], two["confidence"]) and np.allclose(one["FF"], two["FF"])
