@@ -20,6 +20,8 @@ It reports, each timing the fastest of ``--repeats`` runs after an untimed warm-
   its methods (mixing, STFT, features, BCE-clean target, ideal binary mask, the unmasked pass: first row);
 - with curves: samples/s of the same run with ``--curves`` (deletion and insertion curves, 12
   more classifier passes per map) and its cost, total with / total without;
+- for L-MAC, bf16: samples/s of the same run with ``--precision bf16`` (autocast), its speed-up
+  over fp32 and the largest per-sample metric change against the fp32 run on the same samples;
 - for L-MAC, × L-MAC floor: total / (one decoder and three classifier passes per
   sample, timed on their own in the same run);
 - peak memory: resident memory of the process (CPU, sampled every 5 ms) or peak CUDA
@@ -181,7 +183,8 @@ def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: i
     """Evaluate ``explainer`` on all samples at ``batch_size`` with the harness (after one
     untimed warm-up batch); the fastest of ``repeats`` runs, and the per-sample rows."""
     config = replace(config, batch_size=batch_size)
-    csv = folder / f"{explainer.label.replace(' ', '_')}-batch{batch_size}{'-curves' if config.curves else ''}.csv"
+    variant = ("-curves" if config.curves else "") + ("-bf16" if config.precision == "bf16" else "")
+    csv = folder / f"{explainer.label.replace(' ', '_')}-batch{batch_size}{variant}.csv"
     networks = [m for v in vars(explainer).values() for m in (v.values() if isinstance(v, dict) else [v])
                 if isinstance(m, nn.Module)]  # e.g. L-MAC's decoders, one per domain
     head = replace(evaluation, samples=evaluation.samples[:batch_size])
@@ -233,6 +236,17 @@ def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: i
     return _timed(config, [], work, repeats)["total_s"]
 
 
+def bf16_support() -> str:
+    """What this CPU offers for bfloat16 (its /proc/cpuinfo flags avx512_bf16, amx_bf16), or "none found"."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next(line for line in lines if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    found = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
+    return ", ".join(found) or "none found"
+
+
 def max_metric_difference(first: pd.DataFrame, second: pd.DataFrame) -> float:
     """Largest |difference| of a per-sample metric between two runs (NaN in both counts as equal)."""
     key = ["domain", "sample_id"]
@@ -281,6 +295,11 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         row.update({"with curves samples/s": count / with_curves["total_s"],
                     "curves cost ×": with_curves["total_s"] / batched["total_s"]})
         if "listenable" in getattr(explainer, "decoders", {}):
+            bf16 = _measure(replace(config, precision="bf16"), classifier, explainer, evaluation, config.batch_size,
+                            folder, repeats)
+            row.update({"bf16 samples/s": count / bf16["total_s"],
+                        "bf16 speed-up ×": batched["total_s"] / bf16["total_s"],
+                        "bf16 max |Δ metric|": max_metric_difference(batched["rows"], bf16["rows"])})
             row["× L-MAC floor"] = batched["total_s"] / _lmac_floor(config, classifier, explainer, evaluation, repeats)
         if "all" in per_sample_methods or explainer.name in per_sample_methods:
             single = _measure(config, classifier, explainer, evaluation, 1, folder, repeats)
@@ -310,6 +329,9 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         "overhead % leaves that shared work out",
         "- classifier passes / sample: inputs through CNN14 per sample (the unmasked pass is shared: L-MAC needs 3); "
         "× L-MAC floor: total / (one decoder and three classifier passes per sample, timed alone in the same run)",
+        "- bf16 (L-MAC): the same run with --precision bf16 (autocast; the CPU's bfloat16 support: "
+        f"{bf16_support()}); speed-up = fp32 total / bf16 total; max |Δ metric| against the fp32 run's per-sample "
+        "metrics on the same samples",
         "- with curves: the same run with --curves (deletion and insertion curves: 12 more classifier passes per "
         "map); curves cost × = its total / the total without",
         "- per-sample: the same harness one sample at a time; max |Δ metric| over AI, AD, AG, FF, Fid-In, SPS, "

@@ -159,7 +159,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         device=distributed.device_of(args.device, distributed.ranks()), seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
         peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
-        curves=getattr(args, "curves", False))
+        curves=getattr(args, "curves", False), precision=args.precision)
 
 
 def bench(args: argparse.Namespace) -> str:

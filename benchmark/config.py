@@ -17,7 +17,8 @@ class RunConfig:
     resume: continue the results in ``out`` instead of replacing them; curves: also compute the
     deletion and insertion curves (12 more classifier passes per map); training_seed: seed of
     training the classifier and the trainable explainers when it differs from ``seed`` (``--seeds``),
-    which still seeds the split, the contaminant draws and the explainers' random draws.
+    which still seeds the split, the contaminant draws and the explainers' random draws;
+    precision: "fp32" or "bf16" (autocast in evaluation and training, ``benchmark.precision``).
     """
 
     dataset: str = "esc50"
@@ -45,6 +46,7 @@ class RunConfig:
     resume: bool = False
     curves: bool = False
     training_seed: int | None = None
+    precision: str = "fp32"
 
     @property
     def effective_training_seed(self) -> int:

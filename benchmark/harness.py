@@ -18,8 +18,9 @@ from benchmark.checkpoints import config_key
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
-from benchmark.pipeline import (EvaluationSamples, batch_ids, explain, prepare_batch, sample_rows, sample_seed,
-                                score, write_audio)
+from benchmark.pipeline import (EvaluationBatch, EvaluationSamples, batch_ids, explain, prepare_batch,
+                                sample_rows, sample_seed, score, write_audio)
+from benchmark.precision import autocast
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
 from benchmark.store import ResultWriter, RunStore
@@ -38,7 +39,8 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
     each mask is computed once and serves every metric and the audio writer. Rows go
     to ``writer`` as each method finishes a batch; batches already on disk are skipped.
     In a launch of several processes, ``current`` rank evaluates its share of the batches
-    (``distributed.shard``).
+    (``distributed.shard``). With ``config.precision`` "bf16" the model passes run under autocast
+    (``benchmark.precision``); inputs, masks and metrics stay float32 / float64.
     """
     device = torch.device(config.device)
     batches = distributed.shard(batch_ids(len(evaluation.samples), config.batch_size), current)
@@ -51,20 +53,28 @@ def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Ex
             todo = [e for e in explainers if domain in e.domains and writer.missing(domain, e.label, ids)]
             if not todo:
                 continue
-            batch = prepare_batch(model, evaluation, ids, device)
-            save_audio = config.save_audio and domain == "listenable"
-            if save_audio:
-                for k, i in enumerate(ids):
-                    write_audio(out / "audio" / f"{i:04d}-input.wav", batch.waves[k])
-            for explainer in todo:
-                mask = explain(model, explainer, batch, config.seed)
-                if save_audio:
-                    for k, audio in enumerate(listenable_waveform(mask, batch.spec, batch.waves.shape[1])):
-                        write_audio(out / "audio" / f"{ids[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
-                curve_seeds = [sample_seed(config.seed, i, stream=1) for i in ids] if config.curves else None
-                scores = score(model, mask, batch, config.ad_softmax_twice, curve_seeds)
-                writer.write(sample_rows(evaluation, batch, domain, explainer.label, scores))
+            with autocast(device, config.precision):
+                write_batch(config, model, todo, prepare_batch(model, evaluation, ids, device), evaluation, writer, out)
     progress.close()
+
+
+def write_batch(config: RunConfig, model: DomainModel, explainers: list[Explainer], batch: EvaluationBatch,
+                evaluation: EvaluationSamples, writer: ResultWriter, out: Path) -> None:
+    """Explain and score one prepared batch with each of ``explainers`` and write their rows (and,
+    with ``config.save_audio``, the listenable WAVs) — each mask computed once for all of it."""
+    domain, ids = model.domain.name, batch.ids
+    save_audio = config.save_audio and domain == "listenable"
+    if save_audio:
+        for k, i in enumerate(ids):
+            write_audio(out / "audio" / f"{i:04d}-input.wav", batch.waves[k])
+    for explainer in explainers:
+        mask = explain(model, explainer, batch, config.seed)
+        if save_audio:
+            for k, audio in enumerate(listenable_waveform(mask, batch.spec, batch.waves.shape[1])):
+                write_audio(out / "audio" / f"{ids[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
+        curve_seeds = [sample_seed(config.seed, i, stream=1) for i in ids] if config.curves else None
+        scores = score(model, mask, batch, config.ad_softmax_twice, curve_seeds)
+        writer.write(sample_rows(evaluation, batch, domain, explainer.label, scores))
 
 
 def run(config: RunConfig) -> str | None:

@@ -8,6 +8,7 @@ import argparse
 import torch
 
 from benchmark.checkpoints import default_cache_dir
+from benchmark.precision import PRECISIONS
 from benchmark.profiles import PROFILES
 from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
@@ -224,6 +225,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, draws, training (default 0)")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                        help="fp32 (default) or bf16: the classifier's, the decoder's and the interpreter's passes "
+                             "under bfloat16 autocast, in evaluation and training (CPUs with AVX512-BF16 or AMX, "
+                             "GPUs); part of the run's identity and of the cache keys")
     parser.add_argument("--peak-normalisation", choices=list(PEAK_NORMALISATIONS), default="max",
                         help="how clips and mixtures are scaled: max, x / x.max() with the signed maximum as the "
                              "reference (default; samples may fall below −1), or absmax, x / max|x|")

@@ -155,13 +155,14 @@ def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[i
     and the one unmasked classifier pass of samples ``ids``: the work every method of the batch shares."""
     waves = evaluation.waveforms(ids).to(device)
     spec = stft(waves)
-    features = model.domain.features(spec)
+    with torch.autocast(device.type, enabled=False):  # the inputs stay float32 under --precision bf16
+        features = model.domain.features(spec)
+        clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
+        terms = evaluation.components(ids)
+        target_dominated = None if terms is None else ideal_binary_mask(
+            *(model.domain.features(stft(term.to(device))) for term in terms))
     with torch.no_grad():
         unmasked = model.forward_with_representations(features)
-    clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
-    terms = evaluation.components(ids)
-    target_dominated = None if terms is None else ideal_binary_mask(
-        *(model.domain.features(stft(term.to(device))) for term in terms))
     return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target, target_dominated)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from benchmark import precision
 from benchmark.checkpoints import cached_training, config_key, content_key
 from benchmark.classifier import AudioClassifier
 from benchmark.config import RunConfig
@@ -127,7 +128,7 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
         "kind": "classifier", "class_names": inputs.data.class_names, "train_audio": inputs.train_key,
         "valid_audio": inputs.valid_key, "width": profile["classifier_width"], "epochs": profile["classifier_epochs"],
         "lr": profile["classifier_lr"], "batch_size": profile["batch_size"], "seed": seed,
-        "augmentation": "random circular time shift",
+        "augmentation": "random circular time shift", **precision.key_part(config.precision),
     }
 
     def train(module: AudioClassifier) -> dict:
@@ -137,7 +138,7 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
                      torch.tensor(split.train["target"].to_numpy(), device=device)),
             (mel_features(inputs.valid_waves.to(device)),
              torch.tensor(split.valid["target"].to_numpy(), device=device)),
-            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], seed)
+            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], seed, config.precision)
 
     key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train)
     return classifier.to(device), key
@@ -170,7 +171,7 @@ def prepare(config: RunConfig, record: dict,
         Path(config.cache_dir), profile, device, config.effective_training_seed,
         data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
         valid_waveforms=inputs.valid_waves, valid_key=inputs.valid_key,
-        peak_normalisation=config.peak_normalisation, domains=tuple(config.domains))
+        peak_normalisation=config.peak_normalisation, precision=config.precision, domains=tuple(config.domains))
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}

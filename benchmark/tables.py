@@ -146,7 +146,8 @@ def write_tables(out_dir: Path, rows: list[tuple[str, str]], title: str, notes: 
     accuracy = classifier_accuracy(per_sample)
     shown = "n/a (unlabelled)" if pd.isna(accuracy) else f"{100 * accuracy:.1f} %"
     title = f"{title} — classifier accuracy {shown}, n = {per_sample['sample_id'].nunique()}"
-    write_table_files(out_dir, table, per_sample, title, [statistics_note(seed), *notes, *data_notes(per_sample, table)])
+    notes = [statistics_note(seed), *notes, *data_notes(per_sample, table)]
+    write_table_files(out_dir, table, per_sample, title, notes)
     return (out_dir / "table.md").read_text()
 
 

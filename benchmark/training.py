@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from benchmark import distributed
 from benchmark.classifier import AudioClassifier
+from benchmark.precision import autocast
 from benchmark.frontend import log1p_mel, stft
 
 
@@ -33,6 +34,7 @@ def train_classifier(
     lr: float,
     batch_size: int,
     seed: int,
+    precision: str = "fp32",
 ) -> dict:
     """Train in place with Adam and cross-entropy; keep the epoch with the best validation accuracy.
 
@@ -41,6 +43,7 @@ def train_classifier(
         epochs, lr, batch_size, seed: schedule (random circular time shifts augment the batches).
             In a torchrun launch every rank trains its share of each batch with DDP
             (``distributed.epoch_batches``, ``distributed.parallel``).
+        precision: "fp32" or "bf16" (forward passes under autocast, ``benchmark.precision``).
     Returns:
         a log: per-epoch training loss and validation accuracy, and the best epoch.
     """
@@ -60,7 +63,8 @@ def train_classifier(
         for batch in distributed.epoch_batches(len(labels), batch_size, generator, epoch, seed, current):
             shifts = torch.randint(0, features.shape[1], (len(batch),), generator=generator)
             x = torch.stack([features[i].roll(int(s), dims=0) for i, s in zip(batch.tolist(), shifts)])
-            loss = F.cross_entropy(network(x), labels[batch.to(labels.device)])
+            with autocast(labels.device, precision):
+                loss = F.cross_entropy(network(x), labels[batch.to(labels.device)])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

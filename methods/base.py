@@ -53,6 +53,8 @@ class TrainingResources:
             clips and the peak normalisation (part of cache keys).
         valid_key: the same for the validation clips.
         peak_normalisation: "max" or "absmax", for mixtures made in training.
+        precision: "fp32" or "bf16": training under autocast (``benchmark.precision``); part of
+            the cache keys (``precision.key_part``).
         domains: the domains the run explains; explainers with a model per domain (L-MAC)
             fit one for each of them.
         log: explainers append what they trained or loaded (checkpoint keys), for run.json.
@@ -71,6 +73,7 @@ class TrainingResources:
     valid_waveforms: torch.Tensor | None = None
     valid_key: str = ""
     peak_normalisation: str = "max"
+    precision: str = "fp32"
     domains: tuple[str, ...] = ("listenable",)
     log: list = field(default_factory=list)
 
@@ -147,7 +150,8 @@ class Explainer:
         else:
             result = self.attribute(model, features, target)
         check_map(result, features, self.name)
-        return result.detach().clamp(0.0, 1.0) if self.returns_mask else to_mask(result.detach())
+        result = result.detach().float()  # a bf16 map (autocast) becomes float32 before metrics
+        return result.clamp(0.0, 1.0) if self.returns_mask else to_mask(result)
 
 
 def check_map(result: torch.Tensor, features: torch.Tensor, method: str) -> None:

@@ -24,7 +24,8 @@ from sklearn.decomposition import NMF
 from torch import nn
 from tqdm import tqdm
 
-from benchmark import distributed
+from benchmark import distributed, precision
+from benchmark.precision import autocast
 from benchmark.checkpoints import cached_training
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
@@ -161,7 +162,8 @@ class L2IExplainer(Explainer):
         config = {"kind": "l2i", "classifier": resources.classifier_key, "training_data": resources.data_key,
                   "validation_data": resources.valid_key, "seed": resources.seed,
                   "batch_size": resources.profile["batch_size"], **trained,
-                  "recipe": "unit-norm dictionary columns, mean-pooling start, best validation agreement kept"}
+                  "recipe": "unit-norm dictionary columns, mean-pooling start, best validation agreement kept",
+                  **precision.key_part(resources.precision)}
         key = cached_training(interpreter, "l2i", config, resources.cache_dir,
                               lambda module: self._train(module, resources))
         log = json.loads((resources.cache_dir / f"l2i-{key}.json").read_text())["log"]
@@ -202,12 +204,13 @@ class L2IExplainer(Explainer):
             for batch in distributed.epoch_batches(len(spectra), resources.profile["batch_size"], generator, epoch,
                                                    resources.seed, current):
                 features = spectra[batch.to(device)]
-                with torch.no_grad():
-                    logits, representations = model.forward_with_representations(features)
-                theta_logits, reconstructed = network(representations)
-                reconstruction = F.mse_loss(reconstructed, features)
-                fidelity = F.kl_div(theta_logits.log_softmax(1), logits.log_softmax(1), log_target=True,
-                                    reduction="batchmean")
+                with autocast(device, resources.precision):
+                    with torch.no_grad():
+                        logits, representations = model.forward_with_representations(features)
+                    theta_logits, reconstructed = network(representations)
+                    reconstruction = F.mse_loss(reconstructed.float(), features)
+                    fidelity = F.kl_div(theta_logits.float().log_softmax(1), logits.float().log_softmax(1),
+                                        log_target=True, reduction="batchmean")
                 loss = reconstruction + hp["lambda_fidelity"] * fidelity
                 optimizer.zero_grad()
                 loss.backward()

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from benchmark import distributed
+from benchmark import distributed, precision
+from benchmark.precision import autocast
 from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, apply_mask, stft
@@ -244,7 +245,8 @@ class LMACExplainer(Explainer):
                 trained = {k: v for k, v in hp.items() if k not in ("checkpoint", "mel_checkpoint")}
                 config = {"kind": kind, "classifier": resources.classifier_key, "training_data": resources.data_key,
                           "batch_size": resources.profile["batch_size"], "seed": resources.seed, **trained,
-                          "checkpoint": None}  # as in the keys of decoders cached before the mel domain had one
+                          "checkpoint": None,  # as in the keys of decoders cached before the mel domain had one
+                          **precision.key_part(resources.precision)}
 
                 def train(module: LMACDecoder) -> dict:
                     return self._train(module, resources, hp["epochs"], f"train L-MAC ({domain})")
@@ -275,20 +277,21 @@ class LMACExplainer(Explainer):
             batches = distributed.epoch_batches(len(waveforms), resources.profile["batch_size"], generator, epoch,
                                                 resources.seed, current)
             for clean, noisy in noisy_batches(waveforms, noise, batches, generator, resources.peak_normalisation):
-                features = model.domain.features(stft(noisy))
-                with torch.no_grad():
-                    logits, representations = model.forward_with_representations(features)
-                mask = torch.sigmoid(network(representations)).squeeze(1)
-                bce, guided = None, None
-                if guidance:
-                    bce, guided = guidance_terms(mask, model.domain.features(stft(clean)), features,
-                                                 hp["cth"], hp["binarisation"])
-                loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
-                                         hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"],
-                                         None if guided is None else 1 - guided)
-                if guidance:
-                    loss = loss + guidance * (bce * guided).mean()
-                    logged.update(guided=guided.mean().detach(), bce=bce.mean().detach())
+                with autocast(device, resources.precision):
+                    features = model.domain.features(stft(noisy))
+                    with torch.no_grad():
+                        logits, representations = model.forward_with_representations(features)
+                    mask = torch.sigmoid(network(representations)).squeeze(1)
+                    bce, guided = None, None
+                    if guidance:
+                        bce, guided = guidance_terms(mask, model.domain.features(stft(clean)), features,
+                                                     hp["cth"], hp["binarisation"])
+                    loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
+                                             hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"],
+                                             None if guided is None else 1 - guided)
+                    if guidance:
+                        loss = loss + guidance * (bce * guided).mean()
+                        logged.update(guided=guided.mean().detach(), bce=bce.mean().detach())
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -346,7 +349,8 @@ class LMACFineTunedExplainer(LMACExplainer):
             kind = "lmac-ft" if domain == "listenable" else "lmac-ft-mel"
             config = {"kind": kind, "base": self.checkpoint_keys[domain], "classifier": resources.classifier_key,
                       "training_data": resources.data_key, "batch_size": resources.profile["batch_size"],
-                      "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"]}
+                      "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"],
+                      **precision.key_part(resources.precision)}
 
             def train(module: LMACDecoder) -> dict:
                 return self._train(module, resources, tuning["ft_epochs"], f"fine-tune L-MAC ({domain})",
