@@ -16,6 +16,7 @@ import torch
 import benchmark.preparation
 import methods.lmac
 from benchmark.cli import main
+from benchmark.config import RunConfig
 from tests.conftest import ESC50
 
 METRICS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
@@ -288,3 +289,8 @@ def test_seeds_train_once_per_seed_and_report_the_spread(first_run, tmp_path):
 def test_bad_seeds_exit_2(tmp_path, capsys):
     assert run_cli(tmp_path / "o", tmp_path / "cache", "--seeds", "1,1") == 2
     assert "--seeds" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_on_cuda_the_batch_size_is_part_of_the_identity():
+    assert RunConfig(device="cuda", batch_size=4).identity() != RunConfig(device="cuda", batch_size=8).identity()
+    assert RunConfig(device="cpu", batch_size=4).identity() == RunConfig(device="cpu", batch_size=8).identity()
