@@ -194,8 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse has printed its message (code 2) or the help (code 0)
         return int(exit_.code or 0)
     current = distributed.ranks()
-    torch.set_num_threads(distributed.threads_per_process())
+    threads = getattr(args, "threads", None)
+    torch.set_num_threads(threads or distributed.threads_per_process())
     try:
+        if threads is not None and threads < 1:
+            raise UsageError(f"--threads {threads}: must be a positive integer")
         if current.world_size > 1 and command != "run":
             raise UsageError(f"run_benchmark.py {command} runs in one process; torchrun shards only the benchmark run "
                              "itself: start it with plain python")

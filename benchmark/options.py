@@ -225,6 +225,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, draws, training (default 0)")
+    parser.add_argument("--threads", type=int,
+                        help="torch's intra-op threads per process (default: the machine's cores, shared by the "
+                             "processes torchrun starts on it). Per-sample results can differ in the last bits "
+                             "between thread counts (L-MAC's decoder, ≤ 2e-12 in SPS here)")
     parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                         help="fp32 (default) or bf16: the classifier's, the decoder's and the interpreter's passes "
                              "under bfloat16 autocast, in evaluation and training (CPUs with AVX512-BF16 or AMX, "
