@@ -38,7 +38,8 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
         for d, domain in enumerate(domains):
             rows = table[(table["domain"] == domain) & table[metric].notna()]
             y = [methods.index(m) + 0.2 * (d - (len(domains) - 1) / 2) for m in rows["method"]]
-            error = [rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]]
+            error = [(rows[metric] - rows[f"{metric}_ci_low"]).clip(lower=0),  # ±1e-15 when all values are equal
+                     (rows[f"{metric}_ci_high"] - rows[metric]).clip(lower=0)]  # but for rounding
             axes.errorbar(rows[metric], y, xerr=error, fmt="o", ms=3, capsize=2, color=colours[d % len(colours)],
                           label=domain)
         axes.set_yticks(range(len(methods)), methods if index % columns == 0 else [""] * len(methods), fontsize=7)
