@@ -32,7 +32,8 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
     figure = plt.figure(figsize=(4 * columns, 0.3 * len(methods) * metric_rows + 3.2 * curve_rows + 1.5))
     grid = figure.add_gridspec(metric_rows + curve_rows, columns,
                                height_ratios=[0.3 * len(methods) + 0.6] * metric_rows + [3] * curve_rows)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # domains
+    method_colours = plt.get_cmap("tab20").colors  # up to 20 methods on a curve panel
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(grid[index // columns, index % columns])
         for d, domain in enumerate(domains):
@@ -57,7 +58,7 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
             for m, (method, curve) in enumerate(means.iterrows()):
                 axes.plot([100 * f for f in CURVE_FRACTIONS], curve.to_numpy(), marker="o", ms=3,
                           ls="--" if method in set(table.loc[table["control"], "method"]) else "-",
-                          color=colours[m % len(colours)], label=method)
+                          color=method_colours[m % len(method_colours)], label=method)
             axes.set_xscale("log")
             axes.set_xticks([100 * f for f in CURVE_FRACTIONS], [f"{100 * f:g}" for f in CURVE_FRACTIONS])
             axes.minorticks_off()
@@ -68,6 +69,6 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
             if k == 1:
                 axes.legend(fontsize=6, ncol=2, loc="best")
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     figure.savefig(path, dpi=110)
     plt.close(figure)
