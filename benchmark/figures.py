@@ -55,10 +55,10 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
         for k, (kind, name) in enumerate((("Ins", "insertion ↑"), ("Del", "deletion ↓"))):
             axes = figure.add_subplot(grid[metric_rows + d, 2 * k: 2 * k + 2])
             means = in_domain.groupby("method", sort=False)[curve_columns(kind)].mean()
-            for m, (method, curve) in enumerate(means.iterrows()):
+            for method, curve in means.iterrows():
                 axes.plot([100 * f for f in CURVE_FRACTIONS], curve.to_numpy(), marker="o", ms=3,
                           ls="--" if method in set(table.loc[table["control"], "method"]) else "-",
-                          color=method_colours[m % len(method_colours)], label=method)
+                          color=method_colours[methods.index(method) % len(method_colours)], label=method)
             axes.set_xscale("log")
             axes.set_xticks([100 * f for f in CURVE_FRACTIONS], [f"{100 * f:g}" for f in CURVE_FRACTIONS])
             axes.minorticks_off()
