@@ -32,13 +32,15 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
     figure = plt.figure(figsize=(4 * columns, 0.3 * len(methods) * metric_rows + 3.2 * curve_rows + 1.5))
     grid = figure.add_gridspec(metric_rows + curve_rows, columns,
                                height_ratios=[0.3 * len(methods) + 0.6] * metric_rows + [3] * curve_rows)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]  # domains
+    method_colours = plt.get_cmap("tab20").colors  # up to 20 methods on a curve panel
     for index, metric in enumerate(metrics):
         axes = figure.add_subplot(grid[index // columns, index % columns])
         for d, domain in enumerate(domains):
             rows = table[(table["domain"] == domain) & table[metric].notna()]
             y = [methods.index(m) + 0.2 * (d - (len(domains) - 1) / 2) for m in rows["method"]]
-            error = [rows[metric] - rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"] - rows[metric]]
+            error = [(rows[metric] - rows[f"{metric}_ci_low"]).clip(lower=0),  # ±1e-15 when all values are equal
+                     (rows[f"{metric}_ci_high"] - rows[metric]).clip(lower=0)]  # but for rounding
             axes.errorbar(rows[metric], y, xerr=error, fmt="o", ms=3, capsize=2, color=colours[d % len(colours)],
                           label=domain)
         axes.set_yticks(range(len(methods)), methods if index % columns == 0 else [""] * len(methods), fontsize=7)
@@ -53,10 +55,10 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
         for k, (kind, name) in enumerate((("Ins", "insertion ↑"), ("Del", "deletion ↓"))):
             axes = figure.add_subplot(grid[metric_rows + d, 2 * k: 2 * k + 2])
             means = in_domain.groupby("method", sort=False)[curve_columns(kind)].mean()
-            for m, (method, curve) in enumerate(means.iterrows()):
+            for method, curve in means.iterrows():
                 axes.plot([100 * f for f in CURVE_FRACTIONS], curve.to_numpy(), marker="o", ms=3,
                           ls="--" if method in set(table.loc[table["control"], "method"]) else "-",
-                          color=colours[m % len(colours)], label=method)
+                          color=method_colours[methods.index(method) % len(method_colours)], label=method)
             axes.set_xscale("log")
             axes.set_xticks([100 * f for f in CURVE_FRACTIONS], [f"{100 * f:g}" for f in CURVE_FRACTIONS])
             axes.minorticks_off()
@@ -67,6 +69,6 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
             if k == 1:
                 axes.legend(fontsize=6, ncol=2, loc="best")
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     figure.savefig(path, dpi=110)
     plt.close(figure)
