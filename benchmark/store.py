@@ -153,10 +153,11 @@ class RunStore:
     def merge_rows(self, domains: list[str], methods: list[str], batch_size: int) -> None:
         """Merge every row file into ``per_sample.csv`` in the order one process writes it: domain,
         batch (``sample_id // batch_size``), method, sample (rank 0, after all ranks finished).
-        Lines are moved as they are (byte for byte, csv's \\r\\n endings); a row present twice is kept once."""
+        Lines are moved as they are, ended with csv's \\r\\n (so a single process's file is unchanged,
+        byte for byte); a row present twice is kept once."""
         header, lines = None, {}
         for path in self.row_files():
-            text = path.read_bytes().decode().split(LINE_END)[:-1]
+            text = path.read_bytes().decode().splitlines()  # \r\n from csv, \n from pandas (rows dropped)
             if not text:
                 continue
             header = header or text[0]

@@ -18,8 +18,8 @@ def esc50_clips(category_target: int) -> list:
 
 
 def run(tmp_path, *args):
-    return main(["--profile", "tiny", "--limit", "2", "--methods", "saliency,all-ones", "--cache-dir",
-                 str(tmp_path / "cache"), *args])
+    return main(["--profile", "tiny", "--limit", "2", "--methods", "saliency,all-ones", "--controls", "none",
+                 "--cache-dir", str(tmp_path / "cache"), *args])
 
 
 @pytest.mark.parametrize("args, contamination, per_clip", [

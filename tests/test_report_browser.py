@@ -22,7 +22,7 @@ CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     assert main(["--dataset", "esc50", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "2",
-                 "--methods", "saliency,lmac,all-ones", "--out", str(root / "run"),
+                 "--methods", "saliency,lmac,all-ones", "--controls", "none", "--out", str(root / "run"),
                  "--cache-dir", str(root / "cache")]) == 0
     return build_report(root / "run", samples=3).parent
 
