@@ -39,10 +39,12 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
 
     Returns:
         DataFrame with the released columns (filename, fold, target, category, esc10,
-        src_file, take), one row per clip, sorted by filename, index 0..n-1.
+        src_file, take) and ``recording`` (``src_file`` as text, the source recording that
+        the split keeps in one part), one row per clip, sorted by filename, index 0..n-1.
     Raises:
         DatasetNotFoundError: the CSV is missing.
-        ValueError: the CSV lacks a released column.
+        ValueError: the CSV lacks a released column, a fold or target is not an integer, or a
+            clip is listed twice (file and line named).
         FileNotFoundError: listed audio files are missing (count and first names given).
     """
     root = Path(root)
@@ -54,6 +56,8 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
     if missing_cols:
         raise ValueError(f"{csv} lacks columns {missing_cols}; expected the released "
                          f"ESC-50 columns {COLUMNS}")
+    meta = split.check_rows(meta, csv, ["fold", "target"], "filename")
+    meta["recording"] = meta["src_file"].astype(str)  # the Freesound recording the clip was cut from
     meta = meta.sort_values("filename", kind="stable").reset_index(drop=True)
     missing = [f for f in meta["filename"] if not (root / "audio" / f).is_file()]
     if missing:

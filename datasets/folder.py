@@ -47,11 +47,13 @@ def recordings(folder: str | os.PathLike | None, what: str, flag: str) -> list[P
 def load_metadata(root: str | os.PathLike, class_names: list[str] | None = None) -> pd.DataFrame:
     """One row per file: filename (relative to ``root``), fold 0, category (sub-folder or ""),
     target (index of the category in ``class_names`` — by default the sorted sub-folder
-    names — or −1 when unlabelled or unknown to the classifier)."""
+    names — or −1 when unlabelled or unknown to the classifier), recording (the file name:
+    each file is its own recording for the split)."""
     root = Path(root)
     files = audio_files(root)
     categories = [p.parent.relative_to(root).as_posix() if p.parent != root else "" for p in files]
     names = class_names if class_names is not None else sorted({c for c in categories if c})
     index = {name: i for i, name in enumerate(names)}
-    return pd.DataFrame({"filename": [p.relative_to(root).as_posix() for p in files], "fold": 0,
-                         "category": categories, "target": [index.get(c, -1) for c in categories]})
+    names_relative = [p.relative_to(root).as_posix() for p in files]
+    return pd.DataFrame({"filename": names_relative, "fold": 0, "category": categories,
+                         "target": [index.get(c, -1) for c in categories], "recording": names_relative})

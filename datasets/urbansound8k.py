@@ -35,10 +35,12 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
 
 def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
     """The released CSV plus the benchmark's columns: ``filename`` (``fold{k}/{slice_file_name}``,
-    relative to ``audio/``), ``target`` (classID) and ``category`` (class); sorted by filename.
+    relative to ``audio/``), ``target`` (classID), ``category`` (class) and ``recording`` (fsID, the
+    source recording that the split keeps in one part); sorted by filename.
 
     Raises:
-        DatasetNotFoundError: no CSV. ValueError: a released column is missing.
+        DatasetNotFoundError: no CSV. ValueError: a released column is missing, a fold, classID or
+            fsID is not an integer, or a slice is listed twice (file and line named).
         FileNotFoundError: listed audio files are missing (count and first names given).
     """
     csv = Path(root) / "metadata" / "UrbanSound8K.csv"
@@ -48,6 +50,8 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
     missing_columns = [c for c in COLUMNS if c not in meta.columns]
     if missing_columns:
         raise ValueError(f"{csv} lacks columns {missing_columns}; expected the released columns {COLUMNS}")
+    meta = split.check_rows(meta, csv, ["fold", "classID", "fsID"], "slice_file_name")
+    meta["recording"] = meta["fsID"].astype(str)  # the Freesound recording the slice was cut from
     meta["filename"] = [f"fold{fold}/{name}" for fold, name in zip(meta["fold"], meta["slice_file_name"])]
     meta["target"], meta["category"] = meta["classID"], meta["class"]
     meta = meta.sort_values("filename", kind="stable").reset_index(drop=True)
