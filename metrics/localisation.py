@@ -1,4 +1,4 @@
-"""Ground-truth localisation where the truth is known (issue 15): in a contaminated sample the
+"""Ground-truth localisation where the truth is known: in a contaminated sample the
 clean clip and the contaminant are known, so the ideal binary mask (IBM, Wang 2005) marks the
 time-frequency bins the target dominates. A map is scored by how well it ranks those bins first
 (Loc-AUC, the AUROC of the map against the IBM) and by the share of its mass on them (Loc-mass).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 
 def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch.Tensor) -> torch.Tensor:
@@ -33,6 +32,35 @@ def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch
     return target_features > contaminant_features
 
 
+def rank_auroc(scores: torch.Tensor, truth: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for the positives of ``truth``, by ranks (Mann–Whitney U).
+
+    AUROC = (R₊ − n₊(n₊+1)/2) / (n₊·n₋), R₊ the sum of the positives' ranks among all scores, tied
+    scores given their average rank: a tie between a positive and a negative counts one half, as
+    scikit-learn's ``roc_auc_score`` counts it (equal to it within 1e-9, ``tests``). One sort of the
+    scores (NumPy's, about 25× faster than ``torch.sort`` on a CPU for the 221,103 bins of a
+    listenable map); rank sums in float64 are exact integers and halves.
+
+    Args:
+        scores: (N,) float scores (CPU).
+        truth: (N,) bool labels (CPU).
+    Returns:
+        the AUROC in [0, 1]; NaN when ``truth`` is all one value.
+    """
+    values, labels = scores.detach().numpy(), truth.numpy()
+    positives = int(labels.sum())
+    negatives = labels.size - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(values)
+    ordered = values[order]
+    group = np.cumsum(np.r_[True, ordered[1:] != ordered[:-1]]) - 1  # index of each tied value, ascending
+    counts = np.bincount(group)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2  # ranks 1…N; a tie shares the mean of its ranks
+    rank_sum = float(np.bincount(group, weights=labels[order]) @ average_rank)
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
 def localisation_scores(mask: torch.Tensor, target_dominated: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Per-sample Loc-AUC and Loc-mass of masks against ideal binary masks.
 
@@ -41,8 +69,8 @@ def localisation_scores(mask: torch.Tensor, target_dominated: torch.Tensor | Non
         target_dominated: (B, T, F) bool ideal binary mask, or None (no contaminant: clean setting).
     Returns:
         "Loc-AUC": (B,) float64 AUROC of the mask's values as scores for the IBM's bins, in [0, 1],
-        0.5 = chance, ties counted half (scikit-learn's ``roc_auc_score``); NaN without an IBM or
-        when the IBM is all one value.
+        0.5 = chance, ties counted half (``rank_auroc``); NaN without an IBM or when the IBM is all
+        one value.
         "Loc-mass": (B,) float64 Σ M·IBM / Σ M, the share of the mask's mass on target-dominated
         bins, in [0, 1] (chance: the share of target-dominated bins); NaN for an all-zero mask or
         without an IBM.
@@ -51,10 +79,10 @@ def localisation_scores(mask: torch.Tensor, target_dominated: torch.Tensor | Non
     nan = torch.full((batch,), float("nan"), dtype=torch.float64)
     if target_dominated is None:
         return {"Loc-AUC": nan, "Loc-mass": nan.clone()}
-    truth = target_dominated[:, : mask.shape[1]].flatten(1).cpu().numpy()
-    scores = mask.detach().double().flatten(1).cpu().numpy()
-    auc = [roc_auc_score(t, s) if 0 < t.sum() < t.size else np.nan for t, s in zip(truth, scores)]
+    truth = target_dominated[:, : mask.shape[1]].flatten(1).cpu()
+    scores = mask.detach().double().flatten(1).cpu()
+    auc = torch.tensor([rank_auroc(s, t) for s, t in zip(scores, truth)], dtype=torch.float64)
     total = scores.sum(1)
     on_target = (scores * truth).sum(1)
-    mass = np.where(total > 0, on_target / np.where(total > 0, total, 1.0), np.nan)
-    return {"Loc-AUC": torch.tensor(auc, dtype=torch.float64), "Loc-mass": torch.tensor(mass, dtype=torch.float64)}
+    mass = torch.where(total > 0, on_target / torch.where(total > 0, total, 1.0), float("nan"))
+    return {"Loc-AUC": auc, "Loc-mass": mass}

@@ -1,5 +1,5 @@
 """Deletion / insertion curves on a hand-made classifier whose answer is known, and the ideal binary
-mask of a real clip mixed with a real contaminant (issue 15)."""
+mask of a real clip mixed with a real contaminant."""
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +11,10 @@ from benchmark.frontend import DOMAINS, stft
 from benchmark.pipeline import curve_scores
 from datasets.audio import load_clip
 from datasets.contamination import ContaminatedSample
+from sklearn.metrics import roc_auc_score
+
 from metrics import CURVE_FRACTIONS, curve_area, first_bins, ideal_binary_mask, localisation_scores, rank_bins
+from metrics.localisation import rank_auroc
 from tests.conftest import DATA, ESC50
 
 FRAMES, BINS, INFORMATIVE = 20, 10, (7, 3)
@@ -89,3 +92,21 @@ def test_no_contaminant_no_localisation():
     scores = localisation_scores(torch.rand(2, 5, 4), None)
     assert torch.isnan(scores["Loc-AUC"]).all() and torch.isnan(scores["Loc-mass"]).all()
     assert ContaminatedSample(0, "clip", "", 1.0, 0.0, "clean").components(torch.ones(10), None) is None
+
+
+@pytest.mark.parametrize("domain", ["listenable", "mel"])
+def test_rank_auroc_equals_scikit_learn_on_real_maps_with_ties(domain):
+    clip, speech = load_clip(ESC50 / "audio" / "4-102844-A-49.wav"), load_clip(DATA / "speech" / "LJ050-0131.wav")
+    target, contaminant = ContaminatedSample(0, "clip", "speech", 0.8, 0.2, "speech").components(clip, speech)
+    features = DOMAINS[domain].features
+    truth = ideal_binary_mask(features(stft(target[None])), features(stft(contaminant[None])))[0].flatten()
+    mixture = features(stft((target + contaminant)[None]))[0].flatten()
+    generator = torch.Generator().manual_seed(0)
+    maps = {"energy": mixture / mixture.max(),
+            "coarse (many ties)": torch.round(mixture / mixture.max() * 8) / 8,
+            "binary": (torch.rand(truth.shape, generator=generator) > 0.5).float(),
+            "constant": torch.ones(truth.shape), "ideal": truth.float()}
+    for name, scores in maps.items():
+        expected = roc_auc_score(truth.numpy(), scores.double().numpy())
+        assert rank_auroc(scores, truth) == pytest.approx(expected, abs=1e-9), name
+    assert np.isnan(rank_auroc(maps["energy"], torch.ones_like(truth)))
