@@ -1,12 +1,18 @@
-"""Checkpoint cache of trained parts (classifier, L-MAC decoder, ...), keyed by configuration.
+"""Trained parts (classifier, L-MAC decoder, ...): shipped reference models and the checkpoint cache,
+both keyed by configuration.
 
-A trained module is stored as ``<cache_dir>/<kind>-<key>.pt`` (a state dict) with
-``<kind>-<key>.json`` beside it (the configuration and training log), where ``key``
-is a hash of the configuration: a second run with the same configuration reuses
-the checkpoint, a changed setting trains anew (DESIGN.md, "The harness"). A
-configuration names what the weights depend on by content: the training audio, the
-noise clips and any given checkpoint enter it as SHA-256 digests of their bytes
-(``file_digests``), so that other audio or weights under the same names train anew.
+A trained module is stored as ``<kind>-<key>.pt`` (a state dict) with ``<kind>-<key>.json`` beside
+it (the configuration and training log), where ``key`` is a hash of the configuration: a second run
+with the same configuration reuses the checkpoint, a changed setting trains anew. A configuration
+names what the weights depend on by content: the training audio, the noise clips and any given
+checkpoint enter it as SHA-256 digests of their bytes (``file_digests``), so that other audio or
+weights under the same names train anew.
+
+Two places hold such files. ``REFERENCE_MODELS`` (``results/reference-models/`` of the repository)
+holds the shipped reference models of the CPU profile, each listed in its ``manifest.json`` with its
+SHA-256: a run whose configuration matches one uses it, so that every machine explains the same
+classifier (training is not bit-reproducible across processors). The checkpoint cache (``--cache-dir``)
+holds what was trained on this machine; ``--retrain`` ignores the shipped models and trains into it.
 """
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ from torch import nn
 
 from benchmark import distributed
 from datasets import roots
+
+REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "reference-models"
+"""The shipped reference models and their ``manifest.json``."""
 
 
 def config_key(config: dict[str, Any]) -> str:
@@ -93,11 +102,7 @@ def file_digests(paths: list[Path], cache_dir: Path | None) -> list[str]:
         name, status = str(Path(path).resolve()), os.stat(path)
         entry = known.get(name)
         if not entry or entry["size"] != status.st_size or entry["mtime_ns"] != status.st_mtime_ns:
-            digest = hashlib.sha256()
-            with open(path, "rb") as file:
-                for chunk in iter(lambda: file.read(1 << 20), b""):
-                    digest.update(chunk)
-            entry = {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "sha256": digest.hexdigest()}
+            entry = {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "sha256": sha256_of(path)}
             known[name], changed = entry, True
         digests.append(entry["sha256"])
     if changed and cache_dir:
@@ -141,10 +146,70 @@ def load_state(module: nn.Module, path: Path, flag: str = "checkpoint") -> None:
         raise ValueError(f"checkpoint {path}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
 
 
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def reference_manifest(reference_dir: Path) -> dict[str, dict]:
+    """The entries of ``reference_dir/manifest.json`` by file name ({} without a manifest).
+
+    Raises:
+        CheckpointError: the manifest is not readable JSON (names the file and the fix).
+    """
+    path = Path(reference_dir) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        return {entry["file"]: entry for entry in json.loads(path.read_text())["models"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path}: not a readable manifest of reference models; restore it with git "
+                              "checkout, or pass --retrain to train into the cache instead") from None
+
+
+def _shipped(reference_dir: Path | None, name: str) -> Path | None:
+    """``reference_dir/name`` when the manifest lists it and its bytes match the listed SHA-256.
+
+    Raises:
+        CheckpointError: a listed file that is missing or whose SHA-256 differs (altered or an LFS pointer).
+    """
+    if reference_dir is None:
+        return None
+    entry = reference_manifest(reference_dir).get(name)
+    if entry is None:
+        return None
+    path = Path(reference_dir) / name
+    if not path.is_file() or sha256_of(path) != entry["sha256"]:
+        raise CheckpointError(f"shipped reference model {path} is missing or does not match the SHA-256 of its "
+                              "manifest; restore it with git checkout, or pass --retrain to train into the cache")
+    return path
+
+
+def training_record(checkpoint: Path) -> dict:
+    """The configuration and training log written beside a checkpoint (``<kind>-<key>.json``)."""
+    return json.loads(Path(checkpoint).with_suffix(".json").read_text())
+
+
+def describe_models(used: list[dict]) -> str:
+    """One line for under a table: which trained parts a run used and where they came from."""
+    sources = {"shipped": "shipped reference model", "cache": "checkpoint cache", "trained": "trained in this run"}
+    return "models: " + ("; ".join(f"{m['kind']}-{m['key']} ({sources[m['source']]})" for m in used) or "none trained")
+
+
+def _all_finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in module.state_dict().values() if t.is_floating_point())
+
+
 def cached_training(
-    module: nn.Module, kind: str, config: dict[str, Any], cache_dir: Path, train: Callable[[nn.Module], dict]
+    module: nn.Module, kind: str, config: dict[str, Any], cache_dir: Path, train: Callable[[nn.Module], dict],
+    reference_dir: Path | None = None, used: list[dict] | None = None,
 ) -> str:
-    """Load ``module``'s weights from the cache, or train it with ``train(module)`` and store them.
+    """Load ``module``'s weights from the shipped reference models or the cache, or train it with
+    ``train(module)`` and store them in the cache.
 
     Args:
         module: freshly built module; filled in place.
@@ -152,32 +217,63 @@ def cached_training(
         config: everything the trained weights depend on.
         cache_dir: checkpoint directory (created if missing).
         train: trains ``module`` in place and returns a JSON-able training log.
+        reference_dir: shipped reference models looked up first (``REFERENCE_MODELS``), or None
+            (``--retrain``: only the cache).
+        used: if given, gets one entry per call: kind, key, source ("shipped", "cache" or
+            "trained"), path and SHA-256 of the weights used (for run.json and the table's notes).
     Returns:
         the configuration key (to chain into dependants' configurations).
+    Raises:
+        CheckpointError: a shipped model altered, or a cached file that does not load (the message
+            names the file to delete). ValueError: training gave non-finite weights (nothing is cached).
 
     In a torchrun launch every rank calls this together. A checkpoint of the same configuration
     trained by that many processes, or else by one process, is loaded; otherwise all ranks train
     (``train`` uses DDP), rank 0 writes the checkpoint under a key that records the world size, and
-    the others wait for it and load it.
+    the others wait for it and load it. The cache's files are written under a temporary name and
+    moved into place, the weights only when every one is finite.
     """
     current = distributed.ranks()
     single_key = config_key(config)
     if current.world_size > 1:  # DDP training gives other weights than one process: its own key
         config = {**config, "ddp_world_size": current.world_size}
     key = config_key(config)
+
+    def note(source: str, path: Path, known: str) -> str:
+        if current.leader:
+            print(f"{kind}: {'shipped reference model' if source == 'shipped' else source} {path}")
+        if used is not None:
+            used.append({"kind": kind, "key": known, "source": source, "path": str(path), "sha256": sha256_of(path)})
+        return known
+
     for known in dict.fromkeys([key, single_key]):
-        if (Path(cache_dir) / f"{kind}-{known}.pt").exists():
-            load_state(module, Path(cache_dir) / f"{kind}-{known}.pt")
-            return known
+        name = f"{kind}-{known}.pt"
+        shipped = _shipped(reference_dir, name)
+        if shipped is not None:
+            load_state(module, shipped, "shipped reference model")
+            return note("shipped", shipped, known)
+        if (Path(cache_dir) / name).exists():
+            try:
+                load_state(module, Path(cache_dir) / name, "cached model")
+            except (CheckpointError, ValueError) as error:
+                raise CheckpointError(f"{error}. Delete {Path(cache_dir) / name} and run again: it is then "
+                                      "trained anew") from None
+            return note("cache", Path(cache_dir) / name, known)
     path = Path(cache_dir) / f"{kind}-{key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     log = train(module)  # on every rank of a torchrun launch, together (DDP)
+    if not _all_finite(module):
+        raise ValueError(f"training the {kind} gave NaN or infinite weights, so nothing was cached; check the "
+                         "method's --set values (a learning rate or loss weight out of range)")
     if current.leader:
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
         torch.save(module.state_dict(), tmp)
+        record = path.with_suffix(".json")
+        tmp_record = record.with_name(f".{record.stem}.{os.getpid()}.tmp")
+        tmp_record.write_text(json.dumps({"config": config, "log": log}, indent=1, default=str))
+        os.replace(tmp_record, record)
         os.replace(tmp, path)
-        path.with_suffix(".json").write_text(json.dumps({"config": config, "log": log}, indent=1, default=str))
     distributed.barrier(current)
     if not current.leader:
         load_state(module, path)  # the others use rank 0's weights
-    return key
+    return note("trained", path, key)

@@ -4,7 +4,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shlex
 import sys
+import tempfile
+import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,6 +23,7 @@ from benchmark.harness import run
 from benchmark.listening_results import write_summary
 from benchmark.options import COMMANDS, build_parser
 from benchmark.profiles import default_profile
+from benchmark.reference_models import ship_models
 from benchmark.report import build_report
 from benchmark.sanity import run_sanity
 from benchmark.seeds import run_seeds
@@ -73,6 +78,22 @@ def _check_path(path: str | None, flag: str, folder: bool) -> None:
         raise UsageError(f"{flag} {path}: no such {kind}; pass an existing {kind}")
 
 
+def check_writable_folder(path: str, flag: str) -> None:
+    """Raise ``UsageError`` unless ``path`` is a folder this process can write in, or can be made as one:
+    an existing file, a file on the way, or a folder without write permission is named with ``flag``."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{flag} {path}: a file, not a folder; pass a folder (it is created if missing)")
+    existing = next((p for p in (target, *target.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, so the folder cannot be made; pass another path")
+    try:  # a real write: permissions, a read-only mount or an immutable folder all show here
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: cannot write in {existing} ({error.strerror}); pass a folder you can "
+                         "write to") from None
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Check every option and build the run's configuration; nothing is read but the
     named paths' existence, nothing trains.
@@ -87,6 +108,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         except ImportError as error:
             raise UsageError(f"--import {module}: cannot import it ({error}); put {module}.py in the working "
                              "directory or on PYTHONPATH") from None
+        except Exception as error:  # the user's module raised while importing: its file and last line
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            raise UsageError(f"--import {module}: importing it raised {type(error).__name__}: {error} "
+                             f"({where.filename}, line {where.lineno}); fix the module") from None
     methods = available_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: name at least one method; registered: "
@@ -99,10 +124,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         c.strip() for c in args.controls.split(",") if c.strip()]
     if any(c not in control_methods() for c in controls):
         raise UsageError(f"--controls {args.controls!r}: choose from {', '.join(control_methods())}, or none")
+    for flag, items in (("--methods", methods), ("--controls", controls)):
+        repeated = sorted({m for m in items if items.count(m) > 1})
+        if repeated:
+            raise UsageError(f"{flag}: {', '.join(repeated)} named twice; name each method once")
     methods += [c for c in controls if c not in methods]
     domains = [d.strip() for d in args.domains.split(",") if d.strip()]
     if not domains or any(d not in DOMAINS for d in domains):
         raise UsageError(f"--domains {args.domains!r}: choose from {', '.join(DOMAINS)}")
+    if len(set(domains)) != len(domains):
+        raise UsageError(f"--domains {args.domains!r}: a domain named twice; name each once")
     for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: must be a positive integer")
@@ -114,6 +145,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         except ValueError as error:
             raise UsageError(f"--folds: {error}") from None
     _check_device(args.device)
+    profile = args.profile or default_profile(args.device)
+    condition = args.setting + (f"-{args.contamination}" if args.setting == "ood" else "")
+    out = args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}")
+    cache_dir = args.cache_dir or str(default_cache_dir())
+    check_writable_folder(out, "--out")
+    check_writable_folder(cache_dir, "--cache-dir")
     _check_path(args.classifier_checkpoint, "--classifier-checkpoint", folder=False)
     _check_path(args.lmac_checkpoint, "--lmac-checkpoint", folder=False)
     _check_path(args.lmac_mel_checkpoint, "--lmac-mel-checkpoint", folder=False)
@@ -145,21 +182,18 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             options.setdefault(method, {})[key] = parse_hyperparameter(method, key, text)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    profile = args.profile or default_profile(args.device)
     if args.profile is None and profile == "paper":
         print("profile: paper (the default on a GPU; pass --profile cpu for the small models)")
-    condition = args.setting + (f"-{args.contamination}" if args.setting == "ood" else "")
     return RunConfig(
         dataset=args.dataset, setting=args.setting, contamination=args.contamination, data_root=args.data_root,
         folds=args.folds, classifier_checkpoint=args.classifier_checkpoint,
         noise_dir=args.noise_dir, speech_dir=args.speech_dir,
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
-        out=args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}"),
-        cache_dir=args.cache_dir or str(default_cache_dir()),
+        out=out, cache_dir=cache_dir,
         device=distributed.device_of(args.device, distributed.ranks()), seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
         peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
-        curves=getattr(args, "curves", False), precision=args.precision)
+        curves=getattr(args, "curves", False), precision=args.precision, retrain=args.retrain)
 
 
 def bench(args: argparse.Namespace) -> str:
@@ -195,10 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     current = distributed.ranks()
     threads = getattr(args, "threads", None)
-    torch.set_num_threads(threads or distributed.threads_per_process())
     try:
         if threads is not None and threads < 1:
             raise UsageError(f"--threads {threads}: must be a positive integer")
+        torch.set_num_threads(threads or distributed.threads_per_process())
         if current.world_size > 1 and command != "run":
             raise UsageError(f"run_benchmark.py {command} runs in one process; torchrun shards only the benchmark run "
                              "itself: start it with plain python")
@@ -214,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--margin {args.margin}: a drop of Fid-In, must be in [0, 1]")
             print(select_lmac_l1(config_from_args(args), _number_list(args.grid, "--grid", 0.0, float("inf")),
                                  args.margin))
+        elif command == "reference-models":
+            print(f"wrote {ship_models([Path(d) for d in args.run_dirs])}")
         elif command == "listening-results":
             print(write_summary(args.csv, Path(args.out)))
         elif command == "report":
@@ -227,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "explain":
             print(explain_file(config_from_args(args), args.audio))
         else:
-            config = config_from_args(args)
+            config = replace(config_from_args(args), command=shlex.join(["python", "run_benchmark.py", *argv]))
             args.out = config.out  # for the message on Ctrl-C
             seeds = _seed_list(args.seeds) if args.seeds else None
             distributed.start(config.device)

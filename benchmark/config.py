@@ -18,7 +18,10 @@ class RunConfig:
     deletion and insertion curves (12 more classifier passes per map); training_seed: seed of
     training the classifier and the trainable explainers when it differs from ``seed`` (``--seeds``),
     which still seeds the split, the contaminant draws and the explainers' random draws;
-    precision: "fp32" or "bf16" (autocast in evaluation and training, ``benchmark.precision``).
+    precision: "fp32" or "bf16" (autocast in evaluation and training, ``benchmark.precision``);
+    retrain: ignore the shipped reference models (``benchmark.checkpoints.REFERENCE_MODELS``) and
+    train into the checkpoint cache, or load what was trained there before; command: the command
+    line that started the run (for the record only).
     """
 
     dataset: str = "esc50"
@@ -47,6 +50,8 @@ class RunConfig:
     curves: bool = False
     training_seed: int | None = None
     precision: str = "fp32"
+    retrain: bool = False
+    command: str = ""
 
     @property
     def effective_training_seed(self) -> int:
@@ -61,7 +66,8 @@ class RunConfig:
         of SmoothGrad, SHAP and the random control are seeded once per batch: there the batch
         size is part of the identity, so a resumed run cannot mix rows of two batch sizes.
         """
-        where_and_how = {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume"}
+        where_and_how = {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume",
+                         "command"}
         identity = {k: v for k, v in asdict(self).items() if k not in where_and_how}
         if not self.device.startswith("cpu"):
             identity["batched_draws"] = {"device_type": self.device.split(":")[0], "batch_size": self.batch_size}

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from benchmark import distributed, tables
-from benchmark.checkpoints import config_key
+from benchmark.checkpoints import config_key, describe_models
 from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
@@ -128,7 +128,8 @@ def run(config: RunConfig) -> str | None:
     controls = {e.label for e in explainers if e.control}
     markdown = tables.write_tables(store.work, rows, title, [
         ad_note, f"peak normalisation: {PEAK_NORMALISATIONS[config.peak_normalisation]}", f"metrics: {metrics}",
-        f"split: {inputs.data.split.protocol}", f"profile: {config.profile}, seed {config.seed}"
+        f"split: {inputs.data.split.protocol}", f"parts: {inputs.data.split.summary()}",
+        describe_models(record["models"]), f"profile: {config.profile}, seed {config.seed}"
         + (f", training seed {config.training_seed}" if config.training_seed is not None else ""), *hyperparameters,
         *(note for e in explainers for note in e.notes()),
         *(["mel rows: masks on the 80-band mel grid are not listenable; no WAV is written for them"]

@@ -19,7 +19,7 @@ OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_di
                               save_audio=False, ad_single_softmax=False, resume=False)
 """Run options that ``bench`` and ``sanity`` fix: OOD mixtures, L2I at RTH 0.2, no audio, AD as published."""
 
-COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results")
+COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results", "reference-models")
 
 
 def _method_option(text: str) -> tuple[str, str, str]:
@@ -91,6 +91,15 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                             help="samples in the gallery and the listening test, spread over classes (default 12)")
         parser.add_argument("--seed", type=int, help="seed of the sample choice and the order of the listening "
                                                      "test's conditions (default: the run's seed)")
+        return parser
+    if command == "reference-models":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py reference-models",
+            description="Copy the classifier and trainable explainers that finished runs of the cpu profile used "
+                        "from the checkpoint cache into results/reference-models/ and list them in its "
+                        "manifest.json (SHA-256, command, code version, data content key, training seed, "
+                        "validation accuracy). For the maintainers of the shipped models.")
+        parser.add_argument("run_dirs", nargs="+", help="finished run folders (run.json lists their models)")
         return parser
     if command == "listening-results":
         parser = argparse.ArgumentParser(
@@ -233,6 +242,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="fp32 (default) or bf16: the classifier's, the decoder's and the interpreter's passes "
                              "under bfloat16 autocast, in evaluation and training (CPUs with AVX512-BF16 or AMX, "
                              "GPUs); part of the run's identity and of the cache keys")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train the classifier and the trainable explainers into the checkpoint cache (or load "
+                             "what was trained there before) instead of using the shipped reference models of "
+                             "results/reference-models; a retrain on another machine is a new draw")
     parser.add_argument("--peak-normalisation", choices=list(PEAK_NORMALISATIONS), default="max",
                         help="how clips and mixtures are scaled: max, x / x.max() with the signed maximum as the "
                              "reference (default; samples may fall below −1), or absmax, x / max|x|")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from benchmark import precision
-from benchmark.checkpoints import cached_training, config_key, content_key
+from benchmark.checkpoints import REFERENCE_MODELS, cached_training, config_key, content_key
 from benchmark.classifier import AudioClassifier
 from benchmark.config import RunConfig
 from benchmark.pipeline import EvaluationSamples, evaluation_samples
@@ -113,10 +113,16 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         noise_key)
 
 
-def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
-                       device: torch.device) -> tuple[AudioClassifier, str]:
+def reference_dir(config: RunConfig) -> Path | None:
+    """Where shipped reference models are looked up: ``REFERENCE_MODELS``, or None with ``--retrain``."""
+    return None if config.retrain else REFERENCE_MODELS
+
+
+def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict, device: torch.device,
+                       models: list[dict] | None = None) -> tuple[AudioClassifier, str]:
     """The classifier: the given ``--classifier-checkpoint``, or the CNN14 trained on the
-    training part (cached by configuration and training-audio content, §2)."""
+    training part (a shipped reference model, or cached by configuration and training-audio
+    content, §2); ``models`` gets its entry (``cached_training``'s ``used``)."""
     if inputs.given_classifier is not None:
         classifier, key, _ = inputs.given_classifier
         return classifier.to(device), key
@@ -140,7 +146,8 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict,
              torch.tensor(split.valid["target"].to_numpy(), device=device)),
             profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], seed, config.precision)
 
-    key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train)
+    key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train,
+                          reference_dir(config), models)
     return classifier.to(device), key
 
 
@@ -159,7 +166,8 @@ def prepare(config: RunConfig, record: dict,
     record["split"] = split.describe()
     record["audio"] = {"train": inputs.train_key, "valid": inputs.valid_key, "noise": inputs.noise_key,
                        "peak_normalisation": PEAK_NORMALISATIONS[config.peak_normalisation]}
-    classifier, classifier_key = prepare_classifier(config, inputs, profile, device)
+    models: list[dict] = []
+    classifier, classifier_key = prepare_classifier(config, inputs, profile, device, models)
     classifier.eval().requires_grad_(False)
     record["classifier"] = {"checkpoint": classifier_key, "width": classifier.embedding_model.width}
     if len(split.valid):
@@ -171,9 +179,11 @@ def prepare(config: RunConfig, record: dict,
         Path(config.cache_dir), profile, device, config.effective_training_seed,
         data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
         valid_waveforms=inputs.valid_waves, valid_key=inputs.valid_key,
-        peak_normalisation=config.peak_normalisation, precision=config.precision, domains=tuple(config.domains))
+        peak_normalisation=config.peak_normalisation, precision=config.precision, domains=tuple(config.domains),
+        reference_dir=reference_dir(config), models=models)
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
     record["trained_parts"] = resources.log
+    record["models"] = models
     return inputs, classifier, inputs.explainers

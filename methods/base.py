@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import inspect
 import itertools
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class TrainingResources:
         domains: the domains the run explains; explainers with a model per domain (L-MAC)
             fit one for each of them.
         log: explainers append what they trained or loaded (checkpoint keys), for run.json.
+        reference_dir: shipped reference models looked up before the cache, or None (``--retrain``).
+        models: one entry per trained part used (``benchmark.checkpoints.cached_training``'s ``used``).
     """
 
     classifier: AudioClassifier
@@ -76,6 +79,8 @@ class TrainingResources:
     precision: str = "fp32"
     domains: tuple[str, ...] = ("listenable",)
     log: list = field(default_factory=list)
+    reference_dir: Path | None = None
+    models: list = field(default_factory=list)
 
 
 class Explainer:
@@ -92,6 +97,8 @@ class Explainer:
             clips (L2I its epoch); a split without them is refused before anything trains.
         control: True for the control rows (all-ones, random, energy; ``methods.controls``),
             which the tables never mark as the best method.
+        VALUE_RANGES: the closed range of a numeric hyperparameter that ``--set`` accepts, by keyword;
+            a keyword not listed takes an integer ≥ 1 (counts) or a number ≥ 0. Non-finite values never.
 
     Constructor keywords are the method's hyperparameters, with the paper's values
     as defaults; ``config()`` records them for run.json.
@@ -103,6 +110,7 @@ class Explainer:
     reads_representations: ClassVar[bool] = False
     needs_validation_clips: ClassVar[bool] = False
     control: ClassVar[bool] = False
+    VALUE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def __init__(self, **hyperparameters: Any):
         self.hyperparameters = hyperparameters
@@ -254,8 +262,18 @@ def parse_hyperparameter(name: str, key: str, text: str) -> Any:
     kind = keywords[key]
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):
-        return [_convert(flag, kind, item.strip()) for item in text[1:-1].split(",") if item.strip()]
-    return _convert(flag, kind, text)
+        values = [_convert(flag, kind, item.strip()) for item in text[1:-1].split(",") if item.strip()]
+        if not values or len(set(map(str, values))) != len(values):
+            raise ValueError(f"{flag}: a sweep needs at least one value and no value twice")
+    else:
+        values = [_convert(flag, kind, text)]
+    low, high = _REGISTRY[name].VALUE_RANGES.get(key, (1, math.inf) if kind is int else (0.0, math.inf))
+    for value in values:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+                math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"{flag}: {value} is out of range; {name}.{key} takes a finite number in "
+                             f"[{low}, {high}]".replace("inf]", "∞)"))
+    return values if len(values) > 1 or text.startswith("[") else values[0]
 
 
 def _convert(flag: str, kind: type | None, text: str) -> Any:

@@ -16,7 +16,7 @@ scaling and the pooling's start matter, measured on the CPU profile: README, "L2
 from __future__ import annotations
 
 import copy
-import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from benchmark import distributed, precision
 from benchmark.precision import autocast
-from benchmark.checkpoints import cached_training
+from benchmark.checkpoints import cached_training, training_record
 from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
 from datasets.audio import CLIP_SAMPLES
@@ -134,6 +134,8 @@ class L2IExplainer(Explainer):
     reads_representations = True
     needs_validation_clips = True
 
+    VALUE_RANGES = {"rth": (0.0, 1.0)}
+
     def __init__(self, rth: float = 0.2, n_components: int = 100, epochs: int | None = None, lr: float = 1e-3,
                  lambda_fidelity: float = 1.0, eps: float = 1e-8):
         super().__init__(rth=rth, n_components=n_components, epochs=epochs, lr=lr,
@@ -165,8 +167,8 @@ class L2IExplainer(Explainer):
                   "recipe": "unit-norm dictionary columns, mean-pooling start, best validation agreement kept",
                   **precision.key_part(resources.precision)}
         key = cached_training(interpreter, "l2i", config, resources.cache_dir,
-                              lambda module: self._train(module, resources))
-        log = json.loads((resources.cache_dir / f"l2i-{key}.json").read_text())["log"]
+                              lambda module: self._train(module, resources), resources.reference_dir, resources.models)
+        log = training_record(Path(resources.models[-1]["path"]))["log"]
         self.validation_agreement = log["best_valid_agreement"]
         resources.log.append({"l2i_checkpoint": key, "l2i_theta_valid_agreement": self.validation_agreement,
                               "l2i_best_epoch": log["best_epoch"]})

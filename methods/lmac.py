@@ -251,7 +251,8 @@ class LMACExplainer(Explainer):
                 def train(module: LMACDecoder) -> dict:
                     return self._train(module, resources, hp["epochs"], f"train L-MAC ({domain})")
 
-                self.checkpoint_keys[domain] = cached_training(decoder, kind, config, resources.cache_dir, train)
+                self.checkpoint_keys[domain] = cached_training(decoder, kind, config, resources.cache_dir, train,
+                                                               resources.reference_dir, resources.models)
                 resources.log.append({f"{kind}_checkpoint": self.checkpoint_keys[domain]})
             self.decoders[domain] = decoder.to(resources.device).eval()
 
@@ -334,6 +335,8 @@ class LMACFineTunedExplainer(LMACExplainer):
     starts from (the same cached decoders as the ``lmac`` row).
     """
 
+    VALUE_RANGES = {"cth": (-1.0, 1.0), "binarisation": (0.0, 1.0)}
+
     def __init__(self, guidance: float = 4.0, cth: float = 0.6, binarisation: float = 0.35,
                  ft_epochs: int | None = None, **lmac_keywords):
         super().__init__(**lmac_keywords)
@@ -356,6 +359,7 @@ class LMACFineTunedExplainer(LMACExplainer):
                 return self._train(module, resources, tuning["ft_epochs"], f"fine-tune L-MAC ({domain})",
                                    tuning["guidance"])
 
-            key = cached_training(decoder, kind, config, resources.cache_dir, train)
+            key = cached_training(decoder, kind, config, resources.cache_dir, train, resources.reference_dir,
+                                  resources.models)
             resources.log.append({f"{kind}_checkpoint": key})
             self.decoders[domain] = decoder.to(resources.device).eval()
