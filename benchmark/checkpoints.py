@@ -16,6 +16,7 @@ holds what was trained on this machine; ``--retrain`` ignores the shipped models
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from filelock import FileLock
 from torch import nn
 
 from benchmark import distributed
@@ -107,9 +109,7 @@ def file_digests(paths: list[Path], cache_dir: Path | None) -> list[str]:
         digests.append(entry["sha256"])
     if changed and cache_dir:
         record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, record)
+        write_then_move(record, json.dumps(known).encode())
     return digests
 
 
@@ -246,34 +246,40 @@ def cached_training(
             used.append({"kind": kind, "key": known, "source": source, "path": str(path), "sha256": sha256_of(path)})
         return known
 
-    for known in dict.fromkeys([key, single_key]):
-        name = f"{kind}-{known}.pt"
-        shipped = _shipped(reference_dir, name)
-        if shipped is not None:
-            load_state(module, shipped, "shipped reference model")
-            return note("shipped", shipped, known)
-        if (Path(cache_dir) / name).exists():
-            try:
-                load_state(module, Path(cache_dir) / name, "cached model")
-            except (CheckpointError, ValueError) as error:
-                raise CheckpointError(f"{error}. Delete {Path(cache_dir) / name} and run again: it is then "
-                                      "trained anew") from None
-            return note("cache", Path(cache_dir) / name, known)
-    path = Path(cache_dir) / f"{kind}-{key}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = train(module)  # on every rank of a torchrun launch, together (DDP)
-    if not _all_finite(module):
-        raise ValueError(f"training the {kind} gave NaN or infinite weights, so nothing was cached; check the "
-                         "method's --set values (a learning rate or loss weight out of range)")
-    if current.leader:
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-        torch.save(module.state_dict(), tmp)
-        record = path.with_suffix(".json")
-        tmp_record = record.with_name(f".{record.stem}.{os.getpid()}.tmp")
-        tmp_record.write_text(json.dumps({"config": config, "log": log}, indent=1, default=str))
-        os.replace(tmp_record, record)
-        os.replace(tmp, path)
-    distributed.barrier(current)
-    if not current.leader:
-        load_state(module, path)  # the others use rank 0's weights
-    return note("trained", path, key)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    # rank 0 holds the entry's lock: another run that needs it waits, then loads what this one trained
+    with FileLock(str(Path(cache_dir) / f".{kind}-{key}.lock")) if current.leader else contextlib.nullcontext():
+        for known in dict.fromkeys([key, single_key]):
+            name = f"{kind}-{known}.pt"
+            shipped = _shipped(reference_dir, name)
+            if shipped is not None:
+                load_state(module, shipped, "shipped reference model")
+                return note("shipped", shipped, known)
+            if (Path(cache_dir) / name).exists():
+                try:
+                    load_state(module, Path(cache_dir) / name, "cached model")
+                except (CheckpointError, ValueError) as error:
+                    raise CheckpointError(f"{error}. Delete {Path(cache_dir) / name} and run again: it is then "
+                                          "trained anew") from None
+                return note("cache", Path(cache_dir) / name, known)
+        path = Path(cache_dir) / f"{kind}-{key}.pt"
+        log = train(module)  # on every rank of a torchrun launch, together (DDP)
+        if not _all_finite(module):
+            raise ValueError(f"training the {kind} gave NaN or infinite weights, so nothing was cached; check the "
+                             "method's --set values (a learning rate or loss weight out of range)")
+        if current.leader:  # the record first, then the weights, each under a temporary name moved into place
+            record, weights = path.with_suffix(".json"), path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+            write_then_move(record, json.dumps({"config": config, "log": log}, indent=1, default=str).encode())
+            torch.save(module.state_dict(), weights)
+            os.replace(weights, path)
+        distributed.barrier(current)
+        if not current.leader:
+            load_state(module, path)  # the others use rank 0's weights
+        return note("trained", path, key)
+
+
+def write_then_move(path: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name beside ``path``, then move it over ``path`` (atomic)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

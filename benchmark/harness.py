@@ -23,7 +23,7 @@ from benchmark.pipeline import (EvaluationBatch, EvaluationSamples, batch_ids, e
 from benchmark.precision import autocast
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
-from benchmark.store import ResultWriter, RunStore
+from benchmark.store import FolderLock, ResultWriter, RunStore
 from datasets.audio import PEAK_NORMALISATIONS
 from methods.base import Explainer
 from metrics import METRICS, arrow
@@ -91,15 +91,26 @@ def run(config: RunConfig) -> str | None:
     merges them, in a single process's order, and writes the tables.
 
     Raises:
-        FileExistsError: ``config.out`` holds results of another configuration.
+        FileExistsError: ``config.out`` holds results of another configuration, or another run is
+            using it (an exclusive lock, ``benchmark.store.FolderLock``, held from the start).
         DatasetNotFoundError, FileNotFoundError, CheckpointError, AudioError, ValueError:
             bad input, reported before anything trains (the CLI exits with code 2).
     """
+    current = distributed.ranks()
+    lock = FolderLock(Path(config.out), "--out") if current.leader else None  # one run per output folder
+    try:
+        return _run(config, current)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
+    """``run``'s work, with ``config.out`` locked by rank 0."""
     started = time.time()
     torch.manual_seed(config.seed)
     identity = config_key(config.identity())
     store = RunStore(Path(config.out), identity, config.resume)
-    current = distributed.ranks()
     record = {"config_key": identity, "config": asdict(config), "versions": versions(),
               "world_size": current.world_size}
     inputs, classifier, explainers = prepare(config, record)  # every rank: DDP training or loading

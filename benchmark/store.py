@@ -21,10 +21,13 @@ import csv
 import json
 import os
 import shutil
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
 
@@ -190,6 +193,47 @@ class RunStore:
         for name in RESULT_FILES:
             os.replace(self.work / name, self.out / name)
         shutil.rmtree(self.work)
+
+
+class FolderLock:
+    """An exclusive lock on a folder (``filelock``: an OS lock on ``<folder>/.lock``), held until
+    ``release`` or the process's end; the OS frees it when the holder dies, so a lock left by a killed
+    run is taken over. The holder's pid and start time are written to ``<folder>/.lock-holder.json``.
+
+    Args:
+        folder: the folder (created if missing).
+        what: what the folder is, for the message, e.g. "--out".
+        wait: False: raise at once when another process holds it; True: wait for it (printing who holds it).
+    Raises:
+        FileExistsError: ``wait`` is False and another process holds the lock (the message names its pid
+            and start time).
+    """
+
+    def __init__(self, folder: Path, what: str, wait: bool = False):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.holder_file = folder / ".lock-holder.json"
+        self.lock = FileLock(str(folder / ".lock"))
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            holder = self._holder()
+            if not wait:
+                raise FileExistsError(f"{what} {folder} is in use by another run ({holder}); wait for it to finish, "
+                                      f"or pass another {what}") from None
+            print(f"waiting for {folder}, in use by another run ({holder})")
+            self.lock.acquire()
+        self.holder_file.write_text(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                "command": " ".join(sys.argv)}))
+
+    def _holder(self) -> str:
+        try:
+            holder = json.loads(self.holder_file.read_text())
+            return f"pid {holder['pid']}, started {holder['started']}"
+        except (OSError, ValueError, KeyError):
+            return "pid unknown"
+
+    def release(self) -> None:
+        self.lock.release()
 
 
 def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
