@@ -29,7 +29,9 @@ from benchmark.sanity import run_sanity
 from benchmark.seeds import run_seeds
 from benchmark.selection import select_lmac_l1
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
+from datasets import roots
 from datasets.audio import load_clip
+from datasets.download import download
 from datasets.sources import open_dataset
 from datasets.split import FoldPlan
 from methods import available_methods
@@ -215,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     file; ``run_benchmark.py bench`` measures the harness's speed; ``run_benchmark.py select-lmac-l1``
     chooses the CPU profile's L-MAC L1 weight on the validation part; ``run_benchmark.py sanity``
     runs the model-parameter randomisation check; ``run_benchmark.py report RUN_DIR`` builds a run's
-    listening report and test; ``run_benchmark.py listening-results CSV...`` summarises the ratings.
+    listening report and test; ``run_benchmark.py listening-results CSV...`` summarises the ratings;
+    ``run_benchmark.py download esc50|us8k`` fetches a dataset; ``run_benchmark.py reference-models
+    RUN_DIR...`` ships the models that runs used (maintainers).
 
     Returns the exit code: 0; 2 with a one-line message and no traceback for a bad option, missing or
     unreadable data, folder or checkpoint, bad audio, an invalid map, or an --out holding other
@@ -248,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"--margin {args.margin}: a drop of Fid-In, must be in [0, 1]")
             print(select_lmac_l1(config_from_args(args), _number_list(args.grid, "--grid", 0.0, float("inf")),
                                  args.margin))
+        elif command == "download":
+            env, name = ("ESC50_ROOT", "esc50") if args.dataset == "esc50" else ("US8K_ROOT", "UrbanSound8K")
+            root = Path(args.data_root or os.environ.get(env) or roots.default_cache_dir(name)).expanduser()
+            check_writable_folder(str(root.parent), "--data-root")
+            download(args.dataset, root, args.url, args.checksum)
+            print(f"unpacked {args.dataset} into {root}\nnext: python run_benchmark.py --dataset {args.dataset} "
+                  f"--data-root {shlex.quote(str(root))}")
         elif command == "reference-models":
             print(f"wrote {ship_models([Path(d) for d in args.run_dirs])}")
         elif command == "listening-results":

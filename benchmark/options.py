@@ -19,7 +19,8 @@ OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_di
                               save_audio=False, ad_single_softmax=False, resume=False)
 """Run options that ``bench`` and ``sanity`` fix: OOD mixtures, L2I at RTH 0.2, no audio, AD as published."""
 
-COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results", "reference-models")
+COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results", "reference-models",
+            "download")
 
 
 def _method_option(text: str) -> tuple[str, str, str]:
@@ -91,6 +92,18 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                             help="samples in the gallery and the listening test, spread over classes (default 12)")
         parser.add_argument("--seed", type=int, help="seed of the sample choice and the order of the listening "
                                                      "test's conditions (default: the run's seed)")
+        return parser
+    if command == "download":
+        parser = argparse.ArgumentParser(
+            prog="run_benchmark.py download",
+            description="Download a dataset's official archive (with a progress bar; an interrupted download "
+                        "continues), check its checksum, unpack it into the data root (default "
+                        "~/.cache/lmac-benchmark/esc50 or .../UrbanSound8K, else $ESC50_ROOT / $US8K_ROOT) and "
+                        "print the command that runs the benchmark on it. The only command that downloads.")
+        parser.add_argument("dataset", choices=["esc50", "us8k"], help="esc50 (about 650 MB) or us8k (about 6 GB)")
+        parser.add_argument("--data-root", help="folder to create (default: the dataset's default data root)")
+        parser.add_argument("--url", help="another source of the same archive (a mirror)")
+        parser.add_argument("--checksum", help="the archive's sha256:HEX or md5:HEX when --url serves another file")
         return parser
     if command == "reference-models":
         parser = argparse.ArgumentParser(

@@ -8,6 +8,7 @@ divides by max|x| instead.
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,29 @@ def fit_length(x: torch.Tensor, num_samples: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (0, num_samples - n))
 
 
+def declared_frames(path: Path) -> int | None:
+    """Frames per channel that a RIFF/WAVE file's header declares (its ``data`` chunk's size over the
+    block size), or None for another format or a header this reader does not follow. libsndfile
+    reads a cut WAV up to its end without a word, so its own frame count cannot tell."""
+    with open(path, "rb") as file:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE" or head[:4] == b"RF64":
+            return None
+        block = None
+        while True:
+            chunk = file.read(8)
+            if len(chunk) < 8:
+                return None
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"fmt ":
+                fmt = file.read(size + (size & 1))
+                block = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+            elif name == b"data":
+                return size // block if block else None
+            else:
+                file.seek(size + (size & 1), 1)
+
+
 def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, num_samples: int = CLIP_SAMPLES,
               peak_normalisation: str = "max") -> torch.Tensor:
     """Load one audio file as the benchmark's normalised mono waveform (§1).
@@ -90,8 +114,9 @@ def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, num_samples: int
         float32 tensor of shape (num_samples,): max x == 1 ("max"; samples may lie
         below −1) or max|x| == 1 ("absmax").
     Raises:
-        AudioError: file missing/unreadable/corrupt, empty, non-finite samples, or
-            silent (all zero after cropping) — the message names the file and the fix.
+        AudioError: file missing/unreadable/corrupt, empty, truncated (a WAV with fewer
+            frames than its header declares), non-finite samples, or silent (all zero
+            after cropping) — the message names the file and the fix.
     """
     path = Path(path)
     try:
@@ -104,6 +129,10 @@ def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE, num_samples: int
     if data.size == 0:
         raise AudioError(f"audio file {path} contains no samples; replace it with a "
                          f"non-empty recording")
+    declared = declared_frames(path)
+    if declared is not None and len(data) < declared:
+        raise AudioError(f"audio file {path} is truncated: its header declares {declared / rate:.2f} s, only "
+                         f"{len(data) / rate:.2f} s could be decoded; re-download or replace it")
     if not np.isfinite(data).all():
         raise AudioError(f"audio file {path} contains NaN or infinite samples; "
                          f"replace or re-encode it")
