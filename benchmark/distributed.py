@@ -1,4 +1,4 @@
-"""One run in several processes, with PyTorch's own distributed runtime (issue 16).
+"""One run in several processes, with PyTorch's own distributed runtime.
 
 ``torchrun --nproc-per-node N run_benchmark.py ...`` (multi-node: ``--nnodes`` and a rendezvous
 endpoint) starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` in their

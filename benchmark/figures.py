@@ -1,4 +1,4 @@
-"""The figure of a run (``figure.png``, issue 15): each metric's mean and 95 % CI per method and
+"""The figure of a run (``figure.png``): each metric's mean and 95 % CI per method and
 domain, and, with ``--curves``, the mean insertion and deletion curves per method."""
 from __future__ import annotations
 

@@ -199,7 +199,8 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
 
 def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_softmax_twice: bool,
           curve_seeds: list[int] | None = None) -> dict[str, torch.Tensor | np.ndarray]:
-    """Every per-sample metric of ``metrics.METRICS`` for the batch's masks, each (B,) (§5; issue 15).
+    """Every per-sample metric of ``metrics.METRICS`` for the batch's masks, each (B,) (§5), and the
+    binary metrics' margins (``binary_margins``).
 
     Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on
     (1−M)⊙X. "BCE-clean" is NaN without ``batch.clean_target``; "Loc-AUC" and "Loc-mass" are
@@ -211,6 +212,7 @@ def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_sof
         logits_in, logits_out = model(masked_in), model(masked_out)
     logits = batch.unmasked.logits
     scores = faithfulness_scores(logits, logits_in, logits_out, logits.argmax(1), ad_softmax_twice=ad_softmax_twice)
+    scores.update(binary_margins(logits, logits_in))
     scores.update(structure_scores(mask))
     scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean_target is None
                            else clean_spectrogram_bce(mask, batch.clean_target))
@@ -220,9 +222,27 @@ def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_sof
     return scores
 
 
+def binary_margins(logits: torch.Tensor, logits_in: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How far each binary metric is from flipping, for comparing runs on two machines: a row's AI or
+    Fid-In may differ between them only where its margin is within the rounding of the passes.
+
+    Args:
+        logits, logits_in: (B, C) logits of the unmasked and the mask-in pass; c = argmax of ``logits``.
+    Returns:
+        "AI-margin": p_in_c − p_c; "Fid-In-margin": p_in_c − max_{k≠c} p_in_k; (B,) float64 in [−1, 1]
+        (softmax in float64, as ``faithfulness_scores``). AI = 100 iff AI-margin > 0; Fid-In = 1 iff
+        Fid-In-margin > 0 (or = 0 with c first among the tied classes).
+    """
+    p, p_in = logits.double().softmax(1), logits_in.double().softmax(1)
+    target = logits.argmax(1, keepdim=True)
+    p_in_c = p_in.gather(1, target)[:, 0]
+    others = p_in.scatter(1, target, float("-inf")).amax(1)
+    return {"AI-margin": p_in_c - p.gather(1, target)[:, 0], "Fid-In-margin": p_in_c - others}
+
+
 def curve_scores(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
                  seeds: list[int]) -> dict[str, np.ndarray]:
-    """Insertion and deletion curves of the masks (B, T_m, F) and their areas (issue 15).
+    """Insertion and deletion curves of the masks (B, T_m, F) and their areas.
 
     For each k in ``CURVE_FRACTIONS`` the binary mask of the k·T_m·F bins the mask ranks first
     (ties in random order, seeded by ``seeds``) is applied as any mask is (``apply_mask``):

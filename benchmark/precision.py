@@ -1,4 +1,4 @@
-"""Numeric precision of a run (``--precision``; issue 16): fp32, the default, or bf16 autocast.
+"""Numeric precision of a run (``--precision``): fp32, the default, or bf16 autocast.
 
 With bf16, ``torch.autocast`` runs the convolutions and matrix products of the classifier, the
 L-MAC decoder and L2I's interpreter in bfloat16 (on CPUs with AVX512-BF16 or AMX, and on GPUs),

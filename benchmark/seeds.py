@@ -1,4 +1,4 @@
-"""Spread over training seeds (``run_benchmark.py --seeds 0,1,2``; issue 15).
+"""Spread over training seeds (``run_benchmark.py --seeds 0,1,2``).
 
 Float noise in training moves results more than many differences a table is read for, so a run
 can repeat its training with several seeds: the classifier and the trainable explainers are trained

@@ -1,4 +1,4 @@
-"""Uncertainty and paired comparisons behind every table (issue 15), with SciPy.
+"""Uncertainty and paired comparisons behind every table, with SciPy.
 
 - ``bootstrap_interval``: 95 % confidence interval of a mean over samples (percentile bootstrap,
   ``scipy.stats.bootstrap``, seeded).

@@ -1,4 +1,4 @@
-"""Deletion and insertion curves: faithfulness at matched sparsity (issue 15; after RISE,
+"""Deletion and insertion curves: faithfulness at matched sparsity (after RISE,
 Petsiuk et al. 2018). Every method keeps (insertion) or removes (deletion) the same share k of
 the bins, those its map ranks first, so a dense map gains nothing from keeping more of the input.
 """

@@ -1,4 +1,4 @@
-"""Confidence intervals, paired significance marks and the tables built from them (issue 15)."""
+"""Confidence intervals, paired significance marks and the tables built from them."""
 import numpy as np
 import pandas as pd
 import pytest
