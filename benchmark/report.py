@@ -50,7 +50,8 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str, list[str],
         per_sample.csv, table.csv, the title of table.md (dataset — condition — classifier
         accuracy, n), the notes under that table, the run's ``RunConfig`` and the whole run.json.
     Raises:
-        ValueError: a file of ``RUN_FILES`` is missing (the run never finished there).
+        ValueError: a file of ``RUN_FILES`` is missing (the run never finished there), or a CSV
+            lacks a column the report reads.
     """
     for name in RUN_FILES:
         if not (run_dir / name).is_file():
@@ -61,8 +62,16 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str, list[str],
     known = {f.name for f in fields(RunConfig)}
     config = RunConfig(**{k: v for k, v in record["config"].items() if k in known})
     notes = [line[2:] for line in lines if line.startswith("- ")]
-    return (pd.read_csv(run_dir / "per_sample.csv"), pd.read_csv(run_dir / "table.csv"),
-            lines[0].removeprefix("## "), notes, config, record)
+    per_sample, table = pd.read_csv(run_dir / "per_sample.csv"), pd.read_csv(run_dir / "table.csv")
+    for frame, name, columns in ((per_sample, "per_sample.csv", [
+                                     "sample_id", "clip", "contamination", "contaminant", "label", "predicted",
+                                     "confidence", "domain", "method", *PAPER_COLUMNS]),
+                                 (table, "table.csv", ["domain", "method", "n"])):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{run_dir / name} lacks the column(s) {', '.join(missing)}: it was not written by a "
+                             f"finished run; run run_benchmark.py with --out {run_dir} again")
+    return per_sample, table, lines[0].removeprefix("## "), notes, config, record
 
 
 def select_samples(per_sample: pd.DataFrame, count: int, seed: int) -> list[int]:

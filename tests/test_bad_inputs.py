@@ -3,6 +3,7 @@ file and the fix, no traceback, and comes before anything trains (a training cal
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import benchmark.preparation
 import methods.l2i
 import methods.lmac
 from benchmark.cli import main
+from benchmark.options import COMMANDS
 from datasets.sources import open_dataset
 from tests.conftest import ESC50
 
@@ -78,6 +80,28 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
                      "fold": fold, "classID": row.target, "class": row.category})
     (made["us8k"] / "metadata").mkdir()
     pd.DataFrame(rows).to_csv(made["us8k"] / "metadata" / "UrbanSound8K.csv", index=False)
+    made["a_file"] = tmp_path / "a-file"
+    made["a_file"].write_text("not a folder")
+    (tmp_path / "lmac_test_raising_module.py").write_text("import os\n\nraise RuntimeError('broken on purpose')\n")
+    eight = clips_per_class(8)
+    made["repeated_row"] = esc50_tree(tmp_path / "repeated-row", eight)
+    pd.concat([eight, eight.head(1)]).to_csv(made["repeated_row"] / "meta" / "esc50.csv", index=False)
+    made["bad_fold"] = esc50_tree(tmp_path / "bad-fold", eight)
+    bad = eight.astype({"fold": object})
+    bad.iloc[3, bad.columns.get_loc("fold")] = "x"
+    bad.to_csv(made["bad_fold"] / "meta" / "esc50.csv", index=False)
+    made["truncated"] = esc50_tree(tmp_path / "truncated", eight)
+    cut = made["truncated"] / "audio" / eight["filename"].iloc[0]
+    data = cut.read_bytes()
+    cut.unlink()
+    cut.write_bytes(data[: len(data) // 3])  # header unchanged: 5 s declared, 1.67 s present
+    made["truncated_clip"] = cut
+    made["run_without_column"] = tmp_path / "run-without-column"
+    made["run_without_column"].mkdir()
+    for name in ("table.csv", "table.md", "run.json"):
+        shutil.copyfile(ROOT / "results" / "esc50-ood-mixtures-cpu" / name, made["run_without_column"] / name)
+    pd.read_csv(ROOT / "results" / "esc50-ood-mixtures-cpu" / "per_sample.csv").drop(columns="AI").to_csv(
+        made["run_without_column"] / "per_sample.csv", index=False)
     return made
 
 
@@ -125,6 +149,28 @@ CASE_TABLE = """
 --dataset us8k --data-root '{us8k}'                        => the split leaves no validation clip
 explain '{missing}'                                        => missing.pt
 explain '{random}'                                         => cannot read audio file
+--out '{a_file}'                                           => --out {a_file}: a file, not a folder
+--out '{a_file}/run'                                       => is a file, so the folder cannot be made
+--cache-dir '{a_file}'                                     => --cache-dir {a_file}: a file, not a folder
+--threads -2                                               => --threads -2: must be a positive integer
+--methods saliency,saliency                                => saliency named twice
+--controls random,random                                   => random named twice
+--domains mel,mel                                          => a domain named twice
+--set lmac.lambda_l1=nan                                   => nan is out of range
+--set lmac.epochs=0                                        => lmac.epochs takes a finite number in [1, ∞)
+--set lmac.lambda_l1=[0.4,0.4]                             => no value twice
+--methods lmac-ft --set lmac-ft.cth=-2                     => lmac-ft.cth takes a finite number in [-1.0, 1.0]
+--import lmac_test_raising_module                          => importing it raised RuntimeError: broken on purpose
+--data-root '{repeated_row}'                               => is listed more than once
+--data-root '{bad_fold}'                                   => line 5: fold 'x' is not an integer
+--data-root '{truncated}'                                  => {truncated_clip} is truncated
+report '{run_without_column}'                              => lacks the column(s) AI
+sanity --threads -2                                        => --threads -2
+sanity --methods gradcam,gradcam                           => gradcam named twice
+bench --out '{a_file}'                                     => --out {a_file}: a file, not a folder
+select-lmac-l1 --set lmac.lambda_l1=inf                    => inf is out of range
+explain '{truncated_clip}'                                 => is truncated
+download esc50 --checksum sha1:00                          => expected sha256:HEX or md5:HEX
 """
 CASES = [(shlex.split(arguments), expected.strip())
          for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]
@@ -139,18 +185,29 @@ def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expecte
     for owner, name in ((benchmark.preparation, "train_classifier"), (methods.lmac.LMACExplainer, "_train"),
                         (methods.l2i.L2IExplainer, "_train")):
         monkeypatch.setattr(owner, name, training_started)
+    monkeypatch.syspath_prepend(str(tmp_path))  # where lmac_test_raising_module.py lies
     arguments = [a.format(**{k: str(v) for k, v in files.items()}) for a in arguments]
     expected = expected.format(**{k: str(v) for k, v in files.items()})
-    command = arguments[:2] if arguments[0] == "explain" else []
-    options = arguments[2:] if command else arguments
-    base = ["--profile", "tiny", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
-    if "--data-root" not in options:
-        base += ["--data-root", str(ESC50)]
+    earlier = tmp_path / "out" / "earlier-result.txt"  # what a run found in its folder stays as it was
+    earlier.parent.mkdir()
+    earlier.write_text("earlier")
+    if arguments[0] in ("report", "download"):
+        command, options, base = arguments, [], []
+    else:
+        takes_file = arguments[0] == "explain"
+        command = arguments[:2] if takes_file else arguments[:1] if arguments[0] in COMMANDS else []
+        options = arguments[len(command):]
+        base = ["--profile", "tiny", "--cache-dir", str(tmp_path / "cache")]
+        base += [] if "--out" in options else ["--out", str(tmp_path / "out")]
+        base += [] if "--data-root" in options else ["--data-root", str(ESC50)]
     assert main([*command, *base, *options]) == 2
     error = capsys.readouterr().err
     assert expected in error and "Traceback" not in error
     assert not files["marker"].exists()  # the hostile pickle did not run
     assert "weights_only=False" not in error
+    assert not list((tmp_path / "cache").glob("*.pt"))  # nothing trained
+    assert sorted(p.name for p in earlier.parent.iterdir() if not p.name.startswith(".lock")) == [earlier.name]
+    assert earlier.read_text() == "earlier"
 
 
 def test_a_bad_input_through_the_real_command_line_is_exit_2_without_traceback(tmp_path):
@@ -183,3 +240,35 @@ def test_set_values_take_the_type_of_the_keywords_default(tmp_path):
     assert options["lmac"] == {"l1_batch_scaled": False, "epochs": 3, "lambda_l1": 1.0}
     assert options["l2i"]["rth"] == [0.1, 0.3]
     assert isinstance(options["lmac"]["lambda_l1"], float)
+
+
+def test_a_second_run_on_a_folder_in_use_stops_at_once_and_a_killed_runs_lock_is_taken_over(tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from benchmark.store import FolderLock; held = FolderLock(Path(sys.argv[1]), '--out'); "
+                               "print('locked', flush=True); time.sleep(600)", str(out)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        arguments = ["--profile", "tiny", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                     "--data-root", str(tmp_path / "no-data")]
+        assert main(arguments) == 2
+        error = capsys.readouterr().err
+        assert f"--out {out} is in use by another run (pid {holder.pid}, started" in error
+    finally:
+        holder.kill()  # as kill -9: the OS frees its lock
+        holder.wait()
+    assert main(arguments) == 2  # now the run takes the folder and goes on to the next check
+    assert "esc50 not found" in capsys.readouterr().err
+
+
+def test_a_corrupt_cached_model_names_the_file_to_delete(tmp_path, capsys):
+    arguments = ["--profile", "tiny", "--methods", "saliency", "--controls", "none", "--limit", "1",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--data-root", str(ESC50)]
+    assert main(arguments) == 0
+    cached = next((tmp_path / "cache").glob("classifier-*.pt"))
+    cached.write_bytes(cached.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert f"Delete {cached} and run again" in error and "Traceback" not in error

@@ -1,4 +1,5 @@
 """Tests for datasets/ (audio loading §1, ESC-50 split and contamination §6) on real data."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,27 +137,31 @@ def test_metadata(meta, tmp_path):
 
 # ---- split ---------------------------------------------------------------------------
 
-def test_partial_split(meta):
+def test_partial_split_is_grouped_by_recording_stratified_and_disjoint(meta):
     s = make_split(meta, seed=0)
-    assert (len(s.train), len(s.valid), len(s.evaluation)) == (250, 50, 100)
-    for part, k in ((s.train, 5), (s.valid, 1), (s.evaluation, 2)):
-        assert (part["target"].value_counts() == k).all() and part["target"].nunique() == 50
-    sets = [set(p["filename"]) for p in (s.train, s.valid, s.evaluation)]
-    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
-    assert set(s.contaminant_pool["filename"]) == sets[1]
-    assert "partial" in s.protocol
+    assert (len(s.train), len(s.valid), len(s.evaluation)) == (257, 43, 100)
+    parts = {"train": s.train, "valid": s.valid, "evaluation": s.evaluation}
+    for a, b in (("train", "valid"), ("train", "evaluation"), ("valid", "evaluation")):
+        assert not set(parts[a]["filename"]) & set(parts[b]["filename"])
+        assert not set(parts[a]["src_file"]) & set(parts[b]["src_file"]), (a, b)  # no recording in two parts
+    # every class is trained on; each class's share of clips follows 5/8, 1/8, 2/8 as its recordings allow
+    assert s.train["target"].nunique() == 50
+    assert s.evaluation["target"].value_counts().max() <= 4 and s.evaluation["target"].nunique() >= 45
+    one_recording = meta.groupby("target")["src_file"].nunique().idxmin()  # a class cut from one recording
+    assert meta.groupby("target")["src_file"].nunique().min() == 1
+    assert (s.train["target"] == one_recording).sum() == 8  # all of it trains
+    assert set(s.contaminant_pool["filename"]) == set(s.valid["filename"])
+    assert "split by recording" in s.protocol
+    assert s.describe()["recordings"] == {"train": 169, "valid": 43, "evaluation": 85, "contaminant_pool": 43}
     # deterministic, independent of row order; another seed differs
     shuffled = meta.sample(frac=1.0, random_state=1)
     assert make_split(shuffled, seed=0).describe() == s.describe()
     assert make_split(meta, seed=1).describe()["files"] != s.describe()["files"]
-    d = s.describe()
-    assert d["counts"] == {"train": 250, "valid": 50, "evaluation": 100,
-                           "contaminant_pool": 50}
 
 
 def test_official_split():
-    rows = [{"filename": f"{f}-{c}{k}-A-{c}.wav", "fold": f, "target": c,
-             "category": f"class{c}", "esc10": False, "src_file": c, "take": "A"}
+    rows = [{"filename": f"{f}-{c}{k}-A-{c}.wav", "fold": f, "target": c, "category": f"class{c}",
+             "esc10": False, "src_file": f"{f}{c}{k // 4}", "take": "A", "recording": f"{f}{c}{k // 4}"}
             for f in range(1, 6) for c in range(50) for k in range(8)]
     full = pd.DataFrame(rows)
     s = make_split(full, seed=3)
@@ -164,7 +169,26 @@ def test_official_split():
     assert set(s.valid["fold"]) == {4} and set(s.evaluation["fold"]) == {4}
     assert len(s.evaluation) == 400
     assert set(s.contaminant_pool["fold"]) == {5} and len(s.contaminant_pool) == 400
-    assert s.protocol.startswith("official folds")
+    assert s.protocol.startswith("official folds") and "same clips, as the authors'" in s.protocol
+    # a recording whose clips sit in two folds would be seen in training and scored in evaluation
+    leaking = full.copy()
+    leaking.loc[leaking["fold"] == 4, "recording"] = leaking.loc[leaking["fold"] == 1, "recording"].to_numpy()
+    with pytest.raises(ValueError, match="recordings in both the train and the valid part"):
+        make_split(leaking, seed=3)
+
+
+def test_metadata_rows_are_checked(tmp_path):
+    lines = (ESC50 / "meta" / "esc50.csv").read_text().splitlines()
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "audio").symlink_to(ESC50 / "audio")
+    header, first, second = lines[0], lines[1], lines[2]
+    bad_fold = first.split(",")
+    bad_fold[1] = "x"
+    for rows, message in (([first, ",".join(bad_fold)], "line 3: fold 'x' is not an integer"),
+                          ([first, second, first], "is listed more than once (lines 2, 4)")):
+        (tmp_path / "meta" / "esc50.csv").write_text("\n".join([header, *rows]) + "\n")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_metadata(tmp_path)
 
 
 # ---- contamination -------------------------------------------------------------------
@@ -214,8 +238,8 @@ def test_draw_ood_mixtures(meta):
     for c in draw_ood_mixtures(s.evaluation, s.evaluation, seed=0):
         assert c.base_file != c.contaminant_file
     # a real pair whose mixture has the larger negative peak: y / y.max() as the reference (§6)
-    c = d0[16]
-    assert (c.base_file, c.contaminant_file) == ("4-125825-B-46.wav", "4-168868-A-17.wav")
+    c = d0[0]
+    assert (c.base_file, c.contaminant_file) == ("4-107122-A-33.wav", "4-211502-A-30.wav")
     x, s_ = load_clip(ESC50 / "audio" / c.base_file), load_clip(ESC50 / "audio" / c.contaminant_file)
     y = 0.8 * x / x.norm() + 0.2 * s_ / s_.norm()
     assert -y.min() > 1.2 * y.max()
