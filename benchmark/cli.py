@@ -141,11 +141,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UsageError(f"{flag} {value}: must be a positive integer")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed}: must be in 0 … 2**32 − 1")
-    if args.folds:
+    for flag, text, plan in (("--folds", args.folds, "{}"), ("--data-folds", args.data_folds, "{}:1:1:1")):
         try:
-            FoldPlan.parse(args.folds)
+            if text is not None:
+                FoldPlan.parse(plan.format(text))
         except ValueError as error:
-            raise UsageError(f"--folds: {error}") from None
+            raise UsageError(f"{flag}: {error}") from None
     _check_device(args.device)
     profile = args.profile or default_profile(args.device)
     condition = args.setting + (f"-{args.contamination}" if args.setting == "ood" else "")
@@ -188,7 +189,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         print("profile: paper (the default on a GPU; pass --profile cpu for the small models)")
     return RunConfig(
         dataset=args.dataset, setting=args.setting, contamination=args.contamination, data_root=args.data_root,
-        folds=args.folds, classifier_checkpoint=args.classifier_checkpoint,
+        folds=args.folds, data_folds=args.data_folds, classifier_checkpoint=args.classifier_checkpoint,
         noise_dir=args.noise_dir, speech_dir=args.speech_dir,
         methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=out, cache_dir=cache_dir,

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 class RunConfig:
     """Everything a run depends on (recorded in run.json).
 
+    folds: "TRAIN:VALID:EVALUATION:POOL" fold lists; data_folds: read only these folds' clips;
     setting: the evaluation condition, "id", "ood" or "clean" (with ``contamination`` for
     ood: "mixtures", "speech" or "white_noise"); methods: registry names; imports: user
     modules registering more methods; method_options: per-method constructor keywords;
@@ -29,6 +30,7 @@ class RunConfig:
     contamination: str = "mixtures"
     data_root: str | None = None
     folds: str | None = None
+    data_folds: str | None = None
     classifier_checkpoint: str | None = None
     noise_dir: str | None = None
     speech_dir: str | None = None

@@ -218,6 +218,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", help="TRAIN:VALID:EVALUATION:POOL fold lists (default esc50 1-3:4:4:5, "
                                         "us8k 1-3:4:5:6 as the authors; the official UrbanSound8K 10-fold "
                                         "protocol is e.g. 1-8:9:10:9)")
+    parser.add_argument("--data-folds", help="read only these folds of the dataset, e.g. 4: with the full ESC-50 "
+                                             "this is the fold-4 copy that the shipped reference models were "
+                                             "trained on (the same split and models, so the README's tables)")
     parser.add_argument("--classifier-checkpoint", help="a classifier-*.pt from the checkpoint cache, or a "
                                                         "SpeechBrain folder with embedding_model.ckpt and "
                                                         "classifier.ckpt, instead of training one")

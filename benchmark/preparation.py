@@ -83,7 +83,8 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     if config.classifier_checkpoint:
         given = load_classifier_checkpoint(config.classifier_checkpoint, cache_dir)
         checkpoint_classes = given[2] or [f"class {i}" for i in range(given[0].head.out_features)]
-    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes)
+    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes,
+                        config.data_folds)
     if given is not None and (given[0].head.out_features != len(data.class_names)
                               or given[2] not in (None, data.class_names)):
         raise ValueError(f"--classifier-checkpoint {config.classifier_checkpoint} knows {given[0].head.out_features} "

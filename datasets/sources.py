@@ -29,7 +29,7 @@ class AudioData:
 
 
 def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None = None,
-                 classifier_classes: list[str] | None = None) -> AudioData:
+                 classifier_classes: list[str] | None = None, data_folds: str | None = None) -> AudioData:
     """Find, read and split a dataset (§6).
 
     Args:
@@ -38,6 +38,8 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
         folds: "TRAIN:VALID:EVALUATION:POOL" fold lists, e.g. "1-8:9:10:9" (esc50 / us8k).
         classifier_classes: class names of a given classifier checkpoint; for a folder,
             every file is then evaluated (labels from sub-folders matched by name).
+        data_folds: a fold list, e.g. "4" (esc50 / us8k): only these folds' clips are read, as if the
+            copy held no others (the full release then gives the shared fold-4 copy's split).
     Targets are renumbered 0…N−1 (``contiguous_targets``), class names kept.
 
     Raises:
@@ -48,7 +50,12 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
     if name in ("esc50", "us8k"):
         module = esc50 if name == "esc50" else urbansound8k
         root = module.resolve_data_root(data_root)
-        meta = contiguous_targets(module.load_metadata(root), f"the metadata of {root}")
+        meta = module.load_metadata(root)
+        if data_folds:
+            meta = meta[meta["fold"].isin(FoldPlan.parse(f"{data_folds}:1:1:1").train)].reset_index(drop=True)
+            if meta.empty:
+                raise ValueError(f"--data-folds {data_folds}: the metadata of {root} lists no clip of these folds")
+        meta = contiguous_targets(meta, f"the metadata of {root}")
         split = module.make_split(meta, seed, FoldPlan.parse(folds) if folds else module.FOLDS)
         return AudioData(name, root, root / "audio", meta, class_names(meta), split)
     if name != "folder":

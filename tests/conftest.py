@@ -7,7 +7,9 @@ import torch
 from benchmark.classifier import AudioClassifier
 from datasets.audio import load_clip
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository's root."""
+DATA = ROOT.parent / "shared" / "data"
 ESC50 = DATA / "esc50"
 
 

@@ -273,3 +273,18 @@ def test_other_conditions_draws_and_gains(meta):
 
     clean = clean_samples(s.evaluation)
     assert len(clean) == 100 and torch.equal(clean[0].apply(x, None), x)
+
+
+def test_data_folds_reads_only_those_folds_so_a_fuller_copy_gives_the_shared_copys_split(tmp_path):
+    from datasets.sources import open_dataset
+    shared = pd.read_csv(ESC50 / "meta" / "esc50.csv")
+    other = shared.assign(fold=1, filename="1-" + shared["filename"].str[2:], src_file=shared["src_file"] + 10**7)
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "audio").mkdir()
+    pd.concat([other, shared]).to_csv(tmp_path / "meta" / "esc50.csv", index=False)
+    for name, source in zip([*other["filename"], *shared["filename"]], [*shared["filename"], *shared["filename"]]):
+        (tmp_path / "audio" / name).symlink_to(ESC50 / "audio" / source)
+    fuller = open_dataset("esc50", str(tmp_path), seed=0, data_folds="4")
+    expected = open_dataset("esc50", str(ESC50), seed=0)
+    assert fuller.split.describe() == expected.split.describe()
+    assert len(open_dataset("esc50", str(tmp_path), seed=0).split.train) != len(expected.split.train)

@@ -1,0 +1,64 @@
+"""The shipped reference models: intact, used without training, and giving the committed per-sample rows
+at another thread count and batch size (``benchmark.reproduction``)."""
+import json
+
+import pandas as pd
+
+from benchmark.checkpoints import REFERENCE_MODELS, reference_manifest, sha256_of
+from benchmark.cli import build_parser, config_from_args, main
+from benchmark.preparation import reference_dir
+from benchmark.reproduction import TOLERANCE, agrees, compare_per_sample
+from tests.conftest import ESC50, ROOT
+
+MAIN_JOB = ROOT / "results" / "esc50-ood-mixtures-cpu"
+
+
+def test_every_shipped_model_is_listed_with_its_sha256_and_provenance():
+    manifest = reference_manifest(REFERENCE_MODELS)
+    kinds = {entry["kind"] for entry in manifest.values()}
+    assert {"classifier", "lmac", "lmac-mel", "lmac-ft", "lmac-ft-mel", "l2i"} <= kinds
+    for name, entry in manifest.items():
+        path = REFERENCE_MODELS / name
+        assert sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]
+        assert path.with_suffix(".json").is_file() and entry["command"].startswith("python run_benchmark.py")
+        assert entry["profile"] == "cpu" and entry["code"] and entry["training_audio"]
+        assert entry["classifier_valid_accuracy"] > 0.2
+    assert sum(entry["bytes"] for entry in manifest.values()) < 40e6  # a few MB each
+    shipped = set(p.name for p in REFERENCE_MODELS.glob("*.pt"))
+    assert shipped == set(manifest)
+
+
+def test_the_main_job_with_the_shipped_models_gives_the_committed_rows_at_other_threads_and_batch_size(tmp_path):
+    out = tmp_path / "out"
+    assert main(["--data-root", str(ESC50), "--limit", "3", "--threads", "1", "--batch-size", "4",
+                 "--cache-dir", str(tmp_path / "empty-cache"), "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert {m["source"] for m in record["models"]} == {"shipped"}
+    assert not list((tmp_path / "empty-cache").glob("*.pt"))  # nothing was trained
+    assert "shipped reference model" in (out / "table.md").read_text()
+    report = compare_per_sample(pd.read_csv(MAIN_JOB / "per_sample.csv"), pd.read_csv(out / "per_sample.csv"))
+    assert report["rows"] == 6 * 5 and agrees(report), report
+    assert max(report["largest"].values()) < TOLERANCE
+
+
+def test_a_row_beyond_the_tolerance_or_a_clear_flip_is_found():
+    rows = pd.read_csv(MAIN_JOB / "per_sample.csv").head(10)
+    assert agrees(compare_per_sample(rows, rows.copy()))
+    moved = rows.copy()
+    moved.loc[3, "FF"] += 2 * TOLERANCE
+    assert compare_per_sample(rows, moved)["beyond_tolerance"]["FF"] == 1
+    flipped = rows.copy()
+    flipped.loc[0, "AI"] = 100 - flipped.loc[0, "AI"]
+    clear = abs(rows.loc[0, "AI-margin"]) > TOLERANCE
+    assert compare_per_sample(rows, flipped)["binary_flips"]["AI"] == int(clear)
+    other = rows.copy()
+    other.loc[1, "predicted"] += 1
+    assert not agrees(compare_per_sample(rows, other))
+
+
+def test_retrain_ignores_the_shipped_models_and_is_another_configuration(tmp_path):
+    config = config_from_args(build_parser().parse_args(["--data-root", str(ESC50), "--retrain",
+                                                         "--cache-dir", str(tmp_path)]))
+    assert config.retrain and reference_dir(config) is None
+    assert config.identity() != config_from_args(build_parser().parse_args(
+        ["--data-root", str(ESC50), "--cache-dir", str(tmp_path)])).identity()
