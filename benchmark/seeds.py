@@ -16,7 +16,9 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import scipy.stats
 
 from benchmark import tables
 from benchmark.config import RunConfig, condition_name
@@ -51,7 +53,8 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str | None:
     """Run the benchmark once per training seed, then write the seed-averaged tables to ``config.out``.
 
     Writes ``OUT/seed-<s>/`` (complete runs), and in ``OUT``: per_sample_seed_mean.csv, table.csv
-    (with ``<metric>_seed_sd``), table.md, table.tex, figure.png and seeds.json, each replaced only
+    (with ``<metric>_seed_sd`` and the 95 % Student-t interval of the per-seed means,
+    ``<metric>_seed_ci_low`` / ``_seed_ci_high``), table.md, table.tex, figure.png and seeds.json, each replaced only
     when all are written. Returns the Markdown table (None on the ranks other than 0 of a torchrun
     launch).
 
@@ -80,13 +83,20 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str | None:
     for metric in columns:
         per_seed = pd.DataFrame({s: [means[metric].get(row, float("nan")) for row in rows]
                                  for s, means in seed_means.items()})
-        table.insert(table.columns.get_loc(f"{metric}_top") + 1, f"{metric}_seed_sd", per_seed.std(axis=1, ddof=1))
+        sd, mean, k = per_seed.std(axis=1, ddof=1), per_seed.mean(axis=1), per_seed.notna().sum(axis=1)
+        half_width = scipy.stats.t.ppf(0.975, (k - 1).clip(lower=1)) * sd / np.sqrt(k)
+        at = table.columns.get_loc(f"{metric}_top") + 1
+        for offset, (name, values) in enumerate((("seed_sd", sd), ("seed_ci_low", mean - half_width),
+                                                 ("seed_ci_high", mean + half_width))):
+            table.insert(at + offset, f"{metric}_{name}", values)
     shown = ", ".join(f"{100 * a:.1f} %" for a in accuracies.values())
     title = (f"{config.dataset} — {condition_name(config)} — training seeds {', '.join(map(str, training_seeds))} — "
              f"classifier accuracy {shown}, n = {averaged['sample_id'].nunique()}")
     notes = [tables.statistics_note(config.seed),
              f"each sample's value is averaged over the {len(training_seeds)} training seeds before the mean, the "
-             "interval and the test; σ: standard deviation of the per-seed means (seed-<s>/table.md)",
+             "interval and the test; (σ s, seeds ± h): standard deviation of the per-seed means (seed-<s>/table.md) "
+             "and the half-width of their 95 % Student-t interval, the spread a retrain gives; the per-sample "
+             "interval before it does not cover that spread",
              f"profile: {config.profile}; contaminant draws and the explainers' random draws: seed {config.seed}",
              *tables.data_notes(averaged, table)]
     partial = out / ".seeds-unfinished"

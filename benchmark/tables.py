@@ -75,7 +75,8 @@ def classifier_accuracy(per_sample: pd.DataFrame) -> float:
 
 def cell_text(row: dict, metric: str, latex: bool = False) -> str:
     """One cell of a summarised table's row: "mean ± CI half-width" (2 decimals, 3 for MM and the [0, 1]
-    columns this benchmark adds), then "(σ s)" where the row has ``<metric>_seed_sd``; "n/a" without a
+    columns this benchmark adds), then "(σ s, seeds ± h)" where the row has ``<metric>_seed_sd`` (h: the
+    half-width of the 95 % interval over the per-seed means); "n/a" without a
     mean. Not marked: ``<metric>_top`` says whether to."""
     if pd.isna(row[metric]):
         return "n/a"
@@ -84,7 +85,8 @@ def cell_text(row: dict, metric: str, latex: bool = False) -> str:
     plus_minus, sigma = (" $\\pm$ ", "$\\sigma$") if latex else (" ± ", "σ")
     text = f"{row[metric]:.{digits}f}{plus_minus}{half_width:.{digits}f}"
     if pd.notna(row.get(f"{metric}_seed_sd")):
-        text += f" ({sigma} {row[f'{metric}_seed_sd']:.{digits}f})"
+        seeds = (row[f"{metric}_seed_ci_high"] - row[f"{metric}_seed_ci_low"]) / 2
+        text += f" ({sigma} {row[f'{metric}_seed_sd']:.{digits}f}, seeds{plus_minus}{seeds:.{digits}f})"
     return text
 
 
