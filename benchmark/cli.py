@@ -114,6 +114,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             where = traceback.extract_tb(error.__traceback__)[-1]
             raise UsageError(f"--import {module}: importing it raised {type(error).__name__}: {error} "
                              f"({where.filename}, line {where.lineno}); fix the module") from None
+    for flag in ("out", "cache_dir", "data_root", "noise_dir", "speech_dir", "classifier_checkpoint",
+                 "lmac_checkpoint", "lmac_mel_checkpoint", "folds", "data_folds"):
+        value = getattr(args, flag, None)
+        if value is not None and not value.strip():
+            raise UsageError(f"--{flag.replace('_', '-')} is empty; give a value or leave the option out")
     methods = available_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: name at least one method; registered: "
@@ -263,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "reference-models":
             print(f"wrote {ship_models([Path(d) for d in args.run_dirs])}")
         elif command == "listening-results":
+            check_writable_folder(args.out, "--out")
             print(write_summary(args.csv, Path(args.out)))
         elif command == "report":
             if args.samples < 1:

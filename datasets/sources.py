@@ -45,7 +45,8 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
     Raises:
         DatasetNotFoundError: esc50 / us8k not found. FileNotFoundError: no folder or
         no audio in it. ValueError: a metadata CSV without clips, a folder without
-        checkpoint with fewer than two labelled classes (sub-folders), or an unknown dataset.
+        checkpoint with fewer than two labelled classes (sub-folders), ``folds`` naming a fold the
+        data does not have, or an unknown dataset.
     """
     if name in ("esc50", "us8k"):
         module = esc50 if name == "esc50" else urbansound8k
@@ -56,7 +57,14 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
             if meta.empty:
                 raise ValueError(f"--data-folds {data_folds}: the metadata of {root} lists no clip of these folds")
         meta = contiguous_targets(meta, f"the metadata of {root}")
-        split = module.make_split(meta, seed, FoldPlan.parse(folds) if folds else module.FOLDS)
+        plan = FoldPlan.parse(folds) if folds else module.FOLDS
+        present = set(meta["fold"].unique())
+        if folds and not plan.all_folds <= present:
+            raise ValueError(f"--folds {folds}: the data in {root} has no fold "
+                             f"{', '.join(map(str, sorted(plan.all_folds - present)))} (it has "
+                             f"{', '.join(map(str, sorted(present)))}); name folds it has, or leave --folds out to "
+                             "split the available clips by recording")
+        split = module.make_split(meta, seed, plan)
         return AudioData(name, root, root / "audio", meta, class_names(meta), split)
     if name != "folder":
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")

@@ -171,6 +171,10 @@ bench --out '{a_file}'                                     => --out {a_file}: a 
 select-lmac-l1 --set lmac.lambda_l1=inf                    => inf is out of range
 explain '{truncated_clip}'                                 => is truncated
 download esc50 --checksum sha1:00                          => expected sha256:HEX or md5:HEX
+--folds 1-3:4:4:5                                          => --folds 1-3:4:4:5: the data in
+--out ''                                                   => --out is empty
+--data-root ' '                                            => --data-root is empty
+--data-folds 9                                             => lists no clip of these folds
 """
 CASES = [(shlex.split(arguments), expected.strip())
          for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]
