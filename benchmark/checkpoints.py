@@ -28,6 +28,7 @@ from filelock import FileLock
 from torch import nn
 
 from benchmark import distributed
+from benchmark.store import write_then_replace
 from datasets import roots
 
 REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "reference-models"
@@ -109,7 +110,7 @@ def file_digests(paths: list[Path], cache_dir: Path | None) -> list[str]:
         digests.append(entry["sha256"])
     if changed and cache_dir:
         record.parent.mkdir(parents=True, exist_ok=True)
-        write_then_move(record, json.dumps(known).encode())
+        write_then_replace(record, lambda path: path.write_text(json.dumps(known)))
     return digests
 
 
@@ -268,18 +269,10 @@ def cached_training(
             raise ValueError(f"training the {kind} gave NaN or infinite weights, so nothing was cached; check the "
                              "method's --set values (a learning rate or loss weight out of range)")
         if current.leader:  # the record first, then the weights, each under a temporary name moved into place
-            record, weights = path.with_suffix(".json"), path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-            write_then_move(record, json.dumps({"config": config, "log": log}, indent=1, default=str).encode())
-            torch.save(module.state_dict(), weights)
-            os.replace(weights, path)
+            record = json.dumps({"config": config, "log": log}, indent=1, default=str)
+            write_then_replace(path.with_suffix(".json"), lambda json_path: json_path.write_text(record))
+            write_then_replace(path, lambda weights: torch.save(module.state_dict(), weights))
         distributed.barrier(current)
         if not current.leader:
             load_state(module, path)  # the others use rank 0's weights
         return note("trained", path, key)
-
-
-def write_then_move(path: Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name beside ``path``, then move it over ``path`` (atomic)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

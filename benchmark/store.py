@@ -237,10 +237,10 @@ class FolderLock:
 
 
 def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write`` on a temporary name beside ``path`` (``.partial-<name>``, same suffix, so that
-    writers that go by the suffix pick the format), then move it over ``path``: a failure leaves an
-    earlier ``path`` as it was, and no partial file behind."""
-    partial = path.with_name(f".partial-{path.name}")
+    """Call ``write`` on a temporary name beside ``path`` (``.partial-<pid>-<name>``, same suffix, so
+    that writers that go by the suffix pick the format), then move it over ``path`` (atomic): a failure
+    leaves an earlier ``path`` as it was, and no partial file behind."""
+    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
     try:
         write(partial)
         os.replace(partial, path)
