@@ -76,12 +76,17 @@ class Split:
     protocol: str
 
     def describe(self) -> dict:
-        """JSON-ready summary for run.json: protocol, counts and filenames per part."""
+        """JSON-ready summary for run.json: protocol, clips and recordings per part, the recordings
+        that two parts share (0 unless the fold plan makes validation and evaluation the same clips),
+        and the file names per part."""
         parts = {"train": self.train, "valid": self.valid,
                  "evaluation": self.evaluation, "contaminant_pool": self.contaminant_pool}
         return {"protocol": self.protocol,
                 "counts": {k: int(len(v)) for k, v in parts.items()},
                 "recordings": {k: int(v["recording"].nunique()) for k, v in parts.items()},
+                "shared_recordings": {f"{a} & {b}": len(set(parts[a]["recording"]) & set(parts[b]["recording"]))
+                                      for a, b in (("train", "valid"), ("train", "evaluation"),
+                                                   ("valid", "evaluation"), ("evaluation", "contaminant_pool"))},
                 "files": {k: v["filename"].tolist() for k, v in parts.items()}}
 
     def summary(self) -> str:

@@ -66,7 +66,8 @@ def test_outputs(first_run, capsys):
 
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["profile"] == "tiny"
-    assert record["split"]["counts"] == {"train": 250, "valid": 50, "evaluation": 100, "contaminant_pool": 50}
+    assert record["split"]["counts"] == {"train": 257, "valid": 43, "evaluation": 100, "contaminant_pool": 43}
+    assert set(record["split"]["shared_recordings"].values()) == {0}
     assert record["evaluated_samples"] == 4 and "torch" in record["versions"]
 
 

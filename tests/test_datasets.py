@@ -153,6 +153,7 @@ def test_partial_split_is_grouped_by_recording_stratified_and_disjoint(meta):
     assert set(s.contaminant_pool["filename"]) == set(s.valid["filename"])
     assert "split by recording" in s.protocol
     assert s.describe()["recordings"] == {"train": 169, "valid": 43, "evaluation": 85, "contaminant_pool": 43}
+    assert set(s.describe()["shared_recordings"].values()) == {0}
     # deterministic, independent of row order; another seed differs
     shuffled = meta.sample(frac=1.0, random_state=1)
     assert make_split(shuffled, seed=0).describe() == s.describe()
