@@ -28,6 +28,7 @@ from filelock import FileLock
 from torch import nn
 
 from benchmark import distributed
+from benchmark.provenance import versions
 from benchmark.store import write_then_replace
 from datasets import roots
 
@@ -269,7 +270,7 @@ def cached_training(
             raise ValueError(f"training the {kind} gave NaN or infinite weights, so nothing was cached; check the "
                              "method's --set values (a learning rate or loss weight out of range)")
         if current.leader:  # the record first, then the weights, each under a temporary name moved into place
-            record = json.dumps({"config": config, "log": log}, indent=1, default=str)
+            record = json.dumps({"config": config, "log": log, "trained_with": versions()}, indent=1, default=str)
             write_then_replace(path.with_suffix(".json"), lambda json_path: json_path.write_text(record))
             write_then_replace(path, lambda weights: torch.save(module.state_dict(), weights))
         distributed.barrier(current)

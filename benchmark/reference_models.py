@@ -1,7 +1,8 @@
 """``run_benchmark.py reference-models RUN_DIR...``: copy the trained parts that finished runs used from
 the checkpoint cache into the shipped reference models (``benchmark.checkpoints.REFERENCE_MODELS``) and
-list each in its ``manifest.json``: file, kind, key, SHA-256, size, the command and code version of the
-run whose configuration trains it, the training audio's content key, the training seed, the profile and
+list each in its ``manifest.json``: file, kind, key, SHA-256, size, the command of the run whose
+configuration trains it, the code version that trained it (from the training record beside the
+weights, else the run's), the training audio's content key, the training seed, the profile and
 the classifier's validation accuracy. For the maintainers of the reference models; the CPU profile only.
 """
 from __future__ import annotations
@@ -43,13 +44,14 @@ def ship_models(run_dirs: list[Path], reference_dir: Path = REFERENCE_MODELS) ->
             shutil.copyfile(source, reference_dir / name)
             shutil.copyfile(source.with_suffix(".json"), (reference_dir / name).with_suffix(".json"))
             seed = config["seed"] if config.get("training_seed") is None else config["training_seed"]
+            trained_with = json.loads(source.with_suffix(".json").read_text()).get("trained_with", record["versions"])
             entries[name] = {
                 "file": name, "kind": model["kind"], "key": model["key"], "sha256": model["sha256"],
                 "bytes": source.stat().st_size, "command": config.get("command", ""),
-                "code": record["versions"]["code"], "training_audio": record["audio"]["train"],
+                "code": trained_with["code"], "training_audio": record["audio"]["train"],
                 "noise_audio": record["audio"]["noise"], "training_seed": seed, "profile": config["profile"],
                 "classifier_valid_accuracy": record["classifier"].get("valid_accuracy"),
-                "platform": record["versions"]["platform"], "torch": record["versions"]["torch"]}
+                "platform": trained_with["platform"], "torch": trained_with["torch"]}
     manifest = {"about": "Reference models of the CPU profile, trained on the shared ESC-50 copy (fold 4, split "
                          "by recording); a run whose configuration and data content match one uses it. Each file "
                          "is a state dict; <file>.json beside it holds its configuration and training log.",
