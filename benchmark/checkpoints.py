@@ -199,7 +199,8 @@ def training_record(checkpoint: Path) -> dict:
 def describe_models(used: list[dict]) -> str:
     """One line for under a table: which trained parts a run used and where they came from."""
     sources = {"shipped": "shipped reference model", "cache": "checkpoint cache", "trained": "trained in this run"}
-    return "models: " + ("; ".join(f"{m['kind']}-{m['key']} ({sources[m['source']]})" for m in used) or "none trained")
+    described = dict.fromkeys(f"{m['kind']}-{m['key']} ({sources[m['source']]})" for m in used)  # once each
+    return "models: " + ("; ".join(described) or "none trained")
 
 
 def _all_finite(module: nn.Module) -> bool:
