@@ -233,6 +233,9 @@ class FolderLock:
             return "pid unknown"
 
     def release(self) -> None:
+        """Free the lock and remove the holder's note (the empty ``.lock`` file stays: removing it could
+        race with a run that is taking it)."""
+        self.holder_file.unlink(missing_ok=True)
         self.lock.release()
 
 
