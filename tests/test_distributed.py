@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
+from benchmark.reproduction import agrees, compare_per_sample
 from tests.conftest import ESC50
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,11 +76,12 @@ def test_two_processes_write_the_rows_of_one(one_process, tmp_path):
         assert (out / name).read_bytes() == (tmp_path / "one-thread" / name).read_bytes(), name
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
     assert not (out / "unfinished").exists()
-    # with all the cores, L-MAC's decoder can differ in the last bits (SPS, Loc-mass, the margins ≤ 1e-9)
+    # with all the cores, the passes can differ in the last bits: the rows agree within the tolerance that
+    # holds between machines (benchmark.reproduction), and are far closer than it
     two, one = (pd.read_csv(path / "per_sample.csv") for path in (out, one_process / "one"))
-    continuous = [c for c in two.columns if pd.api.types.is_float_dtype(two[c]) and c not in ("AI", "Fid-In")]
-    assert two.drop(columns=continuous).equals(one.drop(columns=continuous))  # classes, AI, Fid-In, names
-    assert np.allclose(two[continuous], one[continuous], rtol=0, atol=1e-9, equal_nan=True)
+    report = compare_per_sample(one, two)
+    assert report["rows"] == len(one) and agrees(report), report
+    assert max(report["largest"].values()) < 1e-6
 
 
 def worker_of_rank(launcher: subprocess.Popen, rank: int) -> int:
