@@ -79,7 +79,7 @@ def declared_frames(path: Path) -> int | None:
     reads a cut WAV up to its end without a word, so its own frame count cannot tell."""
     with open(path, "rb") as file:
         head = file.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE" or head[:4] == b"RF64":
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":  # RF64 and others: not followed
             return None
         block = None
         while True:
