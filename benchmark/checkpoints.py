@@ -29,7 +29,7 @@ from torch import nn
 
 from benchmark import distributed
 from benchmark.provenance import versions
-from benchmark.store import write_then_replace
+from benchmark.store import sha256_of, write_then_replace
 from datasets import roots
 
 REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "reference-models"
@@ -146,15 +146,6 @@ def load_state(module: nn.Module, path: Path, flag: str = "checkpoint") -> None:
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"checkpoint {path}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def reference_manifest(reference_dir: Path) -> dict[str, dict]:

@@ -11,7 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmark.checkpoints import REFERENCE_MODELS, sha256_of
+from benchmark.checkpoints import REFERENCE_MODELS
+from benchmark.store import sha256_of
 
 
 def ship_models(run_dirs: list[Path], reference_dir: Path = REFERENCE_MODELS) -> Path:

@@ -18,6 +18,7 @@ result does not depend on the number of processes, and resuming works with any n
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -181,8 +182,11 @@ class RunStore:
                 path.unlink()
 
     def finish(self, record: dict) -> None:
-        """Write ``run.json`` and move the unfinished results over the finished ones
-        (the tables and the figure must already be in ``OUT/unfinished/``)."""
+        """Write ``run.json``, with ``files`` listing the bytes and SHA-256 of every other result file (the
+        run's manifest), and move the unfinished results over the finished ones (the tables and the
+        figure must already be in ``OUT/unfinished/``)."""
+        record["files"] = {name: {"bytes": (self.work / name).stat().st_size, "sha256": sha256_of(self.work / name)}
+                           for name in RESULT_FILES if name != "run.json"}
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))
         if (self.work / "audio").is_dir():
             old = self.out / "audio.replaced"
@@ -237,6 +241,15 @@ class FolderLock:
         race with a run that is taking it)."""
         self.holder_file.unlink(missing_ok=True)
         self.lock.release()
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:

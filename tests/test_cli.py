@@ -17,6 +17,7 @@ import benchmark.preparation
 import methods.lmac
 from benchmark.cli import main
 from benchmark.config import RunConfig
+from benchmark.store import sha256_of
 from tests.conftest import ESC50
 
 METRICS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
@@ -68,6 +69,8 @@ def test_outputs(first_run, capsys):
     assert record["config"]["profile"] == "tiny"
     assert record["split"]["counts"] == {"train": 257, "valid": 43, "evaluation": 100, "contaminant_pool": 43}
     assert set(record["split"]["shared_recordings"].values()) == {0}
+    assert record["files"]["per_sample.csv"] == {"bytes": (out / "per_sample.csv").stat().st_size,
+                                                 "sha256": sha256_of(out / "per_sample.csv")}
     assert record["evaluated_samples"] == 4 and "torch" in record["versions"]
 
 
