@@ -50,7 +50,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from benchmark.classifier import Cnn14, DomainModel
 from benchmark.frontend import DOMAINS
 from benchmark.config import RunConfig
 from benchmark.frontend import apply_mask
@@ -58,6 +57,7 @@ from benchmark.harness import evaluate
 from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.store import ResultWriter
+from classifiers.base import Classifier, DomainModel
 from metrics import METRICS
 
 METRIC_COLUMNS = list(METRICS)
@@ -69,12 +69,14 @@ class ModelPassTimer(contextlib.AbstractContextManager):
     Times the classifier passes (``DomainModel.forward``, ``forward_with_representations``),
     the ``forward`` of the given explainer networks, ``torch.autograd.grad`` and
     ``Tensor.backward``; nested calls count once. On CUDA every span is synchronised.
-    Also counts the inputs that went through CNN14 (``classifier_samples``).
+    Also counts the inputs that went through the classifier (``classifier_samples``: calls of its
+    ``forward_with_representations``, which its ``forward`` goes through).
     """
 
-    def __init__(self, networks: list[nn.Module], device: torch.device):
+    def __init__(self, networks: list[nn.Module], device: torch.device, classifier: type[Classifier]):
         self.seconds = 0.0
-        self.classifier_samples = 0  # inputs that went through CNN14
+        self.classifier_samples = 0  # inputs that went through the classifier
+        self._classifier = classifier
         self._depth = 0
         self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self._targets = [(DomainModel, "forward"), (DomainModel, "forward_with_representations"),
@@ -107,7 +109,7 @@ class ModelPassTimer(contextlib.AbstractContextManager):
 
     def __enter__(self):
         for owner, name, wrap in [*((owner, name, self._timed) for owner, name in self._targets),
-                                  (Cnn14, "forward", self._counted)]:
+                                  (self._classifier, "forward_with_representations", self._counted)]:
             original = getattr(owner, name)
             self._originals.append((owner, name, original))
             setattr(owner, name, wrap(original))
@@ -161,12 +163,12 @@ class PeakMemory(contextlib.AbstractContextManager):
         return False
 
 
-def _timed(config: RunConfig, networks: list[nn.Module], work, repeats: int) -> dict:
+def _timed(config: RunConfig, classifier: Classifier, networks: list[nn.Module], work, repeats: int) -> dict:
     """The fastest of ``repeats`` runs of ``work()``: total and model-pass seconds, peak memory."""
     device = torch.device(config.device)
     best = None
     for _ in range(repeats):
-        with ModelPassTimer(networks, device) as timer, PeakMemory(device) as memory:
+        with ModelPassTimer(networks, device, type(classifier)) as timer, PeakMemory(device) as memory:
             start = time.perf_counter()
             work()
             if device.type == "cuda":
@@ -195,7 +197,7 @@ def _measure(config: RunConfig, classifier, explainer, evaluation, batch_size: i
         csv.unlink(missing_ok=True)
         evaluate(config, classifier, [explainer], evaluation, ResultWriter(csv), folder)
 
-    return {**_timed(config, networks, work, repeats), "rows": pd.read_csv(csv)}
+    return {**_timed(config, classifier, networks, work, repeats), "rows": pd.read_csv(csv)}
 
 
 def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> dict:
@@ -212,7 +214,7 @@ def _measure_shared(config: RunConfig, classifier, evaluation, repeats: int) -> 
                 prepare_batch(model, evaluation, batch, device)
 
     work()  # warm-up
-    return _timed(config, [], work, repeats)
+    return _timed(config, classifier, [], work, repeats)
 
 
 def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: int) -> float:
@@ -222,18 +224,21 @@ def _lmac_floor(config: RunConfig, classifier, explainer, evaluation, repeats: i
     listenable domain computed beforehand."""
     device = torch.device(config.device)
     model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
-    features = torch.cat([prepare_batch(model, evaluation, ids, device).features
-                          for ids in batch_ids(len(evaluation.samples), config.batch_size)])
+    batches = [prepare_batch(model, evaluation, ids, device)
+               for ids in batch_ids(len(evaluation.samples), config.batch_size)]
+    step = 1 if model.per_sample or model.needs_phase else config.batch_size
+    inputs = [(model.hearing(batch.spec[k:k + step], batch.waves.shape[1]), batch.features[k:k + step])
+              for batch in batches for k in range(0, len(batch.ids), step)]
 
     def work():
         with torch.no_grad():
-            for x in features.split(1 if model.per_sample else config.batch_size):
-                mask = explainer.attribute(model, x, None)  # no representations given: a pass of its own
+            for heard, x in inputs:
+                mask = explainer.attribute(heard, x, None)  # no representations given: a pass of its own
                 for masked in apply_mask(x, mask):
-                    model(masked)
+                    heard(masked)
 
     work()  # warm-up
-    return _timed(config, [], work, repeats)["total_s"]
+    return _timed(config, classifier, [], work, repeats)["total_s"]
 
 
 def bf16_support() -> str:
@@ -320,14 +325,14 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         f"- batch size {config.batch_size}; device {config.device}, {torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); torch {torch.__version__}; "
         f"fastest of {repeats} runs",
-        f"- classifier CNN14 width {classifier.embedding_model.width}{decoders}",
-        "- model passes: time inside the classifier (STFT→Mel, CNN14, head), the method's networks and backward "
+        f"- classifier {', '.join(f'{k} {v}' for k, v in classifier.describe().items())}{decoders}",
+        "- model passes: time inside the classifier (its features and network), the method's networks and backward "
         "passes; overhead = the rest (mixing, STFT, features, masks, metrics, rows); × floor = total / model passes",
         "- a method's row is a run with that method alone, including the shared per-batch work (first row: mixing, "
         "STFT, features, BCE-clean target, ideal binary mask, unmasked pass), which a run does once for all its "
         "methods; own "
         "overhead % leaves that shared work out",
-        "- classifier passes / sample: inputs through CNN14 per sample (the unmasked pass is shared: L-MAC needs 3); "
+        "- classifier passes / sample: inputs through the classifier per sample (the unmasked pass is shared: L-MAC needs 3); "
         "× L-MAC floor: total / (one decoder and three classifier passes per sample, timed alone in the same run)",
         "- bf16 (L-MAC): the same run with --precision bf16 (autocast; the CPU's bfloat16 support: "
         f"{bf16_support()}); speed-up = fp32 total / bf16 total; max |Δ metric| against the fp32 run's per-sample "

@@ -29,6 +29,7 @@ from benchmark.sanity import run_sanity
 from benchmark.seeds import run_seeds
 from benchmark.selection import select_lmac_l1
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
+from classifiers import classifier_class
 from datasets import roots
 from datasets.audio import load_clip
 from datasets.download import download
@@ -114,11 +115,16 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             where = traceback.extract_tb(error.__traceback__)[-1]
             raise UsageError(f"--import {module}: importing it raised {type(error).__name__}: {error} "
                              f"({where.filename}, line {where.lineno}); fix the module") from None
-    for flag in ("out", "cache_dir", "data_root", "noise_dir", "speech_dir", "classifier_checkpoint",
+    for flag in ("classifier", "out", "cache_dir", "data_root", "noise_dir", "speech_dir", "classifier_checkpoint",
                  "lmac_checkpoint", "lmac_mel_checkpoint", "folds", "data_folds"):
         value = getattr(args, flag, None)
         if value is not None and not value.strip():
             raise UsageError(f"--{flag.replace('_', '-')} is empty; give a value or leave the option out")
+    if not args.classifier.startswith("hf:"):
+        try:
+            classifier_class(args.classifier.strip())
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     methods = available_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: name at least one method; registered: "
@@ -196,7 +202,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         dataset=args.dataset, setting=args.setting, contamination=args.contamination, data_root=args.data_root,
         folds=args.folds, data_folds=args.data_folds, classifier_checkpoint=args.classifier_checkpoint,
         noise_dir=args.noise_dir, speech_dir=args.speech_dir,
-        methods=methods, method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
+        classifier=args.classifier.strip(), methods=methods, methods_all=args.methods == "all",
+        method_options=options, imports=args.imports, domains=domains, profile=profile, limit=args.limit,
         out=out, cache_dir=cache_dir,
         device=distributed.device_of(args.device, distributed.ranks()), seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,

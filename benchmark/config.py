@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass, field
 class RunConfig:
     """Everything a run depends on (recorded in run.json).
 
+    classifier: a registered classifier name (``classifiers``) or ``hf:PATH_OR_ID``;
     folds: "TRAIN:VALID:EVALUATION:POOL" fold lists; data_folds: read only these folds' clips;
     setting: the evaluation condition, "id", "ood" or "clean" (with ``contamination`` for
-    ood: "mixtures", "speech" or "white_noise"); methods: registry names; imports: user
+    ood: "mixtures", "speech" or "white_noise"); methods: registry names; methods_all: they are
+    ``--methods all``, so that methods the classifier cannot serve are left out rather than refused; imports: user
     modules registering more methods; method_options: per-method constructor keywords;
     domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
     ad_softmax_twice: AD as in the published code (True) or single softmax; peak_normalisation:
@@ -26,6 +28,7 @@ class RunConfig:
     """
 
     dataset: str = "esc50"
+    classifier: str = "cnn14"
     setting: str = "ood"
     contamination: str = "mixtures"
     data_root: str | None = None
@@ -35,6 +38,7 @@ class RunConfig:
     noise_dir: str | None = None
     speech_dir: str | None = None
     methods: list[str] = field(default_factory=lambda: ["saliency", "lmac", "all-ones", "random", "energy"])
+    methods_all: bool = False
     imports: list[str] = field(default_factory=list)
     method_options: dict[str, dict] = field(default_factory=dict)
     domains: list[str] = field(default_factory=lambda: ["listenable"])
@@ -69,7 +73,7 @@ class RunConfig:
         size is part of the identity, so a resumed run cannot mix rows of two batch sizes.
         """
         where_and_how = {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume",
-                         "command"}
+                         "command", "methods_all"}
         identity = {k: v for k, v in asdict(self).items() if k not in where_and_how}
         if not self.device.startswith("cpu"):
             identity["batched_draws"] = {"device_type": self.device.split(":")[0], "batch_size": self.batch_size}

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from benchmark.classifier import DomainModel
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
 from benchmark.pipeline import write_audio
 from benchmark.preparation import prepare
+from classifiers.base import DomainModel
 from datasets.audio import load_clip
 
 
@@ -40,8 +40,8 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
         raise ValueError(f"--method {explainer.name} does not explain the listenable domain; choose another method")
     waveform = waveform.to(config.device)
     spec = stft(waveform)
-    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
-    features = model.domain.features(spec)
+    model = DomainModel(classifier, DOMAINS["listenable"]).eval().hearing(spec, waveform.shape[1])
+    features = model.features(waveform, spec)
     with torch.no_grad():
         unmasked = model.forward_with_representations(features)
     probabilities = unmasked.logits.softmax(1)[0]

@@ -13,11 +13,12 @@ features ``(B, T, 80)``.
 
 Two domains are explained (the paper's "listenable" and "not listenable" blocks):
 
-- ``listenable``: the input is ``X = log1p|STFT|`` (B, T, 513); the classifier sees
-  ``log1p(Fbank(expm1(X)))``, a differentiable "STFT→Mel" wrapper, so maps and masks
-  live on the STFT grid and can be turned back into audio.
-- ``mel``: the input is ``log1p(Fbank(|STFT|))`` (B, T, 80), fed to the classifier
-  directly (not listenable).
+- ``listenable``: the input is ``X = log1p|STFT|`` (B, T, 513), so maps and masks live on
+  the STFT grid and can be turned back into audio. CNN14 sees ``log1p(Fbank(expm1(X)))``,
+  a differentiable "STFT→Mel" wrapper (``stft_to_mel``); a classifier that takes waveforms
+  hears ``waveform_from_log1p(X, phase, length)``, the inverse STFT with the input's phase.
+- ``mel``: the input is the classifier's own features, fed to it directly (not listenable);
+  for CNN14 ``log1p(Fbank(|STFT|))`` (B, T, 80).
 """
 from __future__ import annotations
 
@@ -161,6 +162,22 @@ def apply_mask(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor
     return masked_in, cropped - masked_in
 
 
+def waveform_from_log1p(features: torch.Tensor, phase: torch.Tensor, length: int) -> torch.Tensor:
+    """The waveform ``ISTFT(expm1(X) · exp(j·phase))`` of listenable-domain features (§1).
+
+    Args:
+        features: X = log1p magnitudes (B, T_m, 513), possibly masked, T_m ≤ T; frames T_m … T − 1
+            are silent (L-MAC's masks cover the first 425 of 431 frames).
+        phase: (B, T, 513) radians, the phase of the explained input's STFT.
+        length: output length in samples (the input's).
+    Returns:
+        waveform (B, length), differentiable in ``features``.
+    """
+    full = torch.zeros(phase.shape, dtype=features.dtype, device=features.device)
+    full[:, : features.shape[1]] = features
+    return istft(torch.polar(torch.expm1(full), phase), length)
+
+
 def listenable_waveform(mask: torch.Tensor, spec: torch.Tensor, length: int) -> torch.Tensor:
     """The listenable explanation ``ISTFT(expm1(M ⊙ X) · exp(j·phase(STFT)))`` (§1).
 
@@ -177,31 +194,17 @@ def listenable_waveform(mask: torch.Tensor, spec: torch.Tensor, length: int) -> 
     """
     if mask.shape[0] != spec.shape[0] or mask.shape[-1] != spec.shape[-1] or mask.shape[1] > spec.shape[1]:
         raise ValueError(f"mask {tuple(mask.shape)} is not on the STFT grid {tuple(spec.shape)}")
-    full = torch.zeros(spec.shape, dtype=mask.dtype, device=mask.device)
-    full[:, : mask.shape[1]] = mask
-    masked_magnitude = torch.expm1(full * log1p_magnitude(spec))
-    return istft(torch.polar(masked_magnitude, spec.angle()), length)
+    return waveform_from_log1p(mask * log1p_magnitude(spec)[:, : mask.shape[1]], spec.angle(), length)
 
 
 @dataclass(frozen=True)
 class Domain:
-    """A domain of the benchmark: the grid explanations live on (§1, §3).
-
-    ``features(spec)`` gives the input X that explainers attribute and masks
-    multiply; ``classifier_input(X)`` turns (masked) X into the log1p mel features
-    the classifier consumes.
-    """
+    """A domain of the benchmark: the grid explanations live on (§1, §3). ``listenable``: the
+    STFT grid, X = log1p|STFT| (B, T, 513); ``mel``: the classifier's own features
+    (``classifiers.base.DomainModel`` turns each into what the model takes)."""
 
     name: str
     label: str  # as in the paper's tables
-
-    def features(self, spec: torch.Tensor) -> torch.Tensor:
-        """(B, T, 513) complex STFT → (B, T, F) input of this domain (F = 513 listenable, 80 mel)."""
-        return log1p_magnitude(spec) if self.name == "listenable" else log1p_mel(spec)
-
-    def classifier_input(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) → (B, T, 80) log1p mel features."""
-        return stft_to_mel(features) if self.name == "listenable" else features
 
 
 DOMAINS = {

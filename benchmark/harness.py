@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from benchmark import distributed, tables
 from benchmark.checkpoints import config_key, describe_models
-from benchmark.classifier import AudioClassifier, DomainModel
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
 from benchmark.pipeline import (EvaluationBatch, EvaluationSamples, batch_ids, explain, prepare_batch,
@@ -24,12 +23,13 @@ from benchmark.precision import autocast
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
 from benchmark.store import FolderLock, ResultWriter, RunStore
-from datasets.audio import PEAK_NORMALISATIONS
+from classifiers.base import Classifier, DomainModel
+from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS
 from methods.base import Explainer
 from metrics import METRICS, arrow
 
 
-def evaluate(config: RunConfig, classifier: AudioClassifier, explainers: list[Explainer],
+def evaluate(config: RunConfig, classifier: Classifier, explainers: list[Explainer],
              evaluation: EvaluationSamples, writer: ResultWriter, out: Path,
              current: distributed.Ranks = distributed.Ranks()) -> None:
     """Explain and score every sample with every method in every domain of ``config.domains``.
@@ -132,7 +132,8 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
     rows = [(d, e.label) for d in config.domains for e in explainers]
     ad_note = ("AD with softmax applied twice, as the published code" if config.ad_softmax_twice
                else "AD with a single softmax")
-    title = f"{config.dataset} — {condition_name(config)}"
+    title = f"{config.dataset} — {condition_name(config)}" + (  # CNN14, the paper's classifier, goes unnamed
+        f" — classifier {classifier.name}" if config.classifier != "cnn14" else "")
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
     metrics = "; ".join(f"{m.name} {arrow(m.name)}: {m.description}".replace(" :", ":") for m in METRICS.values())
@@ -143,8 +144,9 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         describe_models(record["models"]), f"profile: {config.profile}, seed {config.seed}"
         + (f", training seed {config.training_seed}" if config.training_seed is not None else ""), *hyperparameters,
         *(note for e in explainers for note in e.notes()),
-        *(["mel rows: masks on the 80-band mel grid are not listenable; no WAV is written for them"]
-          if "mel" in config.domains else [])], controls, config.seed)
+        *([f"mel rows: masks on the {DomainModel(classifier, DOMAINS['mel']).grid(CLIP_SAMPLES)[1]}-band mel grid "
+           "are not listenable; no WAV is written for them"] if "mel" in config.domains else [])],
+        controls, config.seed)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)
     return markdown

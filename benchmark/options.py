@@ -10,6 +10,7 @@ import torch
 from benchmark.checkpoints import default_cache_dir
 from benchmark.precision import PRECISIONS
 from benchmark.profiles import PROFILES
+from classifiers import available_classifiers
 from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
 from methods import available_methods
@@ -221,7 +222,12 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-folds", help="read only these folds of the dataset, e.g. 4: with the full ESC-50 "
                                              "this is the fold-4 copy that the shipped reference models were "
                                              "trained on (the same split and models, so the README's tables)")
-    parser.add_argument("--classifier-checkpoint", help="a classifier-*.pt from the checkpoint cache, or a "
+    parser.add_argument("--classifier", default="cnn14",
+                        help=f"the explained classifier: {', '.join(available_classifiers())} (cnn14, the paper's, "
+                             "and ast, an Audio Spectrogram Transformer, are trained on the data and cached; "
+                             "hf:FOLDER_OR_HUB_ID loads a pretrained transformers audio classifier; --import a module "
+                             "that registers your own). Default: cnn14")
+    parser.add_argument("--classifier-checkpoint", help="a CNN14 classifier-*.pt from the checkpoint cache, or a "
                                                         "SpeechBrain folder with embedding_model.ckpt and "
                                                         "classifier.ckpt, instead of training one")
     parser.add_argument("--lmac-checkpoint", help="a trained L-MAC decoder state dict (SpeechBrain's psi_model.ckpt "
@@ -237,8 +243,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                                             "the id setting (WHAM! in the paper). Without it L-MAC trains on "
                                             "mixtures of training clips")
     parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                        help="import a Python module that registers your own explainers (repeatable), "
-                             "e.g. --import my_explainer --methods energy")
+                        help="import a Python module that registers your own explainers or classifiers "
+                             "(repeatable), e.g. --import my_explainer --methods energy")
     parser.add_argument("--set", dest="method_options", action="append", default=[], type=_method_option,
                         metavar="METHOD.KEY=VALUE", help="hyperparameter of a method, e.g. lmac.lambda_l1=0.4 "
                                                           "(repeatable; defaults are the paper's)")

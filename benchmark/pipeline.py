@@ -17,9 +17,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from benchmark.classifier import ClassifierPass, DomainModel
 from benchmark.config import RunConfig
 from benchmark.frontend import apply_mask, log1p_magnitude, stft
+from classifiers.base import ClassifierPass, DomainModel
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clips
 from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
                                     draw_white_noise, white_noise)
@@ -156,13 +156,13 @@ def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[i
     waves = evaluation.waveforms(ids).to(device)
     spec = stft(waves)
     with torch.autocast(device.type, enabled=False):  # the inputs stay float32 under --precision bf16
-        features = model.domain.features(spec)
+        features = model.features(waves, spec)
         clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
         terms = evaluation.components(ids)
         target_dominated = None if terms is None else ideal_binary_mask(
-            *(model.domain.features(stft(term.to(device))) for term in terms))
+            *(model.features(term.to(device)) for term in terms))
     with torch.no_grad():
-        unmasked = model.forward_with_representations(features)
+        unmasked = model.hearing(spec, waves.shape[1]).forward_with_representations(features)
     return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target, target_dominated)
 
 
@@ -183,16 +183,19 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
     model's passes do, with torch's generator seeded by ``sample_seed(seed, id)`` for
     each sample: every per-sample result is then the same whatever the batch size, at
     no cost on CPU. Batched (GPU), the generator is seeded once per batch, from its first
-    sample. Explainers that read representations get the unmasked pass's.
+    sample. Explainers that read representations get the unmasked pass's. A model that hears the
+    listenable domain through the inverse STFT is explained one sample at a time on any device, each
+    with its own phase (``DomainModel.hearing``).
     """
     target = batch.unmasked.logits.argmax(1)
-    if not model.per_sample:
+    model = model.hearing(batch.spec, batch.waves.shape[1])
+    if not model.per_sample and model.phase is None:
         torch.manual_seed(sample_seed(seed, batch.ids[0]))
         return explainer.mask(model, batch.features, target, batch.unmasked.representations)
     masks = []
     for k, i in enumerate(batch.ids):
         torch.manual_seed(sample_seed(seed, i))
-        masks.append(explainer.mask(model, batch.features[k:k + 1], target[k:k + 1],
+        masks.append(explainer.mask(model.sample(k), batch.features[k:k + 1], target[k:k + 1],
                                     batch.unmasked.rows(k, k + 1).representations))
     return torch.cat(masks)
 
@@ -207,6 +210,7 @@ def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_sof
     NaN without ``batch.target_dominated``. With ``curve_seeds`` (one per sample, for the random
     order of ties) also the deletion and insertion curves (``curve_scores``): 12 more passes.
     """
+    model = model.hearing(batch.spec, batch.waves.shape[1])
     masked_in, masked_out = apply_mask(batch.features, mask)
     with torch.no_grad():
         logits_in, logits_out = model(masked_in), model(masked_out)
@@ -248,7 +252,8 @@ def curve_scores(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
     (ties in random order, seeded by ``seeds``) is applied as any mask is (``apply_mask``):
     "Ins@k%" = p_c on the kept bins alone, "Del@k%" = p_c with them removed, c the class the
     unmasked pass predicts. "Ins-AUC" and "Del-AUC" are the curves' normalised areas
-    (``metrics.curve_area``). All (B,) float64 in [0, 1].
+    (``metrics.curve_area``). All (B,) float64 in [0, 1]. ``model``: bound to the batch's phase
+    (``DomainModel.hearing``), as ``score`` hands it on.
     """
     target = batch.unmasked.logits.argmax(1, keepdim=True)
     ranking = rank_bins(mask, seeds)

@@ -9,13 +9,15 @@ import torch
 
 from benchmark import precision
 from benchmark.checkpoints import REFERENCE_MODELS, cached_training, config_key, content_key
-from benchmark.classifier import AudioClassifier
 from benchmark.config import RunConfig
 from benchmark.pipeline import EvaluationSamples, evaluation_samples
 from benchmark.profiles import PROFILES
 from benchmark.speechbrain_import import load_classifier_checkpoint
-from benchmark.training import accuracy, mel_features, train_classifier
-from datasets.audio import PEAK_NORMALISATIONS, load_clips
+from benchmark.training import accuracy, classifier_features, train_classifier
+from classifiers import Classifier, classifier_class, load_pretrained
+from classifiers.base import REQUIREMENTS
+from classifiers.huggingface import weights_key
+from datasets.audio import PEAK_NORMALISATIONS, SAMPLE_RATE, load_clips
 from datasets.folder import recordings
 from datasets.sources import AudioData, open_dataset
 from methods import build_explainers
@@ -51,9 +53,11 @@ class RunInputs:
 
     data: the opened dataset and its split; train_waves, valid_waves: (N, 80000) clips of
     the training and validation parts; noise: (K, 80000) ``--noise-dir`` clips or None;
-    evaluation: the evaluated samples; given_classifier: a loaded ``--classifier-checkpoint``
-    (classifier, content key, class names) or None; explainers: built and checked, not fitted;
-    train_key, valid_key, noise_key: content keys (audio bytes, labels, normalisation).
+    evaluation: the evaluated samples; classifier: ``--classifier``, built untrained (to be trained
+    or loaded by ``prepare_classifier``) or given (a ``--classifier-checkpoint`` or a pretrained
+    ``hf:`` model); given_key: the given classifier's content key, or None when it is to be trained;
+    explainers: built and checked against the classifier, not fitted; train_key, valid_key,
+    noise_key: content keys (audio bytes, labels, normalisation).
     """
 
     data: AudioData
@@ -61,7 +65,8 @@ class RunInputs:
     valid_waves: torch.Tensor
     noise: torch.Tensor | None
     evaluation: EvaluationSamples | None
-    given_classifier: tuple[AudioClassifier, str, list[str] | None] | None
+    classifier: Classifier
+    given_key: str | None
     explainers: list[Explainer]
     train_key: str
     valid_key: str
@@ -79,18 +84,35 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         the message names the flag or file and the fix (the CLI exits with code 2).
     """
     cache_dir = Path(config.cache_dir)
-    given, checkpoint_classes = None, None
+    given, flag = None, f"--classifier {config.classifier}"
     if config.classifier_checkpoint:
+        if config.classifier != "cnn14":
+            raise ValueError(f"--classifier-checkpoint loads CNN14 checkpoints; {flag} is trained on the data and "
+                             "cached, or loaded from a folder with --classifier hf:PATH")
         given = load_classifier_checkpoint(config.classifier_checkpoint, cache_dir)
-        checkpoint_classes = given[2] or [f"class {i}" for i in range(given[0].head.out_features)]
-    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds, checkpoint_classes,
-                        config.data_folds)
-    if given is not None and (given[0].head.out_features != len(data.class_names)
+        flag = f"--classifier-checkpoint {config.classifier_checkpoint}"
+    elif config.classifier.startswith("hf:"):
+        pretrained = load_pretrained(config.classifier)
+        given = (pretrained, weights_key(pretrained), pretrained.class_names)
+    else:
+        classifier_class(config.classifier)  # an unknown name is refused before the data is read
+    data = open_dataset(config.dataset, config.data_root, config.seed, config.folds,
+                        None if given is None else given[0].class_names, config.data_folds)
+    if given is not None and (len(given[0].class_names) != len(data.class_names)
                               or given[2] not in (None, data.class_names)):
-        raise ValueError(f"--classifier-checkpoint {config.classifier_checkpoint} knows {given[0].head.out_features} "
-                         f"classes, the dataset has {len(data.class_names)} (or other names); use a checkpoint of "
-                         "this dataset")
+        raise ValueError(f"{flag} knows {len(given[0].class_names)} classes, the dataset has "
+                         f"{len(data.class_names)} (or other names); use a model of this dataset's classes, or "
+                         "explain a folder of recordings with --dataset folder (no labels needed)")
+    if given is None:
+        torch.manual_seed(config.effective_training_seed)  # the same initial weights whatever ran before
+        classifier = classifier_class(config.classifier).build(data.class_names, config.profile)
+    else:
+        classifier = given[0]
+    if classifier.sample_rate != SAMPLE_RATE:
+        raise ValueError(f"{flag} expects audio at {classifier.sample_rate} Hz; the benchmark reads every clip at "
+                         f"{SAMPLE_RATE} Hz; use a model made for {SAMPLE_RATE} Hz audio")
     explainers = build_explainers(config.methods, config.method_options)
+    explainers = supported_explainers(explainers, classifier.eval(), flag, config.methods_all)
     for explainer in explainers:
         explainer.check()
     check_split(data, config, trains_classifier=given is None,
@@ -106,12 +128,36 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     train_paths, valid_paths = data.paths(split.train), data.paths(split.valid)
     return RunInputs(
         data, load_clips(train_paths, config.peak_normalisation),
-        load_clips(valid_paths, config.peak_normalisation), noise, evaluation, given, explainers,
+        load_clips(valid_paths, config.peak_normalisation), noise, evaluation, classifier,
+        None if given is None else given[1], explainers,
         content_key(train_paths, cache_dir, targets=split.train["target"].tolist(),
                     peak_normalisation=config.peak_normalisation),
         content_key(valid_paths, cache_dir, targets=split.valid["target"].tolist(),
                     peak_normalisation=config.peak_normalisation),
         noise_key)
+
+
+def supported_explainers(explainers: list[Explainer], classifier: Classifier, flag: str,
+                         skip_unsupported: bool) -> list[Explainer]:
+    """The explainers whose ``requires`` the classifier meets (``Classifier.capabilities``).
+
+    Raises:
+        ValueError: a method named in --methods needs what the classifier does not give (the message
+            names the method and what is missing); with ``skip_unsupported`` (--methods all) such
+            methods are left out instead, with a printed line.
+    """
+    capabilities = classifier.capabilities()
+    kept = []
+    for explainer in explainers:
+        missing = [REQUIREMENTS[need] for need in explainer.requires if need not in capabilities]
+        if not missing:
+            kept.append(explainer)
+        elif skip_unsupported:
+            print(f"{explainer.name}: left out, {flag} gives no {'; no '.join(missing)}")
+        else:
+            raise ValueError(f"--methods {explainer.name}: {flag} gives no {'; no '.join(missing)}; drop "
+                             f"{explainer.name} from --methods or use a classifier that gives it")
+    return kept
 
 
 def reference_dir(config: RunConfig) -> Path | None:
@@ -120,32 +166,30 @@ def reference_dir(config: RunConfig) -> Path | None:
 
 
 def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict, device: torch.device,
-                       models: list[dict] | None = None) -> tuple[AudioClassifier, str]:
-    """The classifier: the given ``--classifier-checkpoint``, or the CNN14 trained on the
-    training part (a shipped reference model, or cached by configuration and training-audio
-    content, §2); ``models`` gets its entry (``cached_training``'s ``used``)."""
-    if inputs.given_classifier is not None:
-        classifier, key, _ = inputs.given_classifier
-        return classifier.to(device), key
+                       models: list[dict] | None = None) -> tuple[Classifier, str]:
+    """The classifier: the given one (``--classifier-checkpoint``, ``hf:``), or ``--classifier`` trained
+    on the training part (a shipped reference model, or cached by its training configuration and the
+    training audio's content); ``models`` gets its entry (``cached_training``'s ``used``)."""
+    classifier = inputs.classifier
+    if inputs.given_key is not None:
+        return classifier.to(device), inputs.given_key
     split = inputs.data.split
     seed = config.effective_training_seed
-    torch.manual_seed(seed)  # the same initial weights whatever ran before (any command)
-    classifier = AudioClassifier(len(inputs.data.class_names), width=profile["classifier_width"])
+    schedule = classifier.training_config(config.profile)
     classifier_config = {
         "kind": "classifier", "class_names": inputs.data.class_names, "train_audio": inputs.train_key,
-        "valid_audio": inputs.valid_key, "width": profile["classifier_width"], "epochs": profile["classifier_epochs"],
-        "lr": profile["classifier_lr"], "batch_size": profile["batch_size"], "seed": seed,
+        "valid_audio": inputs.valid_key, **schedule, "batch_size": profile["batch_size"], "seed": seed,
         "augmentation": "random circular time shift", **precision.key_part(config.precision),
     }
 
-    def train(module: AudioClassifier) -> dict:
+    def train(module: Classifier) -> dict:
         module.to(device)
         return train_classifier(
-            module, (mel_features(inputs.train_waves.to(device)),
+            module, (classifier_features(module, inputs.train_waves.to(device)),
                      torch.tensor(split.train["target"].to_numpy(), device=device)),
-            (mel_features(inputs.valid_waves.to(device)),
+            (classifier_features(module, inputs.valid_waves.to(device)),
              torch.tensor(split.valid["target"].to_numpy(), device=device)),
-            profile["classifier_epochs"], profile["classifier_lr"], profile["batch_size"], seed, config.precision)
+            schedule["epochs"], schedule["lr"], profile["batch_size"], seed, config.precision)
 
     key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train,
                           reference_dir(config), models)
@@ -153,7 +197,7 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict, devi
 
 
 def prepare(config: RunConfig, record: dict,
-            evaluation_part: bool = True) -> tuple[RunInputs, AudioClassifier, list[Explainer]]:
+            evaluation_part: bool = True) -> tuple[RunInputs, Classifier, list[Explainer]]:
     """``load_inputs``, then train or load the classifier and fit the explainers (all cached).
 
     Fills ``record`` (for run.json) with the data root, split, classifier and methods.
@@ -170,10 +214,10 @@ def prepare(config: RunConfig, record: dict,
     models: list[dict] = []
     classifier, classifier_key = prepare_classifier(config, inputs, profile, device, models)
     classifier.eval().requires_grad_(False)
-    record["classifier"] = {"checkpoint": classifier_key, "width": classifier.embedding_model.width}
-    if len(split.valid):
+    record["classifier"] = {"checkpoint": classifier_key, **classifier.describe()}
+    if len(split.valid) and (split.valid["target"] >= 0).all():
         record["classifier"]["valid_accuracy"] = accuracy(
-            classifier, mel_features(inputs.valid_waves.to(device)),
+            classifier, classifier_features(classifier, inputs.valid_waves.to(device)),
             torch.tensor(split.valid["target"].to_numpy(), device=device))
     resources = TrainingResources(
         classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,

@@ -29,7 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from benchmark.classifier import DomainModel
+from classifiers.base import DomainModel
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
 from benchmark.listening_results import COLUMNS, QUESTIONS, REFERENCE

@@ -1,9 +1,10 @@
-"""Sanity check: cascading model-parameter randomisation (Adebayo et al., 2018; BENCHMARK.md §8).
+"""Sanity check: cascading model-parameter randomisation (Adebayo et al., 2018; paper §4.4).
 
-The classifier's conv blocks are re-initialised from the top, block 6 first, one more block
-per level, and at the last level the head too (``RANDOMISATION_LEVELS``). At every level each
+The classifier's parameter groups are re-initialised from the top, one more per level, as its
+contract lists them (``Classifier.randomisation_levels``; CNN14: conv block 6 first, one more block
+per level, and at the last level the head too). At every level each
 method explains the same samples again, for the class the *trained* classifier predicts, with
-the trained interpreters (L-MAC, L2I) kept fixed: they read the randomised classifier's block
+the trained interpreters (L-MAC, L2I) kept fixed: they read the randomised classifier's
 representations. The randomised masks are compared with the trained model's (level 0,
 "original") per sample by Spearman rank correlation and SSIM. A method whose maps depend
 on the model decorrelates as more of it is randomised; one that stays similar explains
@@ -42,48 +43,46 @@ from skimage.metrics import structural_similarity
 from torch import nn
 from tqdm import tqdm
 
-from benchmark.classifier import AudioClassifier, ClassifierPass, DomainModel
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS
 from benchmark.pipeline import batch_ids, explain, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
 from benchmark.store import write_then_replace
-
-RANDOMISATION_LEVELS = ("block 6", "blocks 6–5", "blocks 6–4", "blocks 6–3", "blocks 6–2", "blocks 6–1",
-                        "blocks 6–1 + head")
-"""The cumulative randomisation levels 1 … 7, in order: level k re-initialises conv blocks 6 … 7 − k
-(level 7: every block and the head)."""
-
-LEVEL_NAMES = ("original", *RANDOMISATION_LEVELS)
-"""Names of levels 0 … 7; level 0 is the trained classifier."""
+from classifiers.base import Classifier, ClassifierPass, DomainModel
 
 BIAS = 0.01
 """Value of every re-initialised bias (the authors' code)."""
 
 
-def randomised_copy(classifier: AudioClassifier, level: int, seed: int) -> AudioClassifier:
-    """A deep copy of ``classifier`` with the top ``level`` parts re-initialised; the original is untouched.
+def level_names(classifier: Classifier) -> list[str]:
+    """Names of levels 0 … L: "original" (the trained classifier), then the classifier's cumulative
+    levels (``Classifier.randomisation_levels``; CNN14: "block 6", "blocks 6–5", …, "blocks 6–1 + head")."""
+    return ["original", *(name for name, _ in classifier.randomisation_levels())]
 
-    Parts, in order: conv blocks 6, 5, 4, 3, 2, 1, then the head (level 7). In each
-    re-initialised part every ``Conv2d`` / ``Linear`` weight is drawn Xavier-uniform from
-    one CPU generator seeded with ``seed`` (so the draws do not depend on the device, and
-    block 6 gets the same weights at every level) and every bias is set to 0.01;
-    BatchNorm parameters and running statistics are kept.
+
+def randomised_copy(classifier: Classifier, level: int, seed: int) -> Classifier:
+    """A deep copy of ``classifier`` with its top ``level`` parameter groups re-initialised; the original
+    is untouched.
+
+    The groups, top-down, are the classifier's ``randomisation_levels`` (CNN14: conv blocks 6, 5, 4, 3,
+    2, 1, then the head). In each re-initialised group every ``Conv2d`` / ``Linear`` weight is drawn
+    Xavier-uniform from one CPU generator seeded with ``seed`` (so the draws do not depend on the
+    device, and the top group gets the same weights at every level) and every bias is set to 0.01;
+    normalisation layers (BatchNorm, LayerNorm) and their statistics are kept.
 
     Args:
         classifier: the trained classifier (not modified).
-        level: 0 (an unchanged copy) … 7 (``len(RANDOMISATION_LEVELS)``).
+        level: 0 (an unchanged copy) … L, the number of the classifier's levels.
         seed: seed of the random weights.
     Raises:
-        ValueError: ``level`` outside 0 … 7.
+        ValueError: ``level`` outside 0 … L.
     """
-    if not 0 <= level <= len(RANDOMISATION_LEVELS):
-        raise ValueError(f"randomisation level {level}: expected 0 … {len(RANDOMISATION_LEVELS)}")
+    levels = classifier.randomisation_levels()
+    if not 0 <= level <= len(levels):
+        raise ValueError(f"randomisation level {level}: expected 0 … {len(levels)}")
     randomised = copy.deepcopy(classifier)
-    parts = [getattr(randomised.embedding_model, f"conv_block{6 - i}") for i in range(min(level, 6))]
-    if level == len(RANDOMISATION_LEVELS):
-        parts.append(randomised.head)
+    parts = [module for _, modules in randomised.randomisation_levels()[:level] for module in modules]
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for part in parts:
@@ -143,8 +142,9 @@ def to_markdown(table: pd.DataFrame, title: str, notes: list[str]) -> str:
     return "\n".join([f"## {title}", "", body, "", *[f"- {note}" for note in notes], ""])
 
 
-def plot(table: pd.DataFrame) -> Figure:
-    """Mean Spearman (left) and mean SSIM (right) against the level, one line per method (and domain)."""
+def plot(table: pd.DataFrame, names: list[str]) -> Figure:
+    """Mean Spearman (left) and mean SSIM (right) against the level (``names``: of levels 0 … L), one line
+    per method (and domain)."""
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
     several_domains = table["domain"].nunique() > 1
@@ -152,7 +152,7 @@ def plot(table: pd.DataFrame) -> Figure:
         for (domain, method), rows in table.groupby(["domain", "method"], sort=False):
             label = f"{method} ({domain})" if several_domains else method
             axes.plot(rows["level"], rows[column], marker="o", label=label)
-        axes.set_xticks(range(len(LEVEL_NAMES)), LEVEL_NAMES, rotation=30, ha="right")
+        axes.set_xticks(range(len(names)), names, rotation=30, ha="right")
         axes.set_xlabel("randomised (cascading, from the top)")
         axes.set_ylabel(f"mean {name}")
         axes.set_ylim(top=1.05)
@@ -186,7 +186,8 @@ def run_sanity(config: RunConfig) -> str:
     evaluation = inputs.evaluation
     prepared = time.time()
     device = torch.device(config.device)
-    classifiers = [randomised_copy(classifier, level, config.seed).eval() for level in range(len(LEVEL_NAMES))]
+    names = level_names(classifier)
+    classifiers = [randomised_copy(classifier, level, config.seed).eval() for level in range(len(names))]
     batches = batch_ids(len(evaluation.samples), config.batch_size)
     rows = []
     progress = tqdm(total=len(config.domains) * len(batches), desc="sanity", unit="batch")
@@ -198,7 +199,8 @@ def run_sanity(config: RunConfig) -> str:
             originals = {}
             for level, model in enumerate(models):
                 with torch.no_grad():
-                    randomised = model.forward_with_representations(batch.features)
+                    randomised = model.hearing(batch.spec, batch.waves.shape[1]).forward_with_representations(
+                        batch.features)
                 # Only the model changes: the explained class stays the one the trained classifier
                 # predicts (its logits), the interpreters read the randomised model's representations.
                 level_batch = replace(batch, unmasked=ClassifierPass(batch.unmasked.logits,
@@ -209,7 +211,7 @@ def run_sanity(config: RunConfig) -> str:
                     for k, i in enumerate(ids):
                         spearman, ssim, constant = map_similarity(originals[explainer.label][k], masks[k])
                         rows.append({"domain": domain, "method": explainer.label, "level": level,
-                                     "level_name": LEVEL_NAMES[level], "sample_id": i, "spearman": spearman,
+                                     "level_name": names[level], "sample_id": i, "spearman": spearman,
                                      "ssim": ssim, "constant_map": constant})
             progress.update()
     progress.close()
@@ -217,8 +219,9 @@ def run_sanity(config: RunConfig) -> str:
     per_sample = pd.DataFrame(rows)
     table = summarise(per_sample)
     notes = [
-        ("cascading randomisation from the top (Adebayo et al., 2018): level k re-initialises conv blocks 6 … 7 − k "
-         "(Xavier-uniform weights, biases 0.01, BatchNorm kept), the last level also the head"),
+        (f"cascading randomisation from the top (Adebayo et al., 2018) of the {classifier.name} classifier: level k "
+         f"re-initialises its top k parameter groups ({' → '.join(names[1:])}; Xavier-uniform weights, biases 0.01, "
+         "normalisation layers kept)"),
         ("explained class: the trained classifier's prediction at every level; L-MAC and L2I keep their trained "
          "interpreters and read the randomised classifier's representations"),
         ("Spearman rank correlation and SSIM (data range 1) of each mask with the trained model's; mean over the "
@@ -229,7 +232,7 @@ def run_sanity(config: RunConfig) -> str:
         f"profile: {config.profile}, seed {config.seed}",
     ]
     markdown = to_markdown(table, f"Sanity check: model-parameter randomisation — {config.dataset}", notes)
-    record["levels"] = list(LEVEL_NAMES)
+    record["levels"] = names
     record["evaluated_samples"] = len(evaluation.samples)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "sanity": round(time.time() - prepared, 1)}
 
@@ -238,6 +241,6 @@ def run_sanity(config: RunConfig) -> str:
     write_then_replace(out / "sanity.csv", lambda path: per_sample.to_csv(path, index=False))
     write_then_replace(out / "sanity_table.csv", lambda path: table.to_csv(path, index=False))
     write_then_replace(out / "sanity.md", lambda path: path.write_text(markdown))
-    write_then_replace(out / "sanity.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
+    write_then_replace(out / "sanity.png", lambda path: plot(table, names).savefig(path, format="png", dpi=120))
     write_then_replace(out / "sanity.json", lambda path: path.write_text(json.dumps(record, indent=1, default=str)))
     return markdown

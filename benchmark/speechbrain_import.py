@@ -1,4 +1,4 @@
-"""Trained classifiers from a file: this benchmark's cache format, or SpeechBrain's L-MAC recipe (BENCHMARK.md §2);
+"""Trained CNN14 classifiers from a file: this benchmark's cache format, or SpeechBrain's L-MAC recipe (paper §4);
 and seeded paper-size modules in SpeechBrain's format, for the bench and the tests."""
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from benchmark.checkpoints import CheckpointError, content_key, load_state, read_state_dict
-from benchmark.classifier import AudioClassifier
+from classifiers.cnn14 import CNN14Classifier
 
 FLAG = "--classifier-checkpoint"
 
 
 def load_classifier_checkpoint(path: str | os.PathLike,
-                               cache_dir: Path | None = None) -> tuple[AudioClassifier, str, list[str] | None]:
-    """A trained classifier, in one of two formats.
+                               cache_dir: Path | None = None) -> tuple[CNN14Classifier, str, list[str] | None]:
+    """A trained CNN14 classifier, in one of two formats.
 
     - a ``classifier-<key>.pt`` of this benchmark's cache, with its ``.json`` beside it
       (width and class names recorded);
@@ -27,8 +27,8 @@ def load_classifier_checkpoint(path: str | os.PathLike,
       tensors, the class names are unknown (None).
 
     Returns:
-        the classifier (eval mode), a key of the weights' content (SHA-256 of the files,
-        remembered in ``cache_dir``), the class names or None.
+        the classifier (eval mode; class names "class 0", … when unknown), a key of the weights'
+        content (SHA-256 of the files, remembered in ``cache_dir``), the class names or None.
     Raises:
         CheckpointError: neither format is found at ``path``, or a file is unreadable or unsafe.
         ValueError: a tensor's shape does not fit (the message names it).
@@ -43,7 +43,7 @@ def load_classifier_checkpoint(path: str | os.PathLike,
         if "conv_block1.conv1.weight" not in embedding_state or "weight" not in head_state:
             raise CheckpointError(f"{FLAG} {path}: not a SpeechBrain Cnn14 / Linear checkpoint (no "
                                   "conv_block1.conv1.weight in embedding_model.ckpt or no weight in classifier.ckpt)")
-        classifier = AudioClassifier(head_state["weight"].shape[0],
+        classifier = CNN14Classifier([f"class {i}" for i in range(head_state["weight"].shape[0])],
                                      width=embedding_state["conv_block1.conv1.weight"].shape[0])
         load_state(classifier.embedding_model, embedding, FLAG)
         load_state(classifier.head, head, FLAG)
@@ -63,7 +63,7 @@ def load_classifier_checkpoint(path: str | os.PathLike,
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{FLAG} {path}: {description.name} is not a classifier description of this "
                               "benchmark (no config with class_names and width)") from None
-    classifier = AudioClassifier(len(class_names), width=width)
+    classifier = CNN14Classifier(class_names, width=width)
     load_state(classifier, path, FLAG)
     return classifier.eval(), content_key([path], cache_dir, format="benchmark", class_names=class_names), class_names
 

@@ -1,4 +1,4 @@
-"""Training of the CNN14 classifier on the training split, cached by configuration (§2, §6)."""
+"""Training of a classifier of the contract (CNN14, AST, yours) on the training split (paper §4)."""
 from __future__ import annotations
 
 import copy
@@ -8,26 +8,26 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from benchmark import distributed
-from benchmark.classifier import AudioClassifier
 from benchmark.precision import autocast
-from benchmark.frontend import log1p_mel, stft
-
-
-def mel_features(waveforms: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """(N, samples) waveforms → (N, T, 80) log1p mel features, computed in batches."""
-    return torch.cat([log1p_mel(stft(chunk)) for chunk in waveforms.split(batch_size)])
+from classifiers.base import Classifier
 
 
 @torch.no_grad()
-def accuracy(classifier: AudioClassifier, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> float:
-    """Top-1 accuracy in [0, 1] of ``classifier`` (eval mode) on log1p mel features (N, T, 80)."""
+def classifier_features(classifier: Classifier, waveforms: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """(N, samples) waveforms → the classifier's features (N, T, F) (CNN14: log1p mel, F = 80), in batches."""
+    return torch.cat([classifier.features(chunk) for chunk in waveforms.split(batch_size)])
+
+
+@torch.no_grad()
+def accuracy(classifier: Classifier, features: torch.Tensor, labels: torch.Tensor, batch_size: int = 64) -> float:
+    """Top-1 accuracy in [0, 1] of ``classifier`` (eval mode) on its features (N, T, F)."""
     classifier.eval()
     predictions = torch.cat([classifier(chunk).argmax(1) for chunk in features.split(batch_size)])
     return (predictions == labels.to(predictions.device)).float().mean().item()
 
 
 def train_classifier(
-    classifier: AudioClassifier,
+    classifier: Classifier,
     train: tuple[torch.Tensor, torch.Tensor],
     valid: tuple[torch.Tensor, torch.Tensor],
     epochs: int,
@@ -39,7 +39,7 @@ def train_classifier(
     """Train in place with Adam and cross-entropy; keep the epoch with the best validation accuracy.
 
     Args:
-        train, valid: (log1p mel features (N, T, 80), labels (N,)) on the model's device.
+        train, valid: (the classifier's features (N, T, F), labels (N,)) on the model's device.
         epochs, lr, batch_size, seed: schedule (random circular time shifts augment the batches).
             In a torchrun launch every rank trains its share of each batch with DDP
             (``distributed.epoch_batches``, ``distributed.parallel``).

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmark.classifier import AudioClassifier, DomainModel
+from classifiers.base import Classifier, DomainModel
 
 
 class InvalidExplanationError(RuntimeError):
@@ -39,8 +39,9 @@ class TrainingResources:
     """What trainable explainers (L-MAC, L2I) need to fit themselves, and where to cache.
 
     Attributes:
-        classifier: the trained classifier, frozen, in eval mode.
-        classifier_key: hash of the classifier's configuration (part of cache keys).
+        classifier: the trained classifier (``classifiers.base.Classifier``), frozen, in eval mode.
+        classifier_key: hash of the classifier's identity: its configuration and training data, or
+            its weights (part of cache keys).
         train_waveforms: (N, 80000) float training clips at 16 kHz.
         train_labels: (N,) long.
         valid_waveforms: (M, 80000) validation clips (explainers choose their epoch on them), or None.
@@ -63,7 +64,7 @@ class TrainingResources:
         models: one entry per trained part used (``benchmark.checkpoints.cached_training``'s ``used``).
     """
 
-    classifier: AudioClassifier
+    classifier: Classifier
     classifier_key: str
     train_waveforms: torch.Tensor
     train_labels: torch.Tensor
@@ -91,8 +92,11 @@ class Explainer:
         domains: domains the method can explain ("listenable", "mel").
         returns_mask: True when ``attribute`` already returns a mask in [0, 1].
         reads_representations: True when ``attribute`` takes ``representations=``,
-            the block 6, 5, 4, 3 outputs of the classifier's pass on ``features``
-            (a ``ClassifierPass``'s), so that it needs no pass of its own.
+            the representations of the classifier's pass on ``features`` (a ``ClassifierPass``'s,
+            deepest first), so that it needs no pass of its own.
+        requires: what the method needs of the classifier beyond its logits
+            (``classifiers.base.REQUIREMENTS``: "representations", "cam_layer", "relu_modules");
+            a run whose classifier lacks one refuses the method before anything trains.
         needs_validation_clips: True when ``fit`` chooses something on the validation
             clips (L2I its epoch); a split without them is refused before anything trains.
         control: True for the control rows (all-ones, random, energy; ``methods.controls``),
@@ -108,6 +112,7 @@ class Explainer:
     domains: ClassVar[tuple[str, ...]] = ("listenable", "mel")
     returns_mask: ClassVar[bool] = False
     reads_representations: ClassVar[bool] = False
+    requires: ClassVar[tuple[str, ...]] = ()
     needs_validation_clips: ClassVar[bool] = False
     control: ClassVar[bool] = False
     VALUE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {}

@@ -4,7 +4,8 @@ so that a reader sees what a method adds over keeping everything, over chance an
 - ``all-ones``: keeps everything: FF ≈ the classifier's confidence and Fid-In = 1. A method that
   only matches it on AI/FF/Fid-In explains nothing.
 - ``random``: uniform noise U(0, 1) per bin, seeded per sample (mean mask 0.5).
-- ``energy``: the input's own log1p magnitudes X, divided by their maximum: the loud bins.
+- ``energy``: the input's own features X (log1p magnitudes; on a log scale below zero, zero), divided by
+  their maximum: the loud bins.
 
 Controls are compared with the best method in the significance marks but never chosen as the best
 (``control = True``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.classifier import DomainModel
+from classifiers.base import DomainModel
 from methods.base import Explainer, register
 
 
@@ -41,9 +42,10 @@ class RandomExplainer(Explainer):
 
 @register("energy")
 class EnergyExplainer(Explainer):
-    """The input features X (B, T, F), log1p magnitudes ≥ 0, as the map (``to_mask`` divides by the maximum)."""
+    """The input features X (B, T, F) clamped at 0 (log1p magnitudes are ≥ 0 already; a log mel
+    filterbank's quiet bins, below 0, become 0) as the map (``to_mask`` divides by the maximum)."""
 
     control = True
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return features.detach().clone()
+        return features.detach().clamp_min(0.0)

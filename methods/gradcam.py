@@ -1,7 +1,8 @@
-"""GradCAM and Guided GradCAM on the classifier's last conv block, via Captum (BENCHMARK.md §3).
+"""GradCAM and Guided GradCAM on the classifier's CAM layer, via Captum (paper §4.1).
 
-The block-6 map (13 × 2 cells for a 5 s clip) is upsampled with nearest-neighbour
-interpolation to the grid of the domain (431 × 513 or 431 × 80).
+The layer is the one the classifier contract names (``Classifier.cam_layer``: CNN14's block 6,
+13 × 2 cells for a 5 s clip; the AST's patch grid). Its map is upsampled with nearest-neighbour
+interpolation to the grid of the domain (431 × 513 on the STFT grid, or the classifier's features).
 """
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import torch
 from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
-from benchmark.classifier import DomainModel
+from classifiers.base import DomainModel
 from methods.base import Explainer, differentiable_input, register
 
 
 @register("gradcam")
 class GradCAMExplainer(Explainer):
-    """|GradCAM| (Selvaraju et al., 2017) of block 6, nearest-upsampled to the input grid, (B, T, F)."""
+    """|GradCAM| (Selvaraju et al., 2017) of the CAM layer, nearest-upsampled to the input grid, (B, T, F)."""
+
+    requires = ("cam_layer",)
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        cam = LayerGradCam(model, model.classifier.last_conv_block).attribute(differentiable_input(features),
+        cam = LayerGradCam(model, model.classifier.cam_layer()).attribute(differentiable_input(features),
                                                                               target=target)
         return LayerAttribution.interpolate(cam.abs(), tuple(features.shape[1:]), interpolate_mode="nearest").squeeze(1)
 
@@ -37,10 +40,12 @@ class _WithChannel(nn.Module):
 
 @register("guided-gradcam")
 class GuidedGradCAMExplainer(Explainer):
-    """Guided GradCAM: Captum ``GuidedGradCam`` on block 6 (nearest upsampling) × Guided Backprop, (B, T, F)."""
+    """Guided GradCAM: Captum ``GuidedGradCam`` on the CAM layer (nearest upsampling) × Guided Backprop, (B, T, F)."""
+
+    requires = ("cam_layer", "relu_modules")
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         wrapped = _WithChannel(model)
-        attribution = GuidedGradCam(wrapped, model.classifier.last_conv_block).attribute(
+        attribution = GuidedGradCam(wrapped, model.classifier.cam_layer()).attribute(
             differentiable_input(features.unsqueeze(1)), target=target, interpolate_mode="nearest")
         return attribution.squeeze(1)

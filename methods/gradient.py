@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from captum.attr import GradientShap, GuidedBackprop, IntegratedGradients, Saliency
 
-from benchmark.classifier import DomainModel
+from classifiers.base import DomainModel
 from methods.base import Explainer, differentiable_input, register
 
 
@@ -74,13 +74,13 @@ class IntegratedGradientsExplainer(Explainer):
 class GuidedBackpropExplainer(Explainer):
     """Guided Backprop (Springenberg et al., 2015), Captum ``GuidedBackprop``.
 
-    Captum overrides the backward pass of ``nn.ReLU`` modules only; the classifier
-    uses ``nn.ReLU`` modules, so the map differs from the plain gradient.
+    Captum overrides the backward pass of ``nn.ReLU`` modules only: a classifier without them
+    (functional ReLU, GELU) would silently give the plain gradient, so it is refused.
     """
 
+    requires = ("relu_modules",)
+
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if not any(isinstance(m, torch.nn.ReLU) for m in model.modules()):
-            raise TypeError("Guided Backprop needs nn.ReLU modules in the classifier (functional ReLU is not hooked)")
         return GuidedBackprop(model).attribute(differentiable_input(features), target=target)
 
 

@@ -1,8 +1,8 @@
-"""L2I, Listen to Interpret (Parekh et al., NeurIPS 2022), as the L-MAC paper's baseline (BENCHMARK.md §3).
+"""L2I, Listen to Interpret (Parekh et al., NeurIPS 2022), as the L-MAC paper's baseline (paper §4.1).
 
 An NMF dictionary W (513 × K, K = 100) is learned with scikit-learn on training
 log1p-magnitude spectra, its columns scaled to unit L2 norm (as the original L2I's
-``NMF_D``). An interpreter ψ maps the classifier's block 6, 5, 4 representations to
+``NMF_D``). An interpreter ψ maps the classifier's representations (CNN14: blocks 6, 5, 4) to
 NMF activations H (K × T) so that W·H reconstructs the input, and θ (learned time
 pooling, initialised to the mean over time, + linear layer) maps H to the classifier's
 prediction. For class c, the relevance of component k is r_k = θ_ck·z_k / max_k |θ_ck·z_k|
@@ -25,10 +25,10 @@ from torch import nn
 from tqdm import tqdm
 
 from benchmark import distributed, precision
-from benchmark.precision import autocast
 from benchmark.checkpoints import cached_training, training_record
-from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
+from benchmark.precision import autocast
+from classifiers.base import DomainModel
 from datasets.audio import CLIP_SAMPLES
 from methods.base import Explainer, TrainingResources, register
 
@@ -39,22 +39,33 @@ class L2IInterpreter(nn.Module):
     """ψ (representations → activations) and θ (activations → class logits), with the NMF dictionary.
 
     Args:
-        representation_channels: channels of classifier blocks 6, 5, 4 (paper: 2048, 1024, 512).
+        representation_channels: channels of the representations read, deepest first: CNN14's
+            blocks 6, 5, 4 (paper: 2048, 1024, 512) with the "speechbrain-cnn14" layout.
         n_components: K, NMF components.
         n_classes: classes of the classifier.
         frames: T of the explained inputs (431).
+        layout: "speechbrain-cnn14": blocks 6 and 5 upsampled ×2, padded to block 4's grid and
+            concatenated with it; "grid" (any classifier): each representation convolved to the
+            fewest channels among them and resized (bilinear) to the largest grid, then concatenated.
 
     ``activations(representations)`` → H (B, K, T) ≥ 0; ``theta(H)`` → logits (B, n_classes).
     ``dictionary`` (513, K) ≥ 0 is a buffer set from scikit-learn's NMF.
     """
 
-    def __init__(self, representation_channels: tuple[int, int, int], n_components: int, n_classes: int,
-                 frames: int = FRAMES):
+    def __init__(self, representation_channels: tuple[int, ...], n_components: int, n_classes: int,
+                 frames: int = FRAMES, layout: str = "speechbrain-cnn14"):
         super().__init__()
-        c6, c5, c4 = representation_channels
-        self.from_block6 = nn.Conv2d(c6, c4, 3, padding="same")
-        self.from_block5 = nn.Conv2d(c5, c4, 3, padding="same")
-        self.merge = nn.Sequential(nn.Conv2d(3 * c4, c4, 3, padding="same"), nn.BatchNorm2d(c4), nn.ReLU())
+        self.layout = layout
+        if layout == "speechbrain-cnn14":
+            c6, c5, c4 = representation_channels[:3]
+            self.from_block6 = nn.Conv2d(c6, c4, 3, padding="same")
+            self.from_block5 = nn.Conv2d(c5, c4, 3, padding="same")
+            merged = 3 * c4
+        else:
+            c4 = min(representation_channels)
+            self.inputs = nn.ModuleList(nn.Conv2d(c, c4, 3, padding="same") for c in representation_channels)
+            merged = len(representation_channels) * c4
+        self.merge = nn.Sequential(nn.Conv2d(merged, c4, 3, padding="same"), nn.BatchNorm2d(c4), nn.ReLU())
         self.to_activations = nn.Conv2d(c4, n_components, 3, padding="same")
         self.time_pooling = nn.Linear(frames, 1, bias=False)
         nn.init.constant_(self.time_pooling.weight, 1.0 / frames)  # start as the mean over time: z ≥ 0
@@ -63,11 +74,16 @@ class L2IInterpreter(nn.Module):
         self.frames = frames
 
     def activations(self, representations: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        h6, h5, h4 = representations[:3]
-        upsampled = [F.relu(conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)))
-                     for conv, h in ((self.from_block6, h6), (self.from_block5, h5))]
-        upsampled = [F.pad(h, (0, h4.shape[3] - h.shape[3])) for h in upsampled]  # 4 → 5 frequency cells
-        merged = torch.cat([*upsampled, h4], dim=1)
+        if self.layout == "speechbrain-cnn14":
+            h6, h5, h4 = representations[:3]
+            upsampled = [F.relu(conv(F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=True)))
+                         for conv, h in ((self.from_block6, h6), (self.from_block5, h5))]
+            upsampled = [F.pad(h, (0, h4.shape[3] - h.shape[3])) for h in upsampled]  # 4 → 5 frequency cells
+            merged = torch.cat([*upsampled, h4], dim=1)
+        else:
+            largest = tuple(max((h.shape[2:] for h in representations), key=lambda s: s[0] * s[1]))
+            merged = torch.cat([F.relu(conv(F.interpolate(h, size=largest, mode="bilinear", align_corners=True)))
+                                for conv, h in zip(self.inputs, representations)], dim=1)
         merged = F.interpolate(merged, size=(self.frames, 1), mode="bilinear", align_corners=True)
         return F.relu(self.to_activations(self.merge(merged))).squeeze(3)
 
@@ -106,14 +122,18 @@ def nmf_dictionary(spectra: torch.Tensor, n_components: int, seed: int, max_fram
 
 
 @torch.no_grad()
-def theta_agreement(interpreter: L2IInterpreter, model: DomainModel, features: torch.Tensor, batch_size: int) -> float:
-    """Share in [0, 1] of inputs X (N, T, 513) on which θ predicts the classifier's class: θ's fidelity."""
+def theta_agreement(interpreter: L2IInterpreter, model: DomainModel, features: torch.Tensor, batch_size: int,
+                    phase: torch.Tensor | None = None, length: int = CLIP_SAMPLES) -> float:
+    """Share in [0, 1] of inputs X (N, T, 513) on which θ predicts the classifier's class: θ's fidelity.
+    ``phase`` (N, T, 513) and ``length``: the inputs' phase and waveform length, for a model that hears
+    the listenable domain through the inverse STFT (``DomainModel.needs_phase``)."""
     was_training = interpreter.training
     interpreter.eval()
     agree = torch.zeros((), dtype=torch.long, device=interpreter.dictionary.device)
-    for chunk in features.split(batch_size):
-        chunk = chunk.to(interpreter.dictionary.device)
-        logits, representations = model.forward_with_representations(chunk)
+    for start in range(0, len(features), batch_size):
+        chunk = features[start:start + batch_size].to(interpreter.dictionary.device)
+        heard = model if phase is None else model.with_phase(phase[start:start + batch_size], length)
+        logits, representations = heard.forward_with_representations(chunk)
         agree += (interpreter.theta(interpreter.activations(representations)).argmax(1) == logits.argmax(1)).sum()
     interpreter.train(was_training)
     return agree.item() / len(features)  # one host sync per call
@@ -132,6 +152,7 @@ class L2IExplainer(Explainer):
     domains = ("listenable",)
     returns_mask = True
     reads_representations = True
+    requires = ("representations",)
     needs_validation_clips = True
 
     VALUE_RANGES = {"rth": (0.0, 1.0)}
@@ -156,10 +177,11 @@ class L2IExplainer(Explainer):
         hp = dict(self.hyperparameters)
         hp["epochs"] = hp["epochs"] or resources.profile["l2i_epochs"]
         self.hyperparameters = hp
-        n_classes = resources.classifier.head.out_features
+        classifier = resources.classifier
+        channels = tuple(c for c, _, _ in classifier.representation_shapes(CLIP_SAMPLES))
         torch.manual_seed(resources.seed)  # the same initial interpreter whatever ran before
-        interpreter = L2IInterpreter(resources.classifier.embedding_model.representation_channels[:3],
-                                     hp["n_components"], n_classes)
+        interpreter = L2IInterpreter(channels, hp["n_components"], len(classifier.class_names),
+                                     layout=classifier.decoder_layout)
         trained = {k: v for k, v in hp.items() if k not in {"rth", "eps"}}  # the mask step is not trained
         config = {"kind": "l2i", "classifier": resources.classifier_key, "training_data": resources.data_key,
                   "validation_data": resources.valid_key, "seed": resources.seed,
@@ -189,11 +211,15 @@ class L2IExplainer(Explainer):
         generator = torch.Generator().manual_seed(resources.seed)
         model = DomainModel(resources.classifier, DOMAINS["listenable"]).eval()
 
-        def spectra_of(waveforms: torch.Tensor) -> torch.Tensor:  # kept on the device: no copy per step
-            return torch.cat([log1p_magnitude(stft(chunk.to(device))) for chunk in waveforms.split(32)])
+        length = resources.train_waveforms.shape[1]
 
-        spectra = spectra_of(resources.train_waveforms)
-        valid = spectra_of(resources.valid_waveforms)
+        def spectra_of(waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:  # kept on the device
+            specs = [stft(chunk.to(device)) for chunk in waveforms.split(32)]
+            phase = torch.cat([spec.angle() for spec in specs]) if model.needs_phase else None
+            return torch.cat([log1p_magnitude(spec) for spec in specs]), phase
+
+        (spectra, phases), (valid, valid_phases) = spectra_of(resources.train_waveforms), \
+            spectra_of(resources.valid_waveforms)
         interpreter.dictionary.copy_(nmf_dictionary(spectra.cpu(), hp["n_components"], resources.seed))
         interpreter.to(device).train()
         optimizer = torch.optim.Adam(interpreter.parameters(), lr=hp["lr"])
@@ -206,9 +232,10 @@ class L2IExplainer(Explainer):
             for batch in distributed.epoch_batches(len(spectra), resources.profile["batch_size"], generator, epoch,
                                                    resources.seed, current):
                 features = spectra[batch.to(device)]
+                heard = model if phases is None else model.with_phase(phases[batch.to(device)], length)
                 with autocast(device, resources.precision):
                     with torch.no_grad():
-                        logits, representations = model.forward_with_representations(features)
+                        logits, representations = heard.forward_with_representations(features)
                     theta_logits, reconstructed = network(representations)
                     reconstruction = F.mse_loss(reconstructed.float(), features)
                     fidelity = F.kl_div(theta_logits.float().log_softmax(1), logits.float().log_softmax(1),
@@ -220,7 +247,8 @@ class L2IExplainer(Explainer):
                 totals["reconstruction"] += reconstruction.detach().double() * len(batch)
                 totals["fidelity"] += fidelity.detach().double() * len(batch)
                 seen += len(batch)
-            agreement = theta_agreement(interpreter, model, valid, resources.profile["batch_size"])
+            agreement = theta_agreement(interpreter, model, valid, resources.profile["batch_size"], valid_phases,
+                                        length)
             history.append({"epoch": epoch + 1, **{k: v.item() / seen for k, v in totals.items()},  # this rank's
                             "valid_agreement": agreement})
             if agreement > best[0]:

@@ -1,9 +1,11 @@
-"""L-MAC: Listenable Maps for Audio Classifiers (Paissan et al., ICML 2024; BENCHMARK.md §4).
+"""L-MAC: Listenable Maps for Audio Classifiers (Paissan et al., ICML 2024, §3).
 
-A decoder reads the classifier's block 6, 5, 4, 3 representations and outputs a
-sigmoid mask on the grid of its domain, over the first 425 of 431 frames: the STFT
-grid (513 bins, SpeechBrain's ``CNN14PSI_stft``) in the listenable domain, the mel
-grid (80 bands, ``CNN14PSI``) in the mel domain. It is trained with the classifier
+A decoder reads the classifier's representations and outputs a sigmoid mask on the grid of
+its domain (``methods.lmac_decoders``). For CNN14 these are the block 6, 5, 4, 3 outputs and
+SpeechBrain's decoders, over the first 425 of 431 frames: the STFT grid (513 bins,
+``CNN14PSI_stft``) in the listenable domain, the mel grid (80 bands, ``CNN14PSI``) in the mel
+domain; for any other classifier a ``GridDecoder`` built from the shapes of its representations,
+over the whole grid. It is trained with the classifier
 frozen so that the masked-in input keeps the prediction and the masked-out input
 loses it, with an L1 penalty on the mask (paper Eq. 4). One decoder is trained per
 domain of the run.
@@ -19,66 +21,26 @@ from torch import nn
 from tqdm import tqdm
 
 from benchmark import distributed, precision
-from benchmark.precision import autocast
 from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
-from benchmark.classifier import DomainModel
 from benchmark.frontend import DOMAINS, apply_mask, stft
+from benchmark.precision import autocast
+from classifiers.base import Classifier, DomainModel
+from datasets.audio import CLIP_SAMPLES
 from datasets.contamination import mix
 from methods.base import Explainer, TrainingResources, register
+from methods.lmac_decoders import GridDecoder, LMACDecoder
 from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
 
 
-def _decoder_layers(domain: str, channels: tuple[int, int, int, int], d: int) -> list[tuple]:
-    """(in, out, kernel, stride, padding) of ``convt1``… of SpeechBrain's decoder of ``domain``."""
-    c6, c5, c4, c3 = channels
-    if domain == "listenable":  # CNN14PSI_stft
-        return [(c6, d, 3, (2, 4), 1), (c5, d, 3, (2, 4), 1), (d, d, (7, 4), (2, 4), 1), (c4, d, (5, 4), (2, 4), 1),
-                (d, d // 2, (3, 5), (2, 2), 1), (c3, d // 2, (3, 3), (2, 4), 1),
-                (d // 2, d // 4, (4, 3), (2, 2), (0, 5)), (d // 4, d // 8, (3, 4), (2, 2), (0, 2)),
-                (d // 8, 1, (1, 5), (1, 4), 0)]
-    if domain == "mel":  # CNN14PSI
-        return [(c6, d, 3, (2, 2), 1), (c5, d, 3, (2, 2), 1), (d, d, (7, 4), (2, 4), 1), (c4, d, (5, 4), (2, 2), 1),
-                (d, d, 3, (2, 2), 1), (c3, d, 3, (2, 2), 1), (d, d, (4, 3), (2, 2), 0), (d, 1, (3, 4), (2, 2), 0)]
-    raise ValueError(f"no L-MAC decoder for domain {domain!r}; choose listenable or mel")
-
-
-class LMACDecoder(nn.Module):
-    """SpeechBrain's L-MAC decoders with separate input and internal widths.
-
-    Args:
-        representation_channels: channels of classifier blocks 6, 5, 4, 3 (paper:
-            2048, 1024, 512, 256).
-        width: internal width ``dim`` (paper: 2048).
-        domain: "listenable": the ``CNN14PSI_stft`` layout (nine transposed convolutions,
-            mask on the 513-bin STFT grid, ≈ 237 M parameters at dim 2048); "mel": the
-            ``CNN14PSI`` layout (eight, mask on the 80-band mel grid). With channels
-            (dim, dim/2, dim/4, dim/8) the state dict is exactly SpeechBrain's module's.
-
-    ``forward(representations)`` → logits (B, 1, 425, 513) or (B, 1, 425, 80) for a
-    431-frame input (apply a sigmoid for the mask).
-
-    Raises:
-        ValueError: unknown domain.
-    """
-
-    def __init__(self, representation_channels: tuple[int, int, int, int], width: int, domain: str = "listenable"):
-        super().__init__()
-        self.domain = domain
-        layers = _decoder_layers(domain, representation_channels, width)
-        for i, (inputs, outputs, kernel, stride, padding) in enumerate(layers, start=1):
-            self.add_module(f"convt{i}", nn.ConvTranspose2d(inputs, outputs, kernel, stride, padding))
-        self.tail = [f"convt{i}" for i in range(8, len(layers) + 1)]  # no nonlinearity between them
-        self.nonl = nn.ReLU(True)
-
-    def forward(self, representations: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        h6, h5, h4, h3 = representations
-        h = self.nonl(self.convt1(h6)) + self.nonl(self.convt2(h5))
-        h = self.nonl(self.convt3(h)) + self.nonl(self.convt4(h4))
-        h = self.nonl(self.convt5(h)) + self.nonl(self.convt6(h3))
-        h = self.nonl(self.convt7(h))
-        for name in self.tail:
-            h = getattr(self, name)(h)
-        return h
+def new_decoder(classifier: Classifier, domain: str, width: int) -> nn.Module:
+    """An untrained decoder for ``classifier``'s representations in ``domain``: SpeechBrain's layout
+    (``LMACDecoder``) for a classifier whose ``decoder_layout`` is "speechbrain-cnn14", else a
+    ``GridDecoder`` from the representations' shapes onto the domain's grid of a 5 s clip."""
+    shapes = classifier.representation_shapes(CLIP_SAMPLES)
+    channels = [channels for channels, _, _ in shapes]
+    if classifier.decoder_layout == "speechbrain-cnn14":
+        return LMACDecoder(tuple(channels), width, domain)
+    return GridDecoder(channels, width, DomainModel(classifier, DOMAINS[domain]).grid(CLIP_SAMPLES))
 
 
 def lmac_loss(
@@ -152,8 +114,9 @@ def guidance_terms(mask: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor,
 
 @register("lmac")
 class LMACExplainer(Explainer):
-    """L-MAC mask (B, 425, F) in [0, 1] from the classifier's representations, F = 513 in the
-    listenable domain and 80 in the mel domain (one decoder per domain).
+    """L-MAC mask (B, T_m, F) in [0, 1] from the classifier's representations, one decoder per
+    domain: F = 513 in the listenable domain, the classifier's feature bins in the mel domain
+    (CNN14: 80); T_m = 425 of 431 frames with SpeechBrain's CNN14 decoders, else T.
 
     Keywords: ``lambda_in`` 4, ``lambda_out`` 0.2, ``l1_batch_scaled`` True (the
     reference sums the per-sample mean |M| over the batch: effective L1 weight
@@ -170,6 +133,7 @@ class LMACExplainer(Explainer):
     domains = ("listenable", "mel")
     returns_mask = True
     reads_representations = True
+    requires = ("representations",)
     CHECKPOINT_KEYWORDS = {"listenable": ("checkpoint", "--lmac-checkpoint", "CNN14PSI_stft"),
                            "mel": ("mel_checkpoint", "--lmac-mel-checkpoint", "CNN14PSI")}
 
@@ -191,7 +155,7 @@ class LMACExplainer(Explainer):
             lr=lr, weight_decay=weight_decay, width=width, epochs=epochs, checkpoint=checkpoint,
             mel_checkpoint=mel_checkpoint,
         )
-        self.decoders: dict[str, LMACDecoder] = {}
+        self.decoders: dict[str, nn.Module] = {}
         self.checkpoint_keys: dict[str, str] = {}
 
     def check(self) -> None:
@@ -230,17 +194,17 @@ class LMACExplainer(Explainer):
                 if hp[key] is None:
                     hp[key] = resources.profile[f"lmac_{key}"]
         self.hyperparameters = hp
-        channels = resources.classifier.embedding_model.representation_channels
         for domain in domains:
             keyword, flag, _ = self.CHECKPOINT_KEYWORDS[domain]
             if hp[keyword]:
                 path = Path(hp[keyword])
-                decoder = LMACDecoder(channels, self._checkpoint_state(domain)["convt1.weight"].shape[1], domain)
+                decoder = new_decoder(resources.classifier, domain,
+                                      self._checkpoint_state(domain)["convt1.weight"].shape[1])
                 load_state(decoder, path, flag)
                 self.checkpoint_keys[domain] = content_key([path], resources.cache_dir, format="lmac decoder")
             else:
                 torch.manual_seed(resources.seed)  # the same initial decoder whatever ran before
-                decoder = LMACDecoder(channels, hp["width"], domain)
+                decoder = new_decoder(resources.classifier, domain, hp["width"])
                 kind = "lmac" if domain == "listenable" else "lmac-mel"
                 trained = {k: v for k, v in hp.items() if k not in ("checkpoint", "mel_checkpoint")}
                 config = {"kind": kind, "classifier": resources.classifier_key, "training_data": resources.data_key,
@@ -248,15 +212,15 @@ class LMACExplainer(Explainer):
                           "checkpoint": None,  # as in the keys of decoders cached before the mel domain had one
                           **precision.key_part(resources.precision)}
 
-                def train(module: LMACDecoder) -> dict:
-                    return self._train(module, resources, hp["epochs"], f"train L-MAC ({domain})")
+                def train(module: nn.Module) -> dict:
+                    return self._train(module, resources, hp["epochs"], domain, f"train L-MAC ({domain})")
 
                 self.checkpoint_keys[domain] = cached_training(decoder, kind, config, resources.cache_dir, train,
                                                                resources.reference_dir, resources.models)
                 resources.log.append({f"{kind}_checkpoint": self.checkpoint_keys[domain]})
             self.decoders[domain] = decoder.to(resources.device).eval()
 
-    def _train(self, decoder: LMACDecoder, resources: TrainingResources, epochs: int, stage: str,
+    def _train(self, decoder: nn.Module, resources: TrainingResources, epochs: int, domain: str, stage: str,
                guidance: float = 0.0) -> dict:
         """Train ``decoder`` in place for ``epochs`` in its domain; with ``guidance`` > 0, the
         fine-tuning objective: + λ_g·mean(BCE(M, O)·guided), and no L1 term for guided samples (§4)."""
@@ -265,7 +229,7 @@ class LMACExplainer(Explainer):
         generator = torch.Generator().manual_seed(resources.seed)
         device = resources.device
         decoder.to(device).train()
-        model = DomainModel(resources.classifier, DOMAINS[decoder.domain]).eval()
+        model = DomainModel(resources.classifier, DOMAINS[domain]).eval()
         optimizer = torch.optim.Adam(decoder.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         history = []
         waveforms = resources.train_waveforms.to(device)  # once: every batch is mixed on the device
@@ -279,15 +243,16 @@ class LMACExplainer(Explainer):
                                                 resources.seed, current)
             for clean, noisy in noisy_batches(waveforms, noise, batches, generator, resources.peak_normalisation):
                 with autocast(device, resources.precision):
-                    features = model.domain.features(stft(noisy))
+                    spec = stft(noisy)
+                    features, heard = model.features(noisy, spec), model.hearing(spec, noisy.shape[1])
                     with torch.no_grad():
-                        logits, representations = model.forward_with_representations(features)
+                        logits, representations = heard.forward_with_representations(features)
                     mask = torch.sigmoid(network(representations)).squeeze(1)
                     bce, guided = None, None
                     if guidance:
-                        bce, guided = guidance_terms(mask, model.domain.features(stft(clean)), features,
+                        bce, guided = guidance_terms(mask, model.features(clean), features,
                                                      hp["cth"], hp["binarisation"])
-                    loss, logged = lmac_loss(model, mask, features, logits.argmax(1), hp["lambda_in"],
+                    loss, logged = lmac_loss(heard, mask, features, logits.argmax(1), hp["lambda_in"],
                                              hp["lambda_out"], hp["lambda_l1"], hp["l1_batch_scaled"],
                                              None if guided is None else 1 - guided)
                     if guidance:
@@ -307,7 +272,7 @@ class LMACExplainer(Explainer):
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor,
                   representations: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
-        """The mask (B, 425, F) of the decoder of ``model``'s domain, from the classifier's block
+        """The mask (B, T_m, F) of the decoder of ``model``'s domain, from the classifier's
         representations on ``features`` (the caller's, else a pass of its own); ``target`` is not used.
 
         Raises:
@@ -355,8 +320,8 @@ class LMACFineTunedExplainer(LMACExplainer):
                       "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"],
                       **precision.key_part(resources.precision)}
 
-            def train(module: LMACDecoder) -> dict:
-                return self._train(module, resources, tuning["ft_epochs"], f"fine-tune L-MAC ({domain})",
+            def train(module: nn.Module) -> dict:
+                return self._train(module, resources, tuning["ft_epochs"], domain, f"fine-tune L-MAC ({domain})",
                                    tuning["guidance"])
 
             key = cached_training(decoder, kind, config, resources.cache_dir, train, resources.reference_dir,

@@ -18,7 +18,7 @@ import methods.lmac
 from benchmark.cli import main
 from benchmark.options import COMMANDS
 from datasets.sources import open_dataset
-from tests.conftest import ESC50
+from tests.conftest import ESC50, ESC50_CLASSES, save_tiny_ast
 
 ROOT = Path(__file__).resolve().parents[1]
 META = pd.read_csv(ESC50 / "meta" / "esc50.csv")
@@ -48,9 +48,53 @@ class Evil:
         return os.system, (f"touch {self.marker}",)
 
 
+BARE_CLASSIFIER = '''
+import torch
+from torch import nn
+
+from classifiers import Classifier, ClassifierPass, register_classifier
+
+
+@register_classifier("bare")
+class Bare(Classifier):
+    """Logits only: no representations, no CAM layer, no nn.ReLU."""
+
+    def __init__(self, class_names):
+        super().__init__(class_names)
+        self.head = nn.Linear(80, len(class_names))
+
+    @classmethod
+    def build(cls, class_names, profile):
+        return cls(class_names)
+
+    @classmethod
+    def training_config(cls, profile):
+        return {"epochs": 1, "lr": 1e-3}
+
+    def features(self, waveform):
+        return torch.stft(waveform, 158, return_complex=True).abs().transpose(1, 2)[..., :80]
+
+    def forward_with_representations(self, features):
+        return ClassifierPass(self.head(features.mean(1)), ())
+'''
+
+
+@pytest.fixture(scope="session")
+def model_folders(tmp_path_factory) -> dict[str, Path]:
+    """Saved transformers models that ``--classifier hf:`` must refuse, by name (the ``{name}`` of CASES)."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("models")
+    BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
+                         vocab_size=10)).save_pretrained(folder / "bert")
+    return {"bert": folder / "bert",
+            "ast_three_classes": save_tiny_ast(folder / "ast-three", ["a", "b", "c"]),
+            "ast_22050_hz": save_tiny_ast(folder / "ast-22k", ESC50_CLASSES, sampling_rate=22050)}
+
+
 @pytest.fixture
-def files(tmp_path):
-    return bad_files(tmp_path)
+def files(tmp_path, model_folders):
+    return {**bad_files(tmp_path), **model_folders}
 
 
 def bad_files(tmp_path: Path) -> dict[str, Path]:
@@ -83,6 +127,9 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     made["a_file"] = tmp_path / "a-file"
     made["a_file"].write_text("not a folder")
     (tmp_path / "lmac_test_raising_module.py").write_text("import os\n\nraise RuntimeError('broken on purpose')\n")
+    (tmp_path / "lmac_test_bare_classifier.py").write_text(BARE_CLASSIFIER)
+    made["empty_folder"] = tmp_path / "empty-folder"
+    made["empty_folder"].mkdir()
     eight = clips_per_class(8)
     made["repeated_row"] = esc50_tree(tmp_path / "repeated-row", eight)
     pd.concat([eight, eight.head(1)]).to_csv(made["repeated_row"] / "meta" / "esc50.csv", index=False)
@@ -175,6 +222,16 @@ download esc50 --checksum sha1:00                          => expected sha256:HE
 --out ''                                                   => --out is empty
 --data-root ' '                                            => --data-root is empty
 --data-folds 9                                             => lists no clip of these folds
+--classifier nosuch                                        => unknown classifier; registered: cnn14, ast
+--classifier 'hf:{missing}'                                => no such folder
+--classifier 'hf:{empty_folder}'                           => the folder holds no transformers config.json
+--classifier 'hf:{bert}'                                   => a 'bert' model; hf: explains audio-classification
+--classifier 'hf:{ast_three_classes}'                      => knows 3 classes, the dataset has 50
+--classifier 'hf:{ast_22050_hz}'                           => expects audio at 22050 Hz
+--classifier ast --classifier-checkpoint '{random}'        => --classifier-checkpoint loads CNN14 checkpoints
+--import lmac_test_bare_classifier --classifier bare --methods lmac => --classifier bare gives no representations
+--import lmac_test_bare_classifier --classifier bare --methods gradcam => gives no layer for class activation maps
+--import lmac_test_bare_classifier --classifier bare --methods guided-backprop => gives no nn.ReLU modules
 """
 CASES = [(shlex.split(arguments), expected.strip())
          for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]

@@ -4,16 +4,16 @@ import pytest
 import torch
 
 from benchmark.bench import ModelPassTimer
-from benchmark.classifier import DomainModel
+from classifiers.base import DomainModel
 from benchmark.cli import main
-from benchmark.frontend import DOMAINS, stft
+from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from benchmark.config import RunConfig
 from benchmark.harness import evaluate
 from benchmark.pipeline import EvaluationSamples, explain, prepare_batch
 from benchmark.store import ResultWriter
 from datasets.contamination import ContaminatedSample
 from methods import build_explainer
-from methods.lmac import LMACDecoder
+from methods.lmac_decoders import LMACDecoder
 from tests.conftest import ESC50
 
 
@@ -38,14 +38,14 @@ def test_bench_table_and_batch_size_independent_metrics(tmp_path):
 
 def test_model_pass_timer_counts_classifier_passes_and_restores_them(small_classifier, clips):
     model = DomainModel(small_classifier, DOMAINS["listenable"]).eval()
-    features = DOMAINS["listenable"].features(stft(clips))
+    features = log1p_magnitude(stft(clips))
     original = DomainModel.forward
-    with ModelPassTimer([], torch.device("cpu")) as timer:
+    with ModelPassTimer([], torch.device("cpu"), type(small_classifier)) as timer:
         x = features.clone().requires_grad_()
         torch.autograd.grad(model(x)[:, 0].sum(), x)
     assert timer.seconds > 0
     assert DomainModel.forward is original and torch.autograd.grad.__name__ == "grad"
-    with ModelPassTimer([], torch.device("cpu")) as idle:
+    with ModelPassTimer([], torch.device("cpu"), type(small_classifier)) as idle:
         features.abs()
     assert idle.seconds == 0
 
@@ -56,10 +56,11 @@ def test_the_main_job_sends_8_inputs_per_sample_through_cnn14(small_classifier, 
     samples = [ContaminatedSample(i, f"clip {i}", "", 1.0, 0.0, "clean") for i in range(len(clips))]
     evaluation = EvaluationSamples(samples, clips, {}, [0, 1])
     lmac = build_explainer("lmac")
-    lmac.decoders["listenable"] = LMACDecoder(small_classifier.embedding_model.representation_channels, 8).eval()
+    channels = tuple(c for c, _, _ in small_classifier.representation_shapes(80000))
+    lmac.decoders["listenable"] = LMACDecoder(channels, 8).eval()
     explainers = [build_explainer("saliency"), lmac, build_explainer("all-ones")]
     config = RunConfig(methods=["saliency", "lmac", "all-ones"], batch_size=2)
-    with ModelPassTimer([], torch.device("cpu")) as timer:
+    with ModelPassTimer([], torch.device("cpu"), type(small_classifier)) as timer:
         evaluate(config, small_classifier, explainers, evaluation, ResultWriter(tmp_path / "rows.csv"), tmp_path)
     assert timer.classifier_samples == 8 * len(clips)
     assert len(pd.read_csv(tmp_path / "rows.csv")) == 3 * len(clips)

@@ -2,15 +2,15 @@
 import torch
 from speechbrain.processing.features import ISTFT, STFT, Filterbank, spectral_magnitude
 
-from benchmark.frontend import (DOMAINS, istft, listenable_waveform, log1p_magnitude, log1p_mel, magnitude,
+from benchmark.frontend import (istft, listenable_waveform, log1p_magnitude, log1p_mel, magnitude,
                                 mel_filterbank, stft, stft_to_mel)
 
 
 def test_shapes_and_domains(clips):
     spec = stft(clips)
     assert spec.shape == (2, 431, 513) and spec.is_complex()
-    assert DOMAINS["listenable"].features(spec).shape == (2, 431, 513)
-    assert DOMAINS["mel"].features(spec).shape == (2, 431, 80)
+    assert log1p_magnitude(spec).shape == (2, 431, 513)
+    assert log1p_mel(spec).shape == (2, 431, 80)
     assert (log1p_magnitude(spec) >= 0).all()
 
 

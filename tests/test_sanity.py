@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.classifier import DomainModel
+from classifiers.base import DomainModel
 from benchmark.cli import main
 from benchmark.frontend import DOMAINS, stft
-from benchmark.sanity import LEVEL_NAMES, RANDOMISATION_LEVELS, map_similarity, randomised_copy
+from benchmark.sanity import level_names, map_similarity, randomised_copy
 from methods import build_explainer
 from tests.conftest import ESC50
 
@@ -23,7 +23,9 @@ def changed(original, randomised) -> set[str]:
 
 def test_cascade_order(small_classifier):
     reference = {k: v.clone() for k, v in small_classifier.state_dict().items()}
-    assert len(RANDOMISATION_LEVELS) == 7 and LEVEL_NAMES[0] == "original"
+    names_of_levels = level_names(small_classifier)
+    assert names_of_levels == ["original", "block 6", "blocks 6–5", "blocks 6–4", "blocks 6–3", "blocks 6–2",
+                               "blocks 6–1", "blocks 6–1 + head"]
     assert changed(small_classifier, randomised_copy(small_classifier, 0, seed=1)) == set()
     previous = set()
     for level in range(1, 8):
@@ -34,7 +36,7 @@ def test_cascade_order(small_classifier):
         if level == 7:
             expected |= {"head.weight", "head.bias"}
             assert torch.all(randomised.head.bias == 0.01)
-        assert names == expected, LEVEL_NAMES[level]  # BatchNorm parameters and buffers untouched
+        assert names == expected, names_of_levels[level]  # BatchNorm parameters and buffers untouched
         assert previous < names
         previous = names
     # cascading: block 6 keeps the same random weights at every level
@@ -48,7 +50,7 @@ def test_cascade_order(small_classifier):
 def test_untouched_model_gives_identical_masks(small_classifier, clips):
     saliency = build_explainer("saliency")
     original = DomainModel(small_classifier, DOMAINS["listenable"]).eval()
-    features = original.domain.features(stft(clips))
+    features = original.features(clips)
     target = original(features).argmax(1)
     masks = {level: saliency.mask(DomainModel(randomised_copy(small_classifier, level, seed=0), original.domain),
                                   features, target).double().numpy() for level in (0, 7)}
@@ -72,7 +74,7 @@ def test_constant_maps_are_counted_not_scored():
         map_similarity(varied, varied[:10])
 
 
-def test_cli(tmp_path, capsys):
+def test_cli(tmp_path, capsys, small_classifier):
     out = tmp_path / "out"
     argv = ["sanity", "--dataset", "esc50", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "1",
             "--methods", "saliency,lmac", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
@@ -83,7 +85,7 @@ def test_cli(tmp_path, capsys):
     assert list(per_sample.columns) == ["domain", "method", "level", "level_name", "sample_id", "spearman", "ssim",
                                         "constant_map"]
     assert per_sample.groupby(["method", "level"]).size().eq(2).all()
-    assert list(per_sample.drop_duplicates("level")["level_name"]) == list(LEVEL_NAMES)
+    assert list(per_sample.drop_duplicates("level")["level_name"]) == level_names(small_classifier)
     original = per_sample[(per_sample["level"] == 0) & ~per_sample["constant_map"]]
     assert np.allclose(original[["spearman", "ssim"]], 1.0)
     assert per_sample["spearman"].isna().eq(per_sample["constant_map"]).all()

@@ -6,7 +6,8 @@ import torch
 from speechbrain.lobes.models.Cnn14 import CNN14PSI, CNN14PSI_stft, Cnn14
 
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
-from benchmark.classifier import AudioClassifier, DomainModel
+from classifiers.base import DomainModel
+from classifiers.cnn14 import CNN14Classifier
 from benchmark.frontend import DOMAINS, stft
 from benchmark.speechbrain_import import load_classifier_checkpoint
 from methods import build_explainer
@@ -29,8 +30,8 @@ def test_logits_representations_and_mask_equal_speechbrains(speechbrain_checkpoi
     classifier, _, names = load_classifier_checkpoint(folder)
     assert names is None and classifier.embedding_model.width == 64
     model = DomainModel(classifier, DOMAINS["listenable"]).eval()
-    features = model.domain.features(stft(clips[:1]))
-    mel = model.domain.classifier_input(features)
+    features = model.features(clips[:1])
+    mel = model.model_input(features, None)
     with torch.no_grad():
         logits, representations = model.forward_with_representations(features)
         sb_embedding, sb_representations = embedding(mel)
@@ -50,13 +51,13 @@ def test_logits_representations_and_mask_equal_speechbrains(speechbrain_checkpoi
 
 def test_the_mel_decoder_equals_speechbrains_cnn14psi(clips, tmp_path):
     torch.manual_seed(1)
-    classifier = AudioClassifier(50, width=2).eval()  # block channels 64, 32, 16, 8: CNN14PSI(dim=64)'s inputs
+    classifier = CNN14Classifier([f"class {i}" for i in range(50)], width=2).eval()  # block channels 64, 32, 16, 8: CNN14PSI(dim=64)'s inputs
     psi = CNN14PSI(dim=64).eval()
     with torch.no_grad():
         psi.convt8.weight.mul_(50)  # a mask far from the initial ≈ 0.5 everywhere
     torch.save(psi.state_dict(), tmp_path / "psi_mel_model.ckpt")
     model = DomainModel(classifier, DOMAINS["mel"]).eval()
-    features = model.domain.features(stft(clips))
+    features = model.features(clips)
     with torch.no_grad():
         logits, representations = model.forward_with_representations(features)
         sb_mask = torch.sigmoid(psi(representations)).squeeze(1)

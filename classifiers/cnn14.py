@@ -1,4 +1,4 @@
-"""CNN14 audio classifier (PANNs layout) with a width parameter (BENCHMARK.md §2).
+"""CNN14 audio classifier (PANNs layout) with a width parameter, the paper's classifier (§2).
 
 State-dict names follow SpeechBrain's ``speechbrain.lobes.models.Cnn14.Cnn14``
 (``norm0``, ``conv_block{1..6}.conv{1,2}``/``norm{1,2}``), so that a width-64
@@ -9,12 +9,12 @@ functional ReLU it silently returns the plain gradient).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
-from benchmark.frontend import N_MELS, Domain
+from benchmark.frontend import N_MELS, log1p_mel, stft, stft_to_mel
+from benchmark.profiles import PROFILES
+from classifiers.base import Classifier, ClassifierPass, register_classifier
 
 
 class ConvBlock(nn.Module):
@@ -89,68 +89,57 @@ class Cnn14(nn.Module):
         return embedding, (outputs[5], outputs[4], outputs[3], outputs[2])
 
 
-class AudioClassifier(nn.Module):
-    """CNN14 embedding + linear head: log1p mel (B, T, 80) → logits (B, n_classes)."""
+@register_classifier("cnn14")
+class CNN14Classifier(Classifier):
+    """CNN14 embedding + linear head (§2), the paper's classifier: log1p mel features (B, T, 80) →
+    logits (B, n_classes) and the block 6, 5, 4, 3 outputs (``Cnn14``).
 
-    def __init__(self, n_classes: int, width: int = 64):
-        super().__init__()
-        self.embedding_model = Cnn14(width=width)
-        self.head = nn.Linear(self.embedding_model.embedding_dim, n_classes)
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embedding_model(mel)[0])
-
-    def forward_with_representations(self, mel: torch.Tensor):
-        """Logits (B, n_classes) and the block 6, 5, 4, 3 outputs (see ``Cnn14``)."""
-        embedding, representations = self.embedding_model(mel)
-        return self.head(embedding), representations
-
-    @property
-    def last_conv_block(self) -> nn.Module:
-        """The layer GradCAM-family methods read (block 6)."""
-        return self.embedding_model.conv_block6
-
-
-class ClassifierPass(NamedTuple):
-    """One classifier pass: logits (B, n_classes) and the block 6, 5, 4, 3 outputs
-    (see ``Cnn14``), the input of L-MAC's decoder and L2I's interpreter."""
-
-    logits: torch.Tensor
-    representations: tuple[torch.Tensor, ...]
-
-    def rows(self, start: int, stop: int) -> "ClassifierPass":
-        """The pass of samples ``start`` … ``stop − 1``."""
-        return ClassifierPass(self.logits[start:stop], tuple(block[start:stop] for block in self.representations))
-
-
-class DomainModel(nn.Module):
-    """The classifier seen from one domain: ``forward(X)`` with X on the domain's grid.
-
-    For the listenable domain X = log1p|STFT| (B, T, 513) goes through the STFT→Mel
-    wrapper; for the mel domain X (B, T, 80) is the classifier's input. This is the
-    function every explainer attributes and every metric queries (§3, §5).
-
-    ``per_sample`` (the harness on CPU): passes without gradient tracking take the
-    samples one at a time. oneDNN picks its convolution algorithm by batch size, and
-    per-sample passes make every per-sample result independent of the batch size at
-    no cost on CPU (``run_benchmark.py bench``).
+    Its features are ``log1p(Fbank(|STFT|))`` of the benchmark's STFT, so it reads the listenable
+    domain directly through the STFT→Mel wrapper (``frontend.stft_to_mel``), and L-MAC uses
+    SpeechBrain's decoder layouts on its representations. State-dict names (``embedding_model.*``,
+    ``head.*``) are those of SpeechBrain's recipe, so its checkpoints load
+    (``benchmark.speechbrain_import``).
     """
 
-    def __init__(self, classifier: AudioClassifier, domain: Domain, per_sample: bool = False):
-        super().__init__()
-        self.classifier = classifier
-        self.domain = domain
-        self.per_sample = per_sample
+    reads_stft = True
+    decoder_layout = "speechbrain-cnn14"
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits (B, n_classes) for X (B, T, F)."""
-        return self.forward_with_representations(features).logits
+    def __init__(self, class_names: list[str], width: int = 64):
+        super().__init__(class_names)
+        self.embedding_model = Cnn14(width=width)
+        self.head = nn.Linear(self.embedding_model.embedding_dim, len(class_names))
+
+    @classmethod
+    def build(cls, class_names: list[str], profile: str) -> CNN14Classifier:
+        return cls(class_names, width=PROFILES[profile]["classifier_width"])
+
+    @classmethod
+    def training_config(cls, profile: str) -> dict:
+        sizes = PROFILES[profile]
+        return {"width": sizes["classifier_width"], "epochs": sizes["classifier_epochs"], "lr": sizes["classifier_lr"]}
+
+    def features(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(B, N) waveforms at 16 kHz → log1p mel features (B, T, 80)."""
+        return log1p_mel(stft(waveform))
+
+    def listenable_features(self, log1p_stft: torch.Tensor) -> torch.Tensor:
+        """X = log1p|STFT| (B, T, 513) → log1p mel (B, T, 80) through the STFT→Mel wrapper."""
+        return stft_to_mel(log1p_stft)
 
     def forward_with_representations(self, features: torch.Tensor) -> ClassifierPass:
-        """Logits and block representations for X (B, T, F): one pass of every sample."""
-        if torch.is_grad_enabled() or not self.per_sample:
-            return ClassifierPass(*self.classifier.forward_with_representations(self.domain.classifier_input(features)))
-        passes = [self.classifier.forward_with_representations(self.domain.classifier_input(x))
-                  for x in features.split(1)]
-        return ClassifierPass(torch.cat([logits for logits, _ in passes]),
-                              tuple(torch.cat(blocks) for blocks in zip(*(blocks for _, blocks in passes))))
+        """Logits (B, n_classes) and the block 6, 5, 4, 3 outputs (see ``Cnn14``)."""
+        embedding, representations = self.embedding_model(features)
+        return ClassifierPass(self.head(embedding), representations)
+
+    def cam_layer(self) -> nn.Module:
+        """Block 6, (B, 32·width, T/32, 2) for 80 mel bands."""
+        return self.embedding_model.conv_block6
+
+    def randomisation_levels(self) -> list[tuple[str, list[nn.Module]]]:
+        """Conv blocks 6, 5, …, 1, then the head."""
+        blocks = [getattr(self.embedding_model, f"conv_block{6 - i}") for i in range(6)]
+        names = ["block 6", *(f"blocks 6–{5 - i}" for i in range(5))]
+        return [*((name, [block]) for name, block in zip(names, blocks)), ("blocks 6–1 + head", [self.head])]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "width": self.embedding_model.width}

@@ -1,0 +1,174 @@
+"""The classifier contract on real clips: CNN14 unchanged, the AST's features equal Hugging Face's, a
+tiny saved ``hf:`` model through every explainer in both domains, the README's own-module example,
+and the import direction of the packages."""
+import ast as python_ast
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, stft
+from classifiers import DomainModel, classifier_class, load_pretrained
+from classifiers.ast import CLIP_FRAMES, kaldi_fbank
+from datasets.audio import load_clip
+from methods import available_methods
+from tests.conftest import ESC50, ESC50_CLASSES, ROOT, save_tiny_ast
+
+README_EXAMPLE = re.search(r"### Your own classifier.*?```python\n(.*?)```", (ROOT / "README.md").read_text(),
+                           re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory) -> Path:
+    return save_tiny_ast(tmp_path_factory.mktemp("hf") / "tiny-ast", ESC50_CLASSES)
+
+
+@pytest.mark.parametrize("path", ["numpy", "torchaudio"])
+def test_ast_features_equal_the_feature_extractors_on_real_clips(clips, path, monkeypatch):
+    """``kaldi_fbank`` + padding + normalisation, in torch, against ``ASTFeatureExtractor``: with its
+    torchaudio path and with its own NumPy implementation (an independent computation)."""
+    from transformers import ASTFeatureExtractor
+    from transformers.models.audio_spectrogram_transformer import feature_extraction_audio_spectrogram_transformer
+
+    if path == "numpy":
+        monkeypatch.setattr(feature_extraction_audio_spectrogram_transformer, "is_speech_available", lambda: False)
+    extractor = ASTFeatureExtractor(max_length=1024)
+    theirs = extractor([clip.numpy() for clip in clips], sampling_rate=16000, return_tensors="pt")["input_values"]
+    classifier = classifier_class("ast").build(ESC50_CLASSES, "tiny")
+    classifier.fbank_settings["max_length"] = 1024  # the extractor's default, padded as it pads
+    features = classifier.features(clips)
+    assert features.shape == (2, CLIP_FRAMES, 128)
+    ours = classifier.model_input(features)
+    assert ours.shape == theirs.shape == (2, 1024, 128)
+    assert (ours - theirs).abs().max().item() < 1e-4
+
+
+def test_ast_features_are_differentiable_and_its_listenable_input_is_what_a_listener_hears(clips):
+    classifier = classifier_class("ast").build(ESC50_CLASSES, "tiny").eval()
+    spec = stft(clips)
+    model = DomainModel(classifier, DOMAINS["listenable"]).hearing(spec, clips.shape[1])
+    assert model.needs_phase and not DomainModel(classifier, DOMAINS["mel"]).needs_phase
+    features = model.features(clips, spec).requires_grad_()
+    mask = torch.rand(2, 425, 513, generator=torch.Generator().manual_seed(0))
+    heard = model.model_input(apply_mask(features, mask)[0], model.phase)
+    listener = kaldi_fbank(listenable_waveform(mask, spec, clips.shape[1]))
+    assert (heard - listener).abs().max().item() < 1e-3
+    model(features).sum().backward()
+    assert features.grad.abs().sum() > 0
+    # the unmasked input comes back: the inverse STFT of X with its own phase is the clip
+    whole = model.model_input(features.detach(), model.phase)
+    assert (whole - classifier.features(clips)).abs().max().item() < 1e-2
+
+
+def test_ast_representations_and_cam_layer_are_grids(clips):
+    classifier = classifier_class("ast").build(ESC50_CLASSES, "tiny").eval()
+    frames, bands = classifier.grid
+    assert classifier.representation_shapes(80000) == [(16, frames, bands)] * 2
+    assert {"representations", "cam_layer"} <= classifier.capabilities()
+    assert "relu_modules" not in classifier.capabilities()  # GELU: Guided Backprop would be the plain gradient
+    features = classifier.features(clips)
+    with torch.no_grad():
+        plain = classifier.model(input_values=classifier.model_input(features)).logits
+        ours = classifier.forward_with_representations(features)
+    torch.testing.assert_close(ours.logits, plain)  # the grid module changes nothing
+    levels = classifier.randomisation_levels()
+    assert levels[0][0] == "head" and len(levels) == 4
+
+
+def test_a_tiny_hf_model_saved_offline_runs_every_explainer_in_both_domains(tiny_hf, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--classifier", f"hf:{tiny_hf}", "--data-root", str(ESC50), "--methods", "all",
+                 "--domains", "listenable,mel", "--profile", "tiny", "--limit", "1", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    rows = pd.read_csv(out / "per_sample.csv")
+    ran = {(domain, method.split()[0]) for domain, method in zip(rows["domain"], rows["method"])}  # "l2i rth=0.2"
+    without_relu = {"guided-backprop", "guided-gradcam"}  # left out: the AST has no nn.ReLU
+    for method in set(available_methods()) - without_relu:
+        assert ("listenable", method) in ran
+        assert ("mel", method) in ran or method == "l2i"  # L2I explains the STFT grid only
+    assert not any(m in without_relu for _, m in ran)
+    assert rows[["AI", "FF", "SPS"]].notna().all().all()
+    classifier = load_pretrained(f"hf:{tiny_hf}")
+    assert classifier.class_names == ESC50_CLASSES and classifier.grid == (50, 12)
+
+
+def test_an_hf_model_explains_unlabelled_recordings(tiny_hf, tmp_path):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for name in ("4-102844-A-49.wav", "4-102871-A-42.wav"):
+        (folder / name).symlink_to(ESC50 / "audio" / name)
+    out = tmp_path / "out"
+    assert main(["--classifier", f"hf:{tiny_hf}", "--dataset", "folder", "--data-root", str(folder), "--setting",
+                 "clean", "--methods", "saliency,gradcam", "--controls", "none", "--profile", "tiny", "--out",
+                 str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    rows = pd.read_csv(out / "per_sample.csv")
+    assert len(rows) == 4 and (rows["label"] == -1).all()
+    assert "classifier accuracy n/a (unlabelled)" in (out / "table.md").read_text().splitlines()[0]
+
+
+def test_the_readmes_own_classifier_example_runs_the_benchmark(tmp_path, monkeypatch):
+    (tmp_path / "my_classifier.py").write_text(README_EXAMPLE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["--import", "my_classifier", "--classifier", "my-cnn", "--data-root", str(ESC50), "--methods",
+                 "saliency,gradcam,lmac", "--profile", "tiny", "--limit", "2", "--out", str(out), "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    rows = pd.read_csv(out / "per_sample.csv")
+    assert set(rows["method"]) == {"saliency", "gradcam", "lmac", "all-ones", "random", "energy"}
+    assert list((tmp_path / "cache").glob("classifier-*.pt")) and list((tmp_path / "cache").glob("lmac-*.pt"))
+    assert main(["sanity", "--import", "my_classifier", "--classifier", "my-cnn", "--data-root", str(ESC50),
+                 "--methods", "saliency,gradcam", "--profile", "tiny", "--limit", "1", "--out",
+                 str(tmp_path / "sanity"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert set(pd.read_csv(tmp_path / "sanity" / "sanity.csv")["level"]) == {0, 1, 2, 3}
+
+
+def test_cnn14_reads_the_stft_and_keeps_speechbrains_decoder_layout(small_classifier, clips):
+    spec = stft(clips)
+    model = DomainModel(small_classifier, DOMAINS["listenable"])
+    assert model.hearing(spec, clips.shape[1]) is model  # no phase: the STFT→Mel wrapper
+    assert small_classifier.decoder_layout == "speechbrain-cnn14"
+    assert small_classifier.representation_shapes(80000) == [(128, 13, 2), (64, 13, 2), (32, 26, 5), (16, 53, 10)]
+    assert small_classifier.capabilities() == {"representations", "cam_layer", "relu_modules"}
+
+
+PACKAGES = ("benchmark", "classifiers", "datasets", "methods", "metrics")
+
+
+def imports_of(module: str) -> set[str]:
+    """The project modules that ``module`` imports (its own file's import statements)."""
+    path = ROOT / Path(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    found = set()
+    for node in python_ast.walk(python_ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, python_ast.Import) else \
+            [node.module] if isinstance(node, python_ast.ImportFrom) and node.module else []
+        for name in names:
+            if name.split(".")[0] in PACKAGES:
+                found.add(name if (ROOT / Path(*name.split("."))).with_suffix(".py").exists()
+                          or (ROOT / Path(*name.split("."))).is_dir() else name.rsplit(".", 1)[0])
+    return found
+
+
+def reachable(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        for found in imports_of(todo.pop()) - seen:
+            seen.add(found)
+            todo.append(found)
+    return seen
+
+
+def test_nothing_that_methods_metrics_or_classifiers_import_imports_them_back():
+    for package in ("methods", "metrics", "classifiers"):
+        modules = [f"{package}.{p.stem}" for p in (ROOT / package).glob("*.py") if p.stem != "__init__"]
+        for module in modules:
+            back = {m for m in reachable(module) if m.split(".")[0] == package and m != package}
+            outside = reachable(module) - {m for m in reachable(module) if m.split(".")[0] == package}
+            for other in outside:
+                assert not any(m.split(".")[0] == package for m in reachable(other)), (module, other)
+            assert back <= {f"{package}.{p.stem}" for p in (ROOT / package).glob("*.py")}
+    for module in reachable("classifiers"):
+        assert module.split(".")[0] not in ("methods", "metrics") and module != "benchmark.harness", module
