@@ -50,9 +50,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from benchmark.frontend import DOMAINS
 from benchmark.config import RunConfig
-from benchmark.frontend import apply_mask
+from benchmark.frontend import DOMAINS, apply_mask
 from benchmark.harness import evaluate
 from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
@@ -315,8 +314,8 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         print(f"{explainer.label}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "method"))
     table = pd.DataFrame(rows)
     table.to_csv(out / "bench.csv", index=False)
-    decoders = "".join(f"; {e.label} {domain} decoder width {decoder.convt1.out_channels}"
-                       for e in explainers for domain, decoder in getattr(e, "decoders", {}).items())
+    decoders = "".join(f"; {e.label} {domain} decoder {sum(p.numel() for p in decoder.parameters()) / 1e6:.2f} M "
+                       "parameters" for e in explainers for domain, decoder in getattr(e, "decoders", {}).items())
     lines = [
         f"# Harness speed: {config.dataset}, {len(evaluation.samples)} samples × {', '.join(config.domains)}",
         "",
@@ -332,7 +331,8 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
         "STFT, features, BCE-clean target, ideal binary mask, unmasked pass), which a run does once for all its "
         "methods; own "
         "overhead % leaves that shared work out",
-        "- classifier passes / sample: inputs through the classifier per sample (the unmasked pass is shared: L-MAC needs 3); "
+        "- classifier passes / sample: inputs through the classifier per sample (the unmasked pass is shared: L-MAC "
+        "needs 3); "
         "× L-MAC floor: total / (one decoder and three classifier passes per sample, timed alone in the same run)",
         "- bf16 (L-MAC): the same run with --precision bf16 (autocast; the CPU's bfloat16 support: "
         f"{bf16_support()}); speed-up = fp32 total / bf16 total; max |Δ metric| against the fp32 run's per-sample "

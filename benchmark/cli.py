@@ -38,6 +38,7 @@ from datasets.split import FoldPlan
 from methods import available_methods
 from methods.base import InvalidExplanationError, control_methods, parse_hyperparameter
 
+
 class UsageError(ValueError):
     """A command-line value is out of range or names something that is not there; the
     message names the flag and the fix (exit code 2)."""
@@ -125,7 +126,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             classifier_class(args.classifier.strip())
         except ValueError as error:
             raise UsageError(str(error)) from None
-    methods = available_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = (available_methods() if args.methods == "all"
+               else [m.strip() for m in args.methods.split(",") if m.strip()])
     if not methods:
         raise UsageError(f"--methods {args.methods!r}: name at least one method; registered: "
                          f"{', '.join(available_methods())}")

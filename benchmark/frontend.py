@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -86,7 +86,7 @@ def _hz_to_mel(hz: float) -> float:
     return 2595.0 * math.log10(1.0 + hz / 700.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mel_filterbank_cpu() -> torch.Tensor:
     mel = torch.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), N_MELS + 2)
     hz = 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
@@ -109,7 +109,7 @@ def mel_filterbank(device: torch.device | str = "cpu") -> torch.Tensor:
     return _mel_filterbank_on(torch.device(device))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mel_filterbank_on(device: torch.device) -> torch.Tensor:
     return _mel_filterbank_cpu().to(device)
 

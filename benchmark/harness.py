@@ -17,8 +17,17 @@ from benchmark import distributed, tables
 from benchmark.checkpoints import config_key, describe_models
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
-from benchmark.pipeline import (EvaluationBatch, EvaluationSamples, batch_ids, explain, prepare_batch,
-                                sample_rows, sample_seed, score, write_audio)
+from benchmark.pipeline import (
+    EvaluationBatch,
+    EvaluationSamples,
+    batch_ids,
+    explain,
+    prepare_batch,
+    sample_rows,
+    sample_seed,
+    score,
+    write_audio,
+)
 from benchmark.precision import autocast
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
@@ -144,6 +153,11 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         describe_models(record["models"]), f"profile: {config.profile}, seed {config.seed}"
         + (f", training seed {config.training_seed}" if config.training_seed is not None else ""), *hyperparameters,
         *(note for e in explainers for note in e.notes()),
+        *([f"listenable rows: the {classifier.name} classifier takes waveforms, so it hears the inverse STFT of the "
+           "masked log1p|STFT| with the input's phase (what a listener hears), not the STFT→Mel wrapper"]
+          if "listenable" in config.domains and DomainModel(classifier, DOMAINS["listenable"]).needs_phase else []),
+        *([f"left out of --methods all: {', '.join(record['left_out'])} (the {classifier.name} classifier does not "
+           "give what they need)"] if record["left_out"] else []),
         *([f"mel rows: masks on the {DomainModel(classifier, DOMAINS['mel']).grid(CLIP_SAMPLES)[1]}-band mel grid "
            "are not listenable; no WAV is written for them"] if "mel" in config.domains else [])],
         controls, config.seed)

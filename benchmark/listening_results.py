@@ -63,7 +63,8 @@ def _read_one(path: Path) -> pd.DataFrame:
         # everything as text first, so that a listener "007" stays "007" and nothing becomes NaN silently
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty; export the session's ratings again or leave the file out") from None
+        raise ValueError(f"{path}: the file is empty; export the session's ratings again or leave the file "
+                         "out") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable CSV ({error}); export the session's ratings again") from None
     missing = [c for c in COLUMNS if c not in frame.columns]

@@ -252,7 +252,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                         help="model sizes and schedules: paper (CNN14 width 64, decoder 2048) or cpu (same code, "
                              "small width, few epochs). Default: paper on CUDA, cpu otherwise")
     parser.add_argument("--out", help="output folder (default results/runs/<dataset>-<condition>-<profile>)")
-    parser.add_argument("--cache-dir", help=f"checkpoint cache (default $LMAC_BENCHMARK_CACHE or {default_cache_dir()})")
+    parser.add_argument("--cache-dir",
+                        help=f"checkpoint cache (default $LMAC_BENCHMARK_CACHE or {default_cache_dir()})")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, draws, training (default 0)")

@@ -21,14 +21,30 @@ from benchmark.config import RunConfig
 from benchmark.frontend import apply_mask, log1p_magnitude, stft
 from classifiers.base import ClassifierPass, DomainModel
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clips
-from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
-                                    draw_white_noise, white_noise)
+from datasets.contamination import (
+    ContaminatedSample,
+    clean_samples,
+    draw_from_files,
+    draw_ood_mixtures,
+    draw_white_noise,
+    white_noise,
+)
 from datasets.folder import recordings
 from datasets.sources import AudioData
 from methods.base import Explainer
-from metrics import (CURVE_FRACTIONS, binarised_spectrogram, clean_spectrogram_bce, curve_area, curve_columns,
-                     faithfulness_scores, first_bins, ideal_binary_mask, localisation_scores, rank_bins,
-                     structure_scores)
+from metrics import (
+    CURVE_FRACTIONS,
+    binarised_spectrogram,
+    clean_spectrogram_bce,
+    curve_area,
+    curve_columns,
+    faithfulness_scores,
+    first_bins,
+    ideal_binary_mask,
+    localisation_scores,
+    rank_bins,
+    structure_scores,
+)
 
 
 @dataclass

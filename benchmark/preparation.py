@@ -229,6 +229,7 @@ def prepare(config: RunConfig, record: dict,
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
+    record["left_out"] = [m for m in config.methods if m not in {e.name for e in inputs.explainers}]
     record["trained_parts"] = resources.log
     record["models"] = models
     return inputs, classifier, inputs.explainers

@@ -47,7 +47,8 @@ def ship_models(run_dirs: list[Path], reference_dir: Path = REFERENCE_MODELS) ->
             seed = config["seed"] if config.get("training_seed") is None else config["training_seed"]
             trained_with = json.loads(source.with_suffix(".json").read_text()).get("trained_with", record["versions"])
             entries[name] = {
-                "file": name, "kind": model["kind"], "key": model["key"], "classifier": config.get("classifier", "cnn14"),
+                "file": name, "kind": model["kind"], "key": model["key"],
+                "classifier": config.get("classifier", "cnn14"),
                 "sha256": model["sha256"],
                 "bytes": source.stat().st_size, "command": config.get("command", ""),
                 "code": trained_with["code"], "training_audio": record["audio"]["train"],

@@ -29,7 +29,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from classifiers.base import DomainModel
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
 from benchmark.listening_results import COLUMNS, QUESTIONS, REFERENCE
@@ -37,6 +36,7 @@ from benchmark.pipeline import explain, prepare_batch, write_audio
 from benchmark.preparation import prepare
 from benchmark.store import write_then_replace
 from benchmark.tables import cell_text, is_marked
+from classifiers.base import DomainModel
 from metrics import PAPER_COLUMNS, TABLE_COLUMNS, arrow
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

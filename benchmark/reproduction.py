@@ -29,7 +29,8 @@ def compare_per_sample(expected: pd.DataFrame, got: pd.DataFrame, tolerance: flo
     Returns:
         {"rows": rows compared, "missing": keys of ``got`` absent from ``expected``,
         "predicted_differs": rows whose predicted class differs, "largest": {column: largest |Δ|}
-        over the continuous columns (a NaN against a number counts as infinite), "beyond_tolerance": {column: rows beyond the tolerance},
+        over the continuous columns (a NaN against a number counts as infinite), "beyond_tolerance":
+        {column: rows beyond the tolerance},
         "binary_flips": {column: flips on rows whose margin exceeds the tolerance}}.
     """
     merged = got.merge(expected, on=KEY, how="left", suffixes=("", "_expected"), indicator=True)

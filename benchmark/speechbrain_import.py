@@ -76,7 +76,7 @@ def speechbrain_paper_checkpoints(folder: Path, n_classes: int, seed: int = 0) -
 
     Returns ``folder``. Raises ImportError without speechbrain.
     """
-    from speechbrain.lobes.models.Cnn14 import CNN14PSI_stft, Cnn14
+    from speechbrain.lobes.models.Cnn14 import Cnn14, CNN14PSI_stft
 
     if all((folder / name).is_file() for name in ("embedding_model.ckpt", "classifier.ckpt", "psi_model.ckpt")):
         return folder

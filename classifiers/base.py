@@ -36,7 +36,6 @@ from torch import nn
 
 from benchmark.frontend import SAMPLE_RATE, Domain, log1p_magnitude, stft, waveform_from_log1p
 
-
 REQUIREMENTS = {
     "representations": "representations for decoders (forward_with_representations gives none)",
     "cam_layer": "layer for class activation maps (cam_layer() is None)",

@@ -77,7 +77,8 @@ def fetch(url: str, part: Path) -> None:
     except urllib.error.HTTPError as error:
         if error.code == 416 and have:  # the partial file is already complete
             return
-        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}; try again later, or download it by hand") from None
+        raise DownloadError(f"{url}: HTTP {error.code} {error.reason}; try again later, or download it by "
+                            "hand") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(f"cannot download {url} ({reason}); check the network connection and run the same "

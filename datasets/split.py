@@ -44,7 +44,7 @@ class FoldPlan:
     pool: tuple[int, ...]
 
     @classmethod
-    def parse(cls, text: str) -> "FoldPlan":
+    def parse(cls, text: str) -> FoldPlan:
         """Raises ValueError unless ``text`` is four colon-separated fold lists such as "1-8:9:10:9"."""
         parts = text.split(":")
         if len(parts) != 4:

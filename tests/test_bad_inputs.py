@@ -72,7 +72,8 @@ class Bare(Classifier):
         return {"epochs": 1, "lr": 1e-3}
 
     def features(self, waveform):
-        return torch.stft(waveform, 158, return_complex=True).abs().transpose(1, 2)[..., :80]
+        spectrum = torch.stft(waveform, 158, window=torch.hann_window(158), return_complex=True)
+        return spectrum.abs().transpose(1, 2)[..., :80]
 
     def forward_with_representations(self, features):
         return ClassifierPass(self.head(features.mean(1)), ())
@@ -186,7 +187,7 @@ CASE_TABLE = """
 --classifier-checkpoint '{described_random}'               => not a readable PyTorch checkpoint
 --classifier-checkpoint '{evil}'                           => refused: the file holds Python objects other than tensors
 --lmac-checkpoint '{missing}'                              => --lmac-checkpoint
---lmac-checkpoint '{random}'                               => --lmac-checkpoint {random}: not a readable PyTorch checkpoint
+--lmac-checkpoint '{random}'                               => {random}: not a readable PyTorch checkpoint
 --lmac-checkpoint '{evil}'                                 => refused
 --lmac-checkpoint '{not_a_decoder}'                        => not an L-MAC decoder state dict
 --data-root '{missing}'                                    => esc50 not found

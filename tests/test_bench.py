@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from benchmark.bench import ModelPassTimer
-from classifiers.base import DomainModel
 from benchmark.cli import main
-from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from benchmark.config import RunConfig
+from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from benchmark.harness import evaluate
 from benchmark.pipeline import EvaluationSamples, explain, prepare_batch
 from benchmark.store import ResultWriter
+from classifiers.base import DomainModel
 from datasets.contamination import ContaminatedSample
 from methods import build_explainer
 from methods.lmac_decoders import LMACDecoder
@@ -20,7 +20,8 @@ from tests.conftest import ESC50
 def test_bench_table_and_batch_size_independent_metrics(tmp_path):
     out = tmp_path / "bench"
     assert main(["bench", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "2", "--batch-size", "4",
-                 "--methods", "saliency,gradcam,lmac,all-ones", "--per-sample-methods", "saliency,gradcam,lmac,all-ones",
+                 "--methods", "saliency,gradcam,lmac,all-ones",
+                 "--per-sample-methods", "saliency,gradcam,lmac,all-ones",
                  "--repeats", "1", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]) == 0
     table = pd.read_csv(out / "bench.csv")
     assert table["method"].tolist() == ["(shared per batch)", "saliency", "gradcam", "lmac", "all-ones"]

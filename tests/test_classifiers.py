@@ -13,7 +13,6 @@ from benchmark.cli import main
 from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, stft
 from classifiers import DomainModel, classifier_class, load_pretrained
 from classifiers.ast import CLIP_FRAMES, kaldi_fbank
-from datasets.audio import load_clip
 from methods import available_methods
 from tests.conftest import ESC50, ESC50_CLASSES, ROOT, save_tiny_ast
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import pytest
+import soundfile as sf
 import torch
 
 import benchmark.preparation
@@ -289,7 +289,8 @@ def test_seeds_train_once_per_seed_and_report_the_spread(first_run, tmp_path):
     half_width = 12.706204736 * table["FF_seed_sd"] / np.sqrt(2)  # Student-t, 1 degree of freedom
     assert np.allclose(table["FF_seed_ci_high"] - table["FF_seed_ci_low"], 2 * half_width)
     assert np.allclose(table["FF"], (per_seed[0] + per_seed[1]) / 2)
-    assert "(σ " in (out / "table.md").read_text() and ", seeds ± " in (out / "table.md").read_text() and "Ins-AUC" in table
+    markdown = (out / "table.md").read_text()
+    assert "(σ " in markdown and ", seeds ± " in markdown and "Ins-AUC" in table
     assert json.loads((out / "seeds.json").read_text())["training_seeds"] == [0, 1]
 
 

@@ -5,14 +5,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from benchmark.frontend import log1p_magnitude, log1p_mel, stft
 from benchmark.pipeline import curve_scores
 from datasets.audio import load_clip
 from datasets.contamination import ContaminatedSample
-from sklearn.metrics import roc_auc_score
-
 from metrics import CURVE_FRACTIONS, curve_area, first_bins, ideal_binary_mask, localisation_scores, rank_bins
 from metrics.localisation import rank_auroc
 from tests.conftest import DATA, ESC50

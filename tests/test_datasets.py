@@ -10,11 +10,17 @@ import torch
 import torchaudio
 
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fit_length, load_clip
-from datasets.contamination import (ContaminatedSample, clean_samples, draw_from_files, draw_ood_mixtures,
-                                    draw_white_noise, mix, white_noise)
+from datasets.contamination import (
+    ContaminatedSample,
+    clean_samples,
+    draw_from_files,
+    draw_ood_mixtures,
+    draw_white_noise,
+    mix,
+    white_noise,
+)
+from datasets.esc50 import DatasetNotFoundError, load_metadata, make_split, resolve_data_root
 from datasets.split import class_names
-from datasets.esc50 import (DatasetNotFoundError, load_metadata,
-                            make_split, resolve_data_root)
 
 ESC50 = Path(__file__).resolve().parents[1].parent / "shared/data/esc50"
 

@@ -2,8 +2,16 @@
 import torch
 from speechbrain.processing.features import ISTFT, STFT, Filterbank, spectral_magnitude
 
-from benchmark.frontend import (istft, listenable_waveform, log1p_magnitude, log1p_mel, magnitude,
-                                mel_filterbank, stft, stft_to_mel)
+from benchmark.frontend import (
+    istft,
+    listenable_waveform,
+    log1p_magnitude,
+    log1p_mel,
+    magnitude,
+    mel_filterbank,
+    stft,
+    stft_to_mel,
+)
 
 
 def test_shapes_and_domains(clips):

@@ -86,7 +86,8 @@ def test_summarise_against_hand_computed(sessions):
     # sorted labels, the hidden reference last within each question
     assert table["condition"].tolist() == ["l2i rth=0.2", "lmac", "reference"] * 2
     for row in table.itertuples():
-        values = np.array([rating(l, s, row.condition, row.question) for l in ("alice", "bob") for s in SAMPLES],
+        values = np.array([rating(listener, s, row.condition, row.question) for listener in ("alice", "bob")
+                           for s in SAMPLES],
                           dtype=float)
         n = len(values)
         half = stats.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n)

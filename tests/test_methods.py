@@ -5,9 +5,9 @@ import pytest
 import torch
 from speechbrain.lobes.models.Cnn14 import CNN14PSI, CNN14PSI_stft
 
+from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from classifiers.base import DomainModel
 from classifiers.cnn14 import CNN14Classifier
-from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from methods import available_methods, build_explainer, build_explainers
 from methods.base import Explainer, InvalidExplanationError, check_map, to_mask
 from methods.lmac import lmac_loss
@@ -113,9 +113,9 @@ def test_lmac_decoders_are_speechbrains_layouts(domain, reference, bins, small_c
 def test_the_mel_decoder_learns_on_real_clips(tmp_path):
     """A few L-MAC steps in the mel domain on real clips: the loss falls and the mask is on the 80-band grid."""
     from benchmark.profiles import PROFILES
+    from datasets.audio import load_clips
     from methods.base import TrainingResources
     from tests.conftest import ESC50
-    from datasets.audio import load_clips
 
     waves = load_clips(sorted((ESC50 / "audio").glob("4-1*.wav"))[:16])
     torch.manual_seed(0)

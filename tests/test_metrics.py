@@ -8,7 +8,17 @@ import torch
 
 from benchmark.frontend import stft as benchmark_stft
 from datasets.audio import load_clip
-from metrics import METRICS, PAPER_COLUMNS, TABLE_COLUMNS, arrow, complexity, faithfulness_scores, mask_mean, sparseness, structure_scores
+from metrics import (
+    METRICS,
+    PAPER_COLUMNS,
+    TABLE_COLUMNS,
+    arrow,
+    complexity,
+    faithfulness_scores,
+    mask_mean,
+    sparseness,
+    structure_scores,
+)
 from tests.conftest import ESC50
 
 LN3 = math.log(3)
@@ -135,7 +145,8 @@ def test_structure_is_per_sample_and_shape_agnostic():
     assert mask_mean(masks).shape == (3,)
 
 
-@pytest.mark.parametrize("bad", [torch.ones(4), torch.ones(0, 3), torch.ones(2, 0), torch.ones(2, 3, dtype=torch.cfloat)])
+@pytest.mark.parametrize("bad", [torch.ones(4), torch.ones(0, 3), torch.ones(2, 0),
+                                 torch.ones(2, 3, dtype=torch.cfloat)])
 def test_structure_rejects_bad_shape(bad):
     with pytest.raises(ValueError):
         structure_scores(bad)

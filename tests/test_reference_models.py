@@ -44,6 +44,18 @@ def test_the_main_job_with_the_shipped_models_gives_the_committed_rows_at_other_
     assert max(report["largest"].values()) < TOLERANCE
 
 
+def test_the_ast_run_with_the_shipped_models_gives_the_committed_rows(tmp_path):
+    out = tmp_path / "out"
+    assert main(["--classifier", "ast", "--data-root", str(ESC50), "--limit", "1", "--methods", "saliency,gradcam,lmac",
+                 "--domains", "listenable,mel", "--controls", "none", "--cache-dir", str(tmp_path / "empty-cache"),
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert {m["source"] for m in record["models"]} == {"shipped"} and len(record["models"]) == 3
+    report = compare_per_sample(pd.read_csv(ROOT / "results" / "esc50-ood-cpu-all-ast" / "per_sample.csv"),
+                                pd.read_csv(out / "per_sample.csv"))
+    assert report["rows"] == 2 * 3 * 2 and agrees(report), report
+
+
 def test_the_same_rows_with_the_kernels_of_another_processor(tmp_path):
     """Another CPU runs other kernels: oneDNN and ATen are limited to AVX2 (this machine has AVX-512),
     which changes the rounding of every convolution, as a machine without AVX-512 would."""

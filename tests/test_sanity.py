@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from classifiers.base import DomainModel
 from benchmark.cli import main
-from benchmark.frontend import DOMAINS, stft
+from benchmark.frontend import DOMAINS
 from benchmark.sanity import level_names, map_similarity, randomised_copy
+from classifiers.base import DomainModel
 from methods import build_explainer
 from tests.conftest import ESC50
 

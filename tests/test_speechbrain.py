@@ -3,13 +3,12 @@ CNN14PSI_stft (listenable) and CNN14PSI (mel) decoders, saved in SpeechBrain's f
 the same logits, block representations and L-MAC masks on real clips."""
 import pytest
 import torch
-from speechbrain.lobes.models.Cnn14 import CNN14PSI, CNN14PSI_stft, Cnn14
+from speechbrain.lobes.models.Cnn14 import CNN14PSI, Cnn14, CNN14PSI_stft
 
-from benchmark.speechbrain_import import speechbrain_paper_checkpoints
+from benchmark.frontend import DOMAINS
+from benchmark.speechbrain_import import load_classifier_checkpoint, speechbrain_paper_checkpoints
 from classifiers.base import DomainModel
 from classifiers.cnn14 import CNN14Classifier
-from benchmark.frontend import DOMAINS, stft
-from benchmark.speechbrain_import import load_classifier_checkpoint
 from methods import build_explainer
 from methods.base import TrainingResources
 
@@ -51,7 +50,8 @@ def test_logits_representations_and_mask_equal_speechbrains(speechbrain_checkpoi
 
 def test_the_mel_decoder_equals_speechbrains_cnn14psi(clips, tmp_path):
     torch.manual_seed(1)
-    classifier = CNN14Classifier([f"class {i}" for i in range(50)], width=2).eval()  # block channels 64, 32, 16, 8: CNN14PSI(dim=64)'s inputs
+    # block channels 64, 32, 16, 8: CNN14PSI(dim=64)'s inputs
+    classifier = CNN14Classifier([f"class {i}" for i in range(50)], width=2).eval()
     psi = CNN14PSI(dim=64).eval()
     with torch.no_grad():
         psi.convt8.weight.mul_(50)  # a mask far from the initial ≈ 0.5 everywhere
