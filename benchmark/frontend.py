@@ -1,6 +1,6 @@
 """Signal front-end: STFT, log1p magnitude, mel filterbank, STFT→Mel, ISTFT.
 
-The one module that owns the time-frequency transforms (BENCHMARK.md §1). Every
+The one module that owns the time-frequency transforms (protocol §1). Every
 other module goes through it; nothing else calls ``torch.stft``. The settings and
 formulas match SpeechBrain's ``STFT``, ``spectral_magnitude(power=0.5)``,
 ``Filterbank(n_mels=80, log_mel=False)`` and ``ISTFT`` as configured in the L-MAC

@@ -129,13 +129,13 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
     if command == "sanity":
         parser = argparse.ArgumentParser(
             prog="run_benchmark.py sanity",
-            description="Sanity check by cascading model-parameter randomisation (Adebayo et al. 2018; BENCHMARK.md "
-                        "§8): re-initialise the classifier's conv blocks from the top (6, then 6-5, ..., 6-1, then "
-                        "the head too), explain the OOD mixtures again with each method (trained interpreters kept "
-                        "fixed, the trained classifier's class explained) and compare each mask with the trained "
-                        "model's by Spearman rank correlation and SSIM; constant maps are counted, not scored. "
-                        "Writes sanity.csv, sanity_table.csv, sanity.md, sanity.png and sanity.json to --out "
-                        "(default results/runs/sanity-<profile>).")
+            description="Sanity check by cascading model-parameter randomisation (Adebayo et al. 2018; "
+                        "docs/protocol.md §8): re-initialise the classifier's parameter groups from the top (CNN14: "
+                        "block 6, then 6-5, ..., 6-1, then the head too), explain the OOD mixtures again with each "
+                        "method (trained interpreters kept fixed, the trained classifier's class explained) and "
+                        "compare each mask with the trained model's by Spearman rank correlation and SSIM; constant "
+                        "maps are counted, not scored. Writes sanity.csv, sanity_table.csv, sanity.md, sanity.png "
+                        "and sanity.json to --out (default results/runs/sanity-<profile>).")
         parser.add_argument("--methods", default="saliency,integrated-gradients,gradcam,l2i,lmac",
                             help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
         parser.add_argument("--limit", type=int, default=20,

@@ -1,4 +1,4 @@
-"""One sample's path, as plain functions, data flowing one way (BENCHMARK.md §1, §3, §5, §6):
+"""One sample's path, as plain functions, data flowing one way (protocol §1, §3, §5, §6):
 
 clip → contamination (``evaluation_samples``) → STFT / features and one classifier pass
 (``prepare_batch``) → explainer → mask (``explain``) → masked passes M⊙X and (1−M)⊙X

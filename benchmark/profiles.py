@@ -1,7 +1,7 @@
 """Model sizes and training schedules: the paper's, and a CPU profile of the same code.
 
 ``paper``: CNN14 at width 64 (64…2048 channels, embedding 2048, ≈ 75 M parameters)
-and the L-MAC decoder at width 2048 (≈ 237 M parameters), 200 epochs (BENCHMARK.md
+and the L-MAC decoder at width 2048 (≈ 237 M parameters), 200 epochs (protocol
 §2, §4); GPU only. ``cpu``: the same architectures at width 8 (8…256 channels,
 1.2 M parameters) and a width-64 decoder, with schedules that fit a 2-core machine
 (§9): L-MAC's L1 weight is the one ``run_benchmark.py select-lmac-l1`` chose on the

@@ -1,4 +1,4 @@
-"""Tables in the paper's layout, always rebuilt from ``per_sample.csv`` (DESIGN.md).
+"""Tables in the paper's layout, always rebuilt from ``per_sample.csv``.
 
 Rows are grouped by domain (listenable, mel; the paper's block titles), one per method; columns
 the paper's AI AD AG FF Fid-In SPS COMP MM, then Ins-AUC Del-AUC (with ``--curves``) and

@@ -1,8 +1,8 @@
-"""Audio loading for the benchmark front-end (BENCHMARK.md §1).
+"""Audio loading for the benchmark front-end (protocol §1).
 
 Every clip enters the benchmark the same way: mono (channels averaged), 16 kHz,
 exactly 5 s = 80,000 samples (cropped or zero-padded at the end), peak-normalised
-as the reference does: ``x / x.max()``, the signed maximum (BENCHMARK.md §1), so a clip
+as the reference does: ``x / x.max()``, the signed maximum (protocol §1), so a clip
 whose negative peak is larger keeps samples below −1. ``peak_normalisation="absmax"``
 divides by max|x| instead.
 """
@@ -35,7 +35,7 @@ class AudioError(ValueError):
 
 
 def peak_normalise(x: torch.Tensor, peak_normalisation: str = "max") -> torch.Tensor:
-    """Divide each row of ``x`` (..., N) by its peak (BENCHMARK.md §1, §6).
+    """Divide each row of ``x`` (..., N) by its peak (protocol §1, §6).
 
     Args:
         x: float waveforms (..., N).

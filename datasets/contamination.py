@@ -1,4 +1,4 @@
-"""Contaminated evaluation inputs (BENCHMARK.md §6).
+"""Contaminated evaluation inputs (protocol §6).
 
 Every condition is one formula, ``gain_x·x/‖x‖ + gain_c·c/‖c‖`` then divided by its
 peak (``y / y.max()``, the signed maximum, as the reference; ``absmax``: ``/ max|y|``),

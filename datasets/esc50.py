@@ -1,4 +1,4 @@
-"""ESC-50 metadata, data-root resolution and the train/valid/evaluation split (BENCHMARK.md §6).
+"""ESC-50 metadata, data-root resolution and the train/valid/evaluation split (protocol §6).
 
 Works unchanged on the full official release (2,000 clips, folds 1-5) and on a
 partial copy (e.g. the shared fold-4-only copy, 400 clips), where a seeded,

@@ -1,4 +1,4 @@
-"""Train / validation / evaluation / contaminant-pool parts of a dataset (BENCHMARK.md §6).
+"""Train / validation / evaluation / contaminant-pool parts of a dataset (protocol §6).
 
 A ``FoldPlan`` names the folds of each part (ESC-50: train 1-3, valid 4, evaluation 4,
 mixtures from 5). When a copy lacks some of the plan's folds (e.g. the shared

@@ -1,4 +1,4 @@
-"""UrbanSound8K in its official layout (BENCHMARK.md §6).
+"""UrbanSound8K in its official layout (protocol §6).
 
 ``metadata/UrbanSound8K.csv`` (columns as released: slice_file_name, fsID, start,
 end, salience, fold, classID, class) and ``audio/fold1..fold10/*.wav``; 8,732 clips
@@ -16,7 +16,7 @@ from datasets.roots import DatasetNotFoundError, resolve_root
 from datasets.split import FoldPlan, Split
 
 COLUMNS = ["slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"]
-# The authors' UrbanSound8K configuration (BENCHMARK.md §6): train 1-3, validate 4, evaluate 5. It names no
+# The authors' UrbanSound8K configuration (protocol §6): train 1-3, validate 4, evaluate 5. It names no
 # contaminant fold; fold 6, unused by both, plays the part of ESC-50's fold 5. The official 10-fold protocol
 # (train on nine folds, test on the tenth) is ``--folds``, e.g. 1-8:9:10:9.
 FOLDS = FoldPlan(train=(1, 2, 3), valid=(4,), evaluation=(5,), pool=(6,))

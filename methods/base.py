@@ -1,4 +1,4 @@
-"""The ``Explainer`` contract and the method registry (BENCHMARK.md §3, DESIGN.md).
+"""The ``Explainer`` contract and the method registry (protocol §3).
 
 An explainer takes the input features of one domain, shape (B, T, F) (F = 513 in
 the listenable domain, 80 in the mel domain), and the explained classes (B,), and

@@ -1,4 +1,4 @@
-"""Control rows (BENCHMARK.md §3): maps that explain nothing, in every table by default,
+"""Control rows (protocol §3): maps that explain nothing, in every table by default,
 so that a reader sees what a method adds over keeping everything, over chance and over "loud bins".
 
 - ``all-ones``: keeps everything: FF ≈ the classifier's confidence and Fid-In = 1. A method that

@@ -1,4 +1,4 @@
-"""Gradient-based saliency maps via Captum (BENCHMARK.md §3).
+"""Gradient-based saliency maps via Captum (protocol §3).
 
 Every method explains the logit of the target class with respect to the input
 features of the domain: X = log1p|STFT| (B, T, 513), through the differentiable

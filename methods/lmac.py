@@ -209,7 +209,7 @@ class LMACExplainer(Explainer):
                 trained = {k: v for k, v in hp.items() if k not in ("checkpoint", "mel_checkpoint")}
                 config = {"kind": kind, "classifier": resources.classifier_key, "training_data": resources.data_key,
                           "batch_size": resources.profile["batch_size"], "seed": resources.seed, **trained,
-                          "checkpoint": None,  # as in the keys of decoders cached before the mel domain had one
+                          "checkpoint": None,  # a trained decoder: no given checkpoint
                           **precision.key_part(resources.precision)}
 
                 def train(module: nn.Module) -> dict:

@@ -1,8 +1,8 @@
-"""Metrics of the benchmark (BENCHMARK.md §5), with a self-describing catalogue.
+"""Metrics of the benchmark (protocol §5), with a self-describing catalogue.
 
 Each metric returns per-sample values; aggregation (mean, CI, count of valid
 samples) is a separate step. Table headers and "best" markers should read the
-direction from ``METRICS`` (DESIGN.md, Metrics).
+direction from ``METRICS``.
 """
 
 from dataclasses import dataclass

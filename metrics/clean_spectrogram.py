@@ -1,4 +1,4 @@
-"""BCE-clean: how close a listenable mask is to the binarised clean spectrogram (BENCHMARK.md §4).
+"""BCE-clean: how close a listenable mask is to the binarised clean spectrogram (protocol §4).
 
 The binarised clean spectrogram O = 1[X_clean ≥ 0.35 · max X_clean] is L-MAC FT's
 guidance target; the benchmark reports, for every listenable mask, the BCE of the

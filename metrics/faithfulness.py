@@ -1,4 +1,4 @@
-"""Faithfulness metrics: AI, AD, AG, FF, Fid-In (BENCHMARK.md §5).
+"""Faithfulness metrics: AI, AD, AG, FF, Fid-In (protocol §5).
 
 All five come from one batched set of classifier outputs on three inputs:
 the input X, the mask-in input M⊙X and the mask-out input (1−M)⊙X. They follow
@@ -41,7 +41,7 @@ def faithfulness_scores(
     target: torch.Tensor,
     ad_softmax_twice: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Per-sample AI, AD, AG, FF and Fid-In (BENCHMARK.md §5).
+    """Per-sample AI, AD, AG, FF and Fid-In (protocol §5).
 
     Args:
         logits: (B, C) float classifier logits on the input X.

@@ -1,4 +1,4 @@
-"""Structural metrics of a mask / saliency map: SPS, COMP, MM (BENCHMARK.md §5).
+"""Structural metrics of a mask / saliency map: SPS, COMP, MM (protocol §5).
 
 SPS and COMP are the Quantus definitions (Hedström et al., 2023):
 `quantus.Sparseness` (Gini index, Chalasani et al., 2020) and

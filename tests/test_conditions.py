@@ -1,4 +1,4 @@
-"""Evaluation conditions and datasets through the CLI (BENCHMARK.md §6), tiny profile, real clips:
+"""Evaluation conditions and datasets through the CLI (protocol §6), tiny profile, real clips:
 ID noise, OOD speech / white noise, clean; UrbanSound8K in its official layout; a folder of recordings."""
 import shutil
 

@@ -48,7 +48,7 @@ def test_a_clip_whose_negative_peak_is_larger_is_divided_by_its_signed_maximum()
     data, rate = sf.read(path, dtype="float32")
     raw = torchaudio.functional.resample(torch.from_numpy(data), rate, SAMPLE_RATE)
     assert -raw.min() > 1.5 * raw.max()
-    reference = load_clip(path)  # x / x.max(), BENCHMARK.md §1
+    reference = load_clip(path)  # x / x.max(), protocol §1
     torch.testing.assert_close(reference, raw / raw.max())
     assert reference.max() == 1.0 and reference.min() < -1.5  # samples below −1, as the reference's
     absmax = load_clip(path, peak_normalisation="absmax")

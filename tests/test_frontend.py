@@ -1,4 +1,4 @@
-"""Front-end (BENCHMARK.md §1): shapes, STFT→Mel wrapper, ISTFT round trip, SpeechBrain agreement."""
+"""Front-end (protocol §1): shapes, STFT→Mel wrapper, ISTFT round trip, SpeechBrain agreement."""
 import torch
 from speechbrain.processing.features import ISTFT, STFT, Filterbank, spectral_magnitude
 

@@ -1,4 +1,4 @@
-"""Explainers (BENCHMARK.md §3, §4): registry, grids, masks in [0, 1], failure guards, L-MAC parts."""
+"""Explainers (protocol §3, §4): registry, grids, masks in [0, 1], failure guards, L-MAC parts."""
 import json
 
 import pytest

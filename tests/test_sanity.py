@@ -1,4 +1,4 @@
-"""The model-parameter randomisation check (BENCHMARK.md §8): the cascade, the similarities, the CLI."""
+"""The model-parameter randomisation check (protocol §8): the cascade, the similarities, the CLI."""
 import json
 import math
 

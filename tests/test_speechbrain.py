@@ -1,4 +1,4 @@
-"""SpeechBrain checkpoints (BENCHMARK.md §2, §4): the L-MAC recipe's paper-size Cnn14, linear head and
+"""SpeechBrain checkpoints (protocol §2, §4): the L-MAC recipe's paper-size Cnn14, linear head and
 CNN14PSI_stft (listenable) and CNN14PSI (mel) decoders, saved in SpeechBrain's format, load here and give
 the same logits, block representations and L-MAC masks on real clips."""
 import pytest
