@@ -57,9 +57,7 @@ from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.store import ResultWriter
 from classifiers.base import Classifier, DomainModel
-from metrics import METRICS
-
-METRIC_COLUMNS = list(METRICS)
+from metrics import reported_metrics
 
 
 class ModelPassTimer(contextlib.AbstractContextManager):
@@ -257,7 +255,7 @@ def max_metric_difference(first: pd.DataFrame, second: pd.DataFrame) -> float:
     merged = first.merge(second, on=key, suffixes=("", "_other"))
     if len(merged) != len(first) or len(merged) != len(second):
         raise ValueError("the two runs did not evaluate the same samples")
-    columns = [c for c in METRIC_COLUMNS if c in first]
+    columns = [c for c in reported_metrics() if c in first]
     a, b = merged[columns].to_numpy(float), merged[[f"{c}_other" for c in columns]].to_numpy(float)
     difference = np.where(np.isnan(a) & np.isnan(b), 0.0, np.abs(a - b))
     return float(np.nan_to_num(difference, nan=np.inf).max())

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark.frontend import DOMAINS  # noqa: E402
-from metrics import CURVE_FRACTIONS, TABLE_COLUMNS, arrow, curve_columns  # noqa: E402
+from metrics import CURVE_FRACTIONS, arrow, curve_columns, table_columns  # noqa: E402
 
 
 def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Path) -> None:
@@ -22,7 +22,7 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
     ``per_sample`` holds the curves: per domain, the mean insertion and deletion curves of each
     method (p of the explained class against the share k of bins kept or removed, log axis).
     """
-    metrics = [m for m in TABLE_COLUMNS if m in table]
+    metrics = [m for m in table_columns() if m in table]
     domains = list(dict.fromkeys(table["domain"]))
     methods = list(dict.fromkeys(table["method"]))
     curves = "Ins-AUC" in per_sample and per_sample["Ins-AUC"].notna().any()

@@ -35,7 +35,7 @@ from benchmark.store import FolderLock, ResultWriter, RunStore
 from classifiers.base import Classifier, DomainModel
 from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS
 from methods.base import Explainer
-from metrics import METRICS, arrow
+from metrics import arrow, reported_metrics
 
 
 def evaluate(config: RunConfig, classifier: Classifier, explainers: list[Explainer],
@@ -145,7 +145,8 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         f" — classifier {classifier.name}" if config.classifier != "cnn14" else "")
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
-    metrics = "; ".join(f"{m.name} {arrow(m.name)}: {m.description}".replace(" :", ":") for m in METRICS.values())
+    metrics = "; ".join(f"{m.name} {arrow(m.name)}: {m.description}".replace(" :", ":")
+                        for m in reported_metrics().values())
     controls = {e.label for e in explainers if e.control}
     markdown = tables.write_tables(store.work, rows, title, [
         ad_note, f"peak normalisation: {PEAK_NORMALISATIONS[config.peak_normalisation]}", f"metrics: {metrics}",

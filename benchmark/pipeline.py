@@ -34,16 +34,12 @@ from datasets.sources import AudioData
 from methods.base import Explainer
 from metrics import (
     CURVE_FRACTIONS,
+    MetricInputs,
     binarised_spectrogram,
-    clean_spectrogram_bce,
-    curve_area,
-    curve_columns,
-    faithfulness_scores,
     first_bins,
     ideal_binary_mask,
-    localisation_scores,
     rank_bins,
-    structure_scores,
+    registered_metrics,
 )
 
 
@@ -218,58 +214,32 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
 
 def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_softmax_twice: bool,
           curve_seeds: list[int] | None = None) -> dict[str, torch.Tensor | np.ndarray]:
-    """Every per-sample metric of ``metrics.METRICS`` for the batch's masks, each (B,) (§5), and the
-    binary metrics' margins (``binary_margins``).
+    """Every registered metric that applies to the run (``metrics.registered_metrics``) for the batch's
+    masks, each (B,) per sample, in registration order (protocol §5).
 
-    Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on
-    (1−M)⊙X. "BCE-clean" is NaN without ``batch.clean_target``; "Loc-AUC" and "Loc-mass" are
-    NaN without ``batch.target_dominated``. With ``curve_seeds`` (one per sample, for the random
-    order of ties) also the deletion and insertion curves (``curve_scores``): 12 more passes.
+    Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on (1−M)⊙X. With
+    ``curve_seeds`` (one per sample, for the random order of ties) also the deletion and insertion
+    curves (``curve_probabilities``): 12 more passes, and the metrics that read them.
     """
     model = model.hearing(batch.spec, batch.waves.shape[1])
     masked_in, masked_out = apply_mask(batch.features, mask)
     with torch.no_grad():
         logits_in, logits_out = model(masked_in), model(masked_out)
-    logits = batch.unmasked.logits
-    scores = faithfulness_scores(logits, logits_in, logits_out, logits.argmax(1), ad_softmax_twice=ad_softmax_twice)
-    scores.update(binary_margins(logits, logits_in))
-    scores.update(structure_scores(mask))
-    scores["BCE-clean"] = (torch.full((len(mask),), float("nan"), dtype=torch.float64) if batch.clean_target is None
-                           else clean_spectrogram_bce(mask, batch.clean_target))
-    scores.update(localisation_scores(mask, batch.target_dominated))
-    if curve_seeds is not None:
-        scores.update(curve_scores(model, mask, batch, curve_seeds))
-    return scores
+    inputs = MetricInputs(mask, batch.unmasked.logits, logits_in, logits_out, ad_softmax_twice, batch.clean_target,
+                          batch.target_dominated,
+                          None if curve_seeds is None else curve_probabilities(model, mask, batch, curve_seeds))
+    return {name: metric.compute(inputs) for name, metric in registered_metrics().items() if metric.applies(inputs)}
 
 
-def binary_margins(logits: torch.Tensor, logits_in: torch.Tensor) -> dict[str, torch.Tensor]:
-    """How far each binary metric is from flipping, for comparing runs on two machines: a row's AI or
-    Fid-In may differ between them only where its margin is within the rounding of the passes.
-
-    Args:
-        logits, logits_in: (B, C) logits of the unmasked and the mask-in pass; c = argmax of ``logits``.
-    Returns:
-        "AI-margin": p_in_c − p_c; "Fid-In-margin": p_in_c − max_{k≠c} p_in_k; (B,) float64 in [−1, 1]
-        (softmax in float64, as ``faithfulness_scores``). AI = 100 iff AI-margin > 0; Fid-In = 1 iff
-        Fid-In-margin > 0 (or = 0 with c first among the tied classes).
-    """
-    p, p_in = logits.double().softmax(1), logits_in.double().softmax(1)
-    target = logits.argmax(1, keepdim=True)
-    p_in_c = p_in.gather(1, target)[:, 0]
-    others = p_in.scatter(1, target, float("-inf")).amax(1)
-    return {"AI-margin": p_in_c - p.gather(1, target)[:, 0], "Fid-In-margin": p_in_c - others}
-
-
-def curve_scores(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
-                 seeds: list[int]) -> dict[str, np.ndarray]:
-    """Insertion and deletion curves of the masks (B, T_m, F) and their areas.
+def curve_probabilities(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
+                        seeds: list[int]) -> dict[str, np.ndarray]:
+    """Insertion and deletion curves of the masks (B, T_m, F).
 
     For each k in ``CURVE_FRACTIONS`` the binary mask of the k·T_m·F bins the mask ranks first
     (ties in random order, seeded by ``seeds``) is applied as any mask is (``apply_mask``):
-    "Ins@k%" = p_c on the kept bins alone, "Del@k%" = p_c with them removed, c the class the
-    unmasked pass predicts. "Ins-AUC" and "Del-AUC" are the curves' normalised areas
-    (``metrics.curve_area``). All (B,) float64 in [0, 1]. ``model``: bound to the batch's phase
-    (``DomainModel.hearing``), as ``score`` hands it on.
+    "Ins" = p_c on the kept bins alone, "Del" = p_c with them removed, c the class the unmasked
+    pass predicts. Each (B, len(CURVE_FRACTIONS)) float64 in [0, 1]. ``model``: bound to the
+    batch's phase (``DomainModel.hearing``), as ``score`` hands it on.
     """
     target = batch.unmasked.logits.argmax(1, keepdim=True)
     ranking = rank_bins(mask, seeds)
@@ -279,10 +249,7 @@ def curve_scores(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
         with torch.no_grad():
             inserted.append(model(kept_in).double().softmax(1).gather(1, target)[:, 0])
             deleted.append(model(kept_out).double().softmax(1).gather(1, target)[:, 0])
-    curves = {"Ins": torch.stack(inserted, 1).cpu().numpy(), "Del": torch.stack(deleted, 1).cpu().numpy()}
-    scores = {column: curve[:, j] for kind, curve in curves.items() for j, column in enumerate(curve_columns(kind))}
-    scores.update({f"{kind}-AUC": curve_area(curve) for kind, curve in curves.items()})
-    return scores
+    return {"Ins": torch.stack(inserted, 1).cpu().numpy(), "Del": torch.stack(deleted, 1).cpu().numpy()}
 
 
 def sample_rows(evaluation: EvaluationSamples, batch: EvaluationBatch, domain: str, method: str,

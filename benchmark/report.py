@@ -37,7 +37,7 @@ from benchmark.preparation import prepare
 from benchmark.store import write_then_replace
 from benchmark.tables import cell_text, is_marked
 from classifiers.base import DomainModel
-from metrics import PAPER_COLUMNS, TABLE_COLUMNS, arrow
+from metrics import arrow, paper_columns, table_columns
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 RUN_FILES = ("per_sample.csv", "table.csv", "table.md", "run.json")
@@ -65,7 +65,7 @@ def load_run(run_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str, list[str],
     per_sample, table = pd.read_csv(run_dir / "per_sample.csv"), pd.read_csv(run_dir / "table.csv")
     for frame, name, columns in ((per_sample, "per_sample.csv", [
                                      "sample_id", "clip", "contamination", "contaminant", "label", "predicted",
-                                     "confidence", "domain", "method", *PAPER_COLUMNS]),
+                                     "confidence", "domain", "method", *paper_columns()]),
                                  (table, "table.csv", ["domain", "method", "n"])):
         missing = [c for c in columns if c not in frame.columns]
         if missing:
@@ -201,7 +201,7 @@ def table_rows(table: pd.DataFrame) -> list[dict]:
     """The rows of table.csv for the template: domain, method, n and one cell per table column
     (``tables.cell_text``: mean ± CI half-width, "n/a" for none; ``best``: the table's mark, the best
     method of the column in its domain or not significantly worse than it, ``tables.is_marked``)."""
-    columns = [m for m in TABLE_COLUMNS if m in table]
+    columns = [m for m in table_columns() if m in table]
     rows = []
     for k, row in enumerate(table.to_dict("records")):
         cells = [{"text": cell_text(row, m), "best": is_marked(row, m)} for m in columns]
@@ -259,7 +259,7 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
             "methods": [{"label": method, "audio": media_file(sample_id, method, "audio"),
                          "image": media_file(sample_id, method, "image"),
                          "metrics": [(m, "n/a" if pd.isna(v) else f"{v:.2f}")
-                                     for m, v in rows.loc[(sample_id, method), PAPER_COLUMNS].items()]}
+                                     for m, v in rows.loc[(sample_id, method), paper_columns()].items()]}
                         for method in methods],
             "conditions": [{"letter": chr(ord("A") + k), "name": condition,
                             "audio": blind_copy(report, sample_id, condition, seed)}
@@ -271,7 +271,7 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
     page = {"title": title, "run": run_dir.resolve().name, "config": config, "seed": seed, "samples": cards,
             "questions": QUESTIONS, "columns": COLUMNS}
     (report / "index.html").write_text(environment.get_template("report.html.j2").render(
-        **page, headers=[f"{m} {arrow(m)}".strip() for m in TABLE_COLUMNS if m in table], rows=table_rows(table),
+        **page, headers=[f"{m} {arrow(m)}".strip() for m in table_columns() if m in table], rows=table_rows(table),
         notes=notes),
         encoding="utf-8")
     (report / "listening.html").write_text(environment.get_template("listening.html.j2").render(**page),

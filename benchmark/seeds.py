@@ -24,7 +24,7 @@ from benchmark import tables
 from benchmark.config import RunConfig, condition_name
 from benchmark.harness import run
 from methods import build_explainers
-from metrics import METRICS
+from metrics import reported_metrics
 
 SEED_FILES = ("per_sample_seed_mean.csv", "table.csv", "table.md", "table.tex", "figure.png", "seeds.json")
 
@@ -39,7 +39,7 @@ def seed_run_config(config: RunConfig, training_seed: int) -> RunConfig:
 def average_over_seeds(frames: dict[int, pd.DataFrame]) -> pd.DataFrame:
     """Per-sample metric values averaged over the seeds' per_sample.csv frames (NaN ignored): one row
     per (domain, method, sample_id), as a per_sample.csv."""
-    metrics = [m for m in METRICS if all(m in f for f in frames.values())]
+    metrics = [m for m in reported_metrics() if all(m in f for f in frames.values())]
     stacked = pd.concat(list(frames.values()), ignore_index=True)
     keys = ["domain", "method", "sample_id"]
     averaged = stacked.groupby(keys, sort=False)[metrics].mean().reset_index()

@@ -18,12 +18,12 @@ import pandas as pd
 from benchmark.figures import plot_run
 from benchmark.frontend import DOMAINS
 from benchmark.statistics import ALPHA, CONFIDENCE, RESAMPLES, bootstrap_interval, cell_seed, top_methods
-from metrics import METRICS, TABLE_COLUMNS, arrow
+from metrics import arrow, registered_metrics, table_columns
 
 
 def shown_columns(per_sample: pd.DataFrame) -> list[str]:
-    """The metric columns of ``TABLE_COLUMNS`` that ``per_sample`` holds with at least one value."""
-    return [m for m in TABLE_COLUMNS if m in per_sample and per_sample[m].notna().any()]
+    """The metric columns of ``metrics.table_columns()`` that ``per_sample`` holds with at least one value."""
+    return [m for m in table_columns() if m in per_sample and per_sample[m].notna().any()]
 
 
 def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]], controls: set[str], seed: int) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def summarise(per_sample: pd.DataFrame, rows: list[tuple[str, str]], controls: s
         in_domain = per_sample[per_sample["domain"] == domain]
         candidates = [m for d, m in rows if d == domain and m not in controls]
         for metric in columns:
-            better = METRICS[metric].higher_is_better
+            better = registered_metrics()[metric].higher_is_better
             if better is not None:
                 values = in_domain.pivot(index="sample_id", columns="method", values=metric)
                 marks[domain, metric] = top_methods(values, better, candidates)
@@ -80,7 +80,7 @@ def cell_text(row: dict, metric: str, latex: bool = False) -> str:
     mean. Not marked: ``<metric>_top`` says whether to."""
     if pd.isna(row[metric]):
         return "n/a"
-    digits = 2 if METRICS[metric].column == "paper" and metric != "MM" else 3
+    digits = registered_metrics()[metric].digits
     half_width = (row[f"{metric}_ci_high"] - row[f"{metric}_ci_low"]) / 2
     plus_minus, sigma = (" $\\pm$ ", "$\\sigma$") if latex else (" ± ", "σ")
     text = f"{row[metric]:.{digits}f}{plus_minus}{half_width:.{digits}f}"
@@ -100,7 +100,7 @@ def is_marked(row: dict, metric: str) -> bool:
 def cell_texts(table: pd.DataFrame, latex: bool = False) -> pd.DataFrame:
     """The shown table: domain, method, ``cell_text`` per metric with marked cells in bold (Markdown
     ``**``, LaTeX ``\\textbf``), and n."""
-    columns = [m for m in TABLE_COLUMNS if m in table]
+    columns = [m for m in table_columns() if m in table]
     shown = table[["domain", "method"]].copy()
     for metric in columns:
         cells = []

@@ -9,6 +9,8 @@ import math
 import numpy as np
 import torch
 
+from metrics.base import Metric, register_metric
+
 CURVE_FRACTIONS = (0.01, 0.02, 0.05, 0.10, 0.20, 0.50)
 """Shares k of the mask's bins kept (insertion) or removed (deletion)."""
 
@@ -54,3 +56,28 @@ def curve_area(probabilities: np.ndarray) -> np.ndarray:
     """
     k = np.asarray(CURVE_FRACTIONS)
     return np.trapezoid(probabilities, k, axis=1) / (k[-1] - k[0])
+
+
+def _point(kind: str, j: int):
+    return lambda inputs: inputs.curves[kind][:, j]
+
+
+def _area(kind: str):
+    return lambda inputs: curve_area(inputs.curves[kind])
+
+
+for _kind in ("Ins", "Del"):
+    for _j, _column in enumerate(curve_columns(_kind)):
+        register_metric(Metric(_column, _kind == "Ins", f"p_c with the {_column[4:]} of bins the map ranks first "
+                               f"{'kept' if _kind == 'Ins' else 'removed'}", _point(_kind, _j),
+                               "docs/metrics.md (after RISE, Petsiuk et al., 2018)", column="per-sample",
+                               needs_curves=True))
+for _metric in (
+    Metric("Ins-AUC", True, "insertion: p_c with only the k % of bins the map ranks first kept, mean over k ∈ [1, 50] "
+                            "% (trapezoid over k = 1, 2, 5, 10, 20, 50 %; ties in the map broken at random), in [0, "
+                            "1]; with --curves", _area("Ins"), "docs/metrics.md (after RISE, Petsiuk et al., 2018)",
+           column="added", needs_curves=True),
+    Metric("Del-AUC", False, "deletion: the same with those bins removed, in [0, 1]; with --curves", _area("Del"),
+           "docs/metrics.md (after RISE, Petsiuk et al., 2018)", column="added", needs_curves=True),
+):
+    register_metric(_metric)

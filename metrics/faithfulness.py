@@ -9,6 +9,8 @@ Alvarez-Melis & Jaakkola (2018) and Fid-In from the L2I paper (Parekh et al.).
 
 import torch
 
+from metrics.base import Metric, MetricInputs, register_metric
+
 _TENSOR_KEYS = ("logits", "logits_in", "logits_out")
 
 
@@ -103,3 +105,48 @@ def faithfulness_scores(
         "FF": p_c - p_out_c,
         "Fid-In": (p_in.argmax(dim=1) == target).double(),
     }
+
+
+def binary_margins(logits: torch.Tensor, logits_in: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How far each binary metric is from flipping, for comparing runs on two machines: a row's AI or
+    Fid-In may differ between them only where its margin is within the rounding of the passes.
+
+    Args:
+        logits, logits_in: (B, C) logits of the unmasked and the mask-in pass; c = argmax of ``logits``.
+    Returns:
+        "AI-margin": p_in_c − p_c; "Fid-In-margin": p_in_c − max_{k≠c} p_in_k; (B,) float64 in [−1, 1]
+        (softmax in float64, as ``faithfulness_scores``). AI = 100 iff AI-margin > 0; Fid-In = 1 iff
+        Fid-In-margin > 0 (or = 0 with c first among the tied classes).
+    """
+    p, p_in = logits.double().softmax(1), logits_in.double().softmax(1)
+    target = logits.argmax(1, keepdim=True)
+    p_in_c = p_in.gather(1, target)[:, 0]
+    others = p_in.scatter(1, target, float("-inf")).amax(1)
+    return {"AI-margin": p_in_c - p.gather(1, target)[:, 0], "Fid-In-margin": p_in_c - others}
+
+
+def _one(name: str):
+    def compute(inputs: MetricInputs) -> torch.Tensor:
+        return faithfulness_scores(inputs.logits, inputs.logits_in, inputs.logits_out, inputs.target,
+                                   inputs.ad_softmax_twice)[name]
+    return compute
+
+
+def _margin(name: str):
+    return lambda inputs: binary_margins(inputs.logits, inputs.logits_in)[name]
+
+
+PAPER = "L-MAC paper §4.1; docs/protocol.md §5"
+for _metric in (
+    Metric("AI", True, "Average Increase: 100·1[p_in_c > p_c], in {0, 100}", _one("AI"), PAPER, digits=2),
+    Metric("AD", False, "Average Drop: 100·max(0, q_c − q_in_c)/q_c, q = softmax(p) by default (published code) or "
+                        "p; in [0, 100]", _one("AD"), PAPER + ", §7 (the double softmax)", digits=2),
+    Metric("AG", True, "Average Gain: 100·max(0, p_in_c − p_c)/(1 − p_c), in [0, 100]", _one("AG"), PAPER, digits=2),
+    Metric("FF", True, "Faithfulness: p_c − p_out_c, in [−1, 1]", _one("FF"), PAPER, digits=2),
+    Metric("Fid-In", True, "Input Fidelity: 1[argmax p_in = c], in {0, 1}", _one("Fid-In"), PAPER, digits=2),
+    Metric("AI-margin", None, "p_in_c − p_c: how far AI is from flipping, in [−1, 1]", _margin("AI-margin"),
+           "docs/reference-models.md", column="per-sample"),
+    Metric("Fid-In-margin", None, "p_in_c − max_{k≠c} p_in_k: how far Fid-In is from flipping, in [−1, 1]",
+           _margin("Fid-In-margin"), "docs/reference-models.md", column="per-sample"),
+):
+    register_metric(_metric)

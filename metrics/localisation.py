@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from metrics.base import Metric, nan_values, register_metric
+
 
 def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch.Tensor) -> torch.Tensor:
     """1 where the scaled clean clip's magnitude exceeds the contaminant's, bin by bin.
@@ -75,14 +77,42 @@ def localisation_scores(mask: torch.Tensor, target_dominated: torch.Tensor | Non
         bins, in [0, 1] (chance: the share of target-dominated bins); NaN for an all-zero mask or
         without an IBM.
     """
-    batch = mask.shape[0]
-    nan = torch.full((batch,), float("nan"), dtype=torch.float64)
+    return {"Loc-AUC": localisation_auc(mask, target_dominated), "Loc-mass": localisation_mass(mask, target_dominated)}
+
+
+def _flat_pair(mask: torch.Tensor, target_dominated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masks (B, T_m·F) float64 and the IBMs cropped to T_m frames (B, T_m·F) bool, on the CPU."""
+    return mask.detach().double().flatten(1).cpu(), target_dominated[:, : mask.shape[1]].flatten(1).cpu()
+
+
+def localisation_auc(mask: torch.Tensor, target_dominated: torch.Tensor | None) -> torch.Tensor:
+    """Loc-AUC (B,) float64 of ``localisation_scores``; NaN without an IBM."""
     if target_dominated is None:
-        return {"Loc-AUC": nan, "Loc-mass": nan.clone()}
-    truth = target_dominated[:, : mask.shape[1]].flatten(1).cpu()
-    scores = mask.detach().double().flatten(1).cpu()
-    auc = torch.tensor([rank_auroc(s, t) for s, t in zip(scores, truth)], dtype=torch.float64)
+        return torch.full((mask.shape[0],), float("nan"), dtype=torch.float64)
+    scores, truth = _flat_pair(mask, target_dominated)
+    return torch.tensor([rank_auroc(s, t) for s, t in zip(scores, truth)], dtype=torch.float64)
+
+
+def localisation_mass(mask: torch.Tensor, target_dominated: torch.Tensor | None) -> torch.Tensor:
+    """Loc-mass (B,) float64 of ``localisation_scores``; NaN without an IBM or for an all-zero mask."""
+    if target_dominated is None:
+        return torch.full((mask.shape[0],), float("nan"), dtype=torch.float64)
+    scores, truth = _flat_pair(mask, target_dominated)
     total = scores.sum(1)
     on_target = (scores * truth).sum(1)
-    mass = torch.where(total > 0, on_target / torch.where(total > 0, total, 1.0), float("nan"))
-    return {"Loc-AUC": auc, "Loc-mass": mass}
+    return torch.where(total > 0, on_target / torch.where(total > 0, total, 1.0), float("nan"))
+
+
+def _needs_ibm(function):
+    return lambda inputs: nan_values(inputs) if inputs.target_dominated is None else function(
+        inputs.mask, inputs.target_dominated)
+
+
+for _metric in (
+    Metric("Loc-AUC", True, "AUROC of the map against the ideal binary mask (bins where the scaled clean clip's "
+                            "magnitude exceeds the contaminant's), 0.5 = chance, in [0, 1]",
+           _needs_ibm(localisation_auc), "docs/metrics.md (after Wang, 2005: the ideal binary mask)", column="added"),
+    Metric("Loc-mass", True, "share of the mask's mass on target-dominated bins, in [0, 1]",
+           _needs_ibm(localisation_mass), "docs/metrics.md", column="added"),
+):
+    register_metric(_metric)

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from metrics.base import Metric, register_metric
+
 
 def _flat(masks: torch.Tensor) -> torch.Tensor:
     """(B, ...) → (B, n), same dtype; checks the shape."""
@@ -136,3 +138,15 @@ def structure_scores(masks: torch.Tensor) -> dict[str, torch.Tensor]:
     """
     m, peak, valid = _absolute(masks)
     return {"SPS": _sparseness(m, peak, valid), "COMP": _complexity(m, valid), "MM": mask_mean(masks)}
+
+
+for _metric in (
+    Metric("SPS", True, "Sparseness: Gini index of |M|/max|M| (Quantus), in [0, 1); NaN if invalid map",
+           lambda inputs: sparseness(inputs.mask), "L-MAC paper §4.1; Quantus Sparseness (Chalasani et al., 2020)",
+           digits=2),
+    Metric("COMP", False, "Complexity: entropy (nats) of |M|/Σ|M| (Quantus), in [0, ln n]; NaN if invalid map",
+           lambda inputs: complexity(inputs.mask), "L-MAC paper §4.1; Quantus Complexity (Bhatt et al., 2020)",
+           digits=2),
+    Metric("MM", None, "Mask Mean: mean of M", lambda inputs: mask_mean(inputs.mask), "L-MAC paper §4.1"),
+):
+    register_metric(_metric)

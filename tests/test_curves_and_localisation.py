@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from benchmark.frontend import log1p_magnitude, log1p_mel, stft
-from benchmark.pipeline import curve_scores
+from benchmark.pipeline import curve_probabilities
 from datasets.audio import load_clip
 from datasets.contamination import ContaminatedSample
 from metrics import CURVE_FRACTIONS, curve_area, first_bins, ideal_binary_mask, localisation_scores, rank_bins
@@ -37,8 +37,10 @@ def test_the_map_that_ranks_the_only_informative_bin_first_has_the_best_curves()
     first[0, INFORMATIVE[0], INFORMATIVE[1]] = 1.0  # ranked first
     last[0, INFORMATIVE[0], INFORMATIVE[1]] = -1.0  # ranked last
     flat = torch.ones(1, FRAMES, BINS)  # all ties: a random order
-    scores = {name: curve_scores(model, mask, batch, seeds=[0])
+    curves = {name: curve_probabilities(model, mask, batch, seeds=[0])
               for name, mask in (("first", first), ("last", last), ("flat", flat))}
+    scores = {name: {"Ins-AUC": curve_area(c["Ins"]), "Del-AUC": curve_area(c["Del"]), "Ins@1%": c["Ins"][:, 0]}
+              for name, c in curves.items()}
     high, low = torch.sigmoid(torch.tensor(5.0)).item(), torch.sigmoid(torch.tensor(-5.0)).item()
     # kept alone, the informative bin gives the full probability at every k; removed, none is left
     assert scores["first"]["Ins-AUC"][0] == pytest.approx(high) and scores["first"]["Del-AUC"][0] == pytest.approx(low)

@@ -3,16 +3,18 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from benchmark.frontend import stft as benchmark_stft
 from datasets.audio import load_clip
 from metrics import (
-    METRICS,
-    PAPER_COLUMNS,
-    TABLE_COLUMNS,
     arrow,
+    paper_columns,
+    registered_metrics,
+    reported_metrics,
+    table_columns,
     complexity,
     faithfulness_scores,
     mask_mean,
@@ -32,10 +34,13 @@ def _t(rows):
 # --- catalogue ---------------------------------------------------------------
 
 def test_catalogue():
-    assert PAPER_COLUMNS == ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
-    assert TABLE_COLUMNS == [*PAPER_COLUMNS, "Ins-AUC", "Del-AUC", "Loc-AUC", "Loc-mass"]
-    assert [arrow(k) for k in METRICS] == ["↑", "↓", "↑", "↑", "↑", "↑", "↓", "", "↓", "↑", "↓", "↑", "↑"]
-    assert METRICS["BCE-clean"].column == "note"
+    assert paper_columns() == ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
+    assert table_columns() == [*paper_columns(), "Ins-AUC", "Del-AUC", "Loc-AUC", "Loc-mass"]
+    assert [arrow(k) for k in reported_metrics()] == ["↑", "↓", "↑", "↑", "↑", "↑", "↓", "", "↓", "↑", "↓", "↑",
+                                                      "↑"]
+    metrics = registered_metrics()
+    assert metrics["BCE-clean"].column == "note" and metrics["AI-margin"].column == "per-sample"
+    assert all(m.source and m.description for m in metrics.values())
 
 
 # --- faithfulness --------------------------------------------------------------
@@ -179,3 +184,33 @@ def test_sparseness_and_complexity_match_quantus():
         ref = np.asarray(ref, dtype=np.float64)
         assert np.ptp(ref) > 0.05 * np.abs(ref).max()  # the maps really differ
         np.testing.assert_allclose(ours[name].numpy(), ref, rtol=1e-5, atol=0, err_msg=name)
+
+
+USER_METRIC = '''
+from metrics import Metric, register_metric
+
+register_metric(Metric("Top-mass", True, "share of the mask's mass in its 10 % highest bins, in [0, 1]",
+                       lambda inputs: inputs.mask.flatten(1).double().sort(1, descending=True).values[
+                           :, : inputs.mask[0].numel() // 10].sum(1) / inputs.mask.flatten(1).double().sum(1),
+                       "a test", column="added"))
+'''
+
+
+def test_a_user_metric_is_one_module_and_appears_in_the_rows_and_tables(tmp_path, monkeypatch):
+    import metrics.base
+    from benchmark.cli import main
+
+    monkeypatch.setattr(metrics.base, "_REGISTRY", dict(metrics.base._REGISTRY))  # the test's registration only
+    (tmp_path / "lmac_test_user_metric.py").write_text(USER_METRIC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["--import", "lmac_test_user_metric", "--data-root", str(ESC50), "--profile", "tiny", "--limit", "1",
+                 "--methods", "saliency", "--controls", "all-ones", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    rows = pd.read_csv(out / "per_sample.csv")
+    assert rows["Top-mass"].between(0.09, 1).all()
+    assert ((rows.loc[rows["method"] == "all-ones", "Top-mass"] - 0.1).abs() < 1e-3).all()
+    table = pd.read_csv(out / "table.csv")
+    assert "Top-mass" in table and "Top-mass_ci_low" in table
+    markdown = (out / "table.md").read_text()
+    assert "Top-mass ↑" in markdown and "Top-mass ↑: share of the mask's mass" in markdown
