@@ -11,15 +11,15 @@ from benchmark.frontend import stft as benchmark_stft
 from datasets.audio import load_clip
 from metrics import (
     arrow,
-    paper_columns,
-    registered_metrics,
-    reported_metrics,
-    table_columns,
     complexity,
     faithfulness_scores,
     mask_mean,
+    paper_columns,
+    registered_metrics,
+    reported_metrics,
     sparseness,
     structure_scores,
+    table_columns,
 )
 from tests.conftest import ESC50
 
