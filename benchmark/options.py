@@ -1,9 +1,10 @@
-"""The command-line options of ``run_benchmark.py`` and its commands (``explain``, ``bench``,
-``select-lmac-l1``, ``sanity``, ``report``, ``listening-results``); ``benchmark.cli`` checks their values and
-runs the command."""
+"""The command-line options of ``run_benchmark.py`` (each command's own are in its module under
+``benchmark.commands``), and their checks: ``config_from_args`` turns parsed options into a
+``RunConfig`` or raises ``UsageError`` naming the flag and the fix."""
 from __future__ import annotations
 
 import argparse
+import importlib
 
 import torch
 
@@ -14,14 +15,16 @@ from classifiers import available_classifiers
 from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
 from methods import available_methods
-from methods.base import control_methods
+from methods.registry import control_methods
 
 OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
                               save_audio=False, ad_single_softmax=False, resume=False)
 """Run options that ``bench`` and ``sanity`` fix: OOD mixtures, L2I at RTH 0.2, no audio, AD as published."""
 
-COMMANDS = ("explain", "bench", "select-lmac-l1", "sanity", "report", "listening-results", "reference-models",
-            "download")
+COMMANDS = {"explain": "explain", "bench": "bench", "select-lmac-l1": "select_lmac_l1", "sanity": "sanity",
+            "report": "report", "listening-results": "listening_results", "reference-models": "reference_models",
+            "download": "download"}
+"""The commands of ``run_benchmark.py`` and their modules in ``benchmark.commands``."""
 
 
 def _method_option(text: str) -> tuple[str, str, str]:
@@ -36,129 +39,10 @@ def _method_option(text: str) -> tuple[str, str, str]:
 
 
 def build_parser(command: str = "run") -> argparse.ArgumentParser:
-    """The options of ``run_benchmark.py`` (command "run"), ``run_benchmark.py explain FILE``
-    ("explain"), ``run_benchmark.py bench`` ("bench"), ``run_benchmark.py select-lmac-l1`` or
-    ``run_benchmark.py sanity``."""
-    if command == "bench":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py bench",
-            description="Speed of the harness on real clips: per method samples/s, time in model passes vs the rest "
-                        "(harness overhead), peak memory, and the batched harness against a per-sample loop with the "
-                        "same models (speed-up, largest per-sample metric difference). Writes bench.csv and bench.md "
-                        "to --out (default results/runs/bench-<profile>).")
-        parser.add_argument("--methods", default="saliency,smoothgrad,integrated-gradients,guided-backprop,shap,"
-                                                 "gradcam,guided-gradcam,lmac,all-ones",
-                            help="comma-separated explainers, or 'all' (default: all but the trained l2i and lmac-ft)")
-        parser.add_argument("--per-sample-methods", default="saliency,gradcam,lmac,all-ones",
-                            help="methods also timed in the per-sample loop, or 'all' (default: the cheap ones)")
-        parser.add_argument("--limit", type=int, default=16,
-                            help="evaluation clips (default 16: 32 samples of the ood condition)")
-        parser.add_argument("--batch-size", type=int, default=16, help="batch size of the harness (default 16)")
-        parser.add_argument("--domains", default="listenable", help="domains: listenable and/or mel")
-        parser.add_argument("--repeats", type=int, default=3, help="each timing is the fastest of this many runs")
-        parser.add_argument("--paper-size", action="store_true",
-                            help="use seeded paper-size SpeechBrain checkpoints (CNN14 width 64, L-MAC decoder dim "
-                                 "2048), written to the cache on first use, as --classifier-checkpoint and "
-                                 "--lmac-checkpoint")
-        add_common_options(parser)
-        parser.set_defaults(**OOD_MIXTURES_NOT_SAVED)
-        return parser
-    if command == "select-lmac-l1":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py select-lmac-l1",
-            description="Choose L-MAC's L1 weight λ_1 on the training and validation parts only: train one decoder "
-                        "per --grid value (cached, as a run would), explain OOD mixtures of validation clips with "
-                        "each, and pick the largest λ_1 whose validation Fid-In stays within --margin of the all-ones "
-                        "mask's. Writes selection.csv and selection.md to --out (default "
-                        "results/runs/lmac-l1-selection-<profile>). The evaluation part is never read.")
-        parser.add_argument("--grid", default="0.4,0.8,1.6,3.2", help="λ_1 values to train (default 0.4,0.8,1.6,3.2: "
-                                                                      "the paper's 0.4 × 1, 2, 4, 8)")
-        parser.add_argument("--margin", type=float, default=0.2,
-                            help="largest allowed drop of validation Fid-In below the all-ones mask's (default 0.2)")
-        add_common_options(parser)
-        parser.set_defaults(setting="ood", contamination="mixtures", speech_dir=None, l2i_rth="0.2", methods="lmac",
-                            domains="listenable", limit=None, batch_size=16, save_audio=False,
-                            ad_single_softmax=False, resume=False)
-        return parser
-    if command == "report":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py report",
-            description="Build RUN_DIR/report/: index.html (the run's tables, best value per column marked, and a "
-                        "gallery of samples with each method's listenable interpretation, mask and metrics) and "
-                        "listening.html (a MUSHRA-style listening test that saves the ratings as CSV in the browser). "
-                        "Static and self-contained: open index.html from disk, offline. Missing WAVs and pictures "
-                        "are computed once, with the run's models from the checkpoint cache.")
-        parser.add_argument("run_dir", help="a finished run's folder (per_sample.csv, table.csv, run.json)")
-        parser.add_argument("--samples", type=int, default=12,
-                            help="samples in the gallery and the listening test, spread over classes (default 12)")
-        parser.add_argument("--seed", type=int, help="seed of the sample choice and the order of the listening "
-                                                     "test's conditions (default: the run's seed)")
-        return parser
-    if command == "download":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py download",
-            description="Download a dataset's official archive (with a progress bar; an interrupted download "
-                        "continues), check its checksum, unpack it into the data root (default "
-                        "~/.cache/lmac-benchmark/esc50 or .../UrbanSound8K, else $ESC50_ROOT / $US8K_ROOT) and "
-                        "print the command that runs the benchmark on it. The only command that downloads.")
-        parser.add_argument("dataset", choices=["esc50", "us8k"], help="esc50 (about 650 MB) or us8k (about 6 GB)")
-        parser.add_argument("--data-root", help="folder to create (default: the dataset's default data root)")
-        parser.add_argument("--url", help="another source of the same archive (a mirror)")
-        parser.add_argument("--checksum", help="the archive's sha256:HEX or md5:HEX when --url serves another file")
-        return parser
-    if command == "reference-models":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py reference-models",
-            description="Copy the classifier and trainable explainers that finished runs of the cpu profile used "
-                        "from the checkpoint cache into results/reference-models/ and list them in its "
-                        "manifest.json (SHA-256, command, code version, data content key, training seed, "
-                        "validation accuracy). For the maintainers of the shipped models.")
-        parser.add_argument("run_dirs", nargs="+", help="finished run folders (run.json lists their models)")
-        return parser
-    if command == "listening-results":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py listening-results",
-            description="Summarise the ratings CSVs saved by listening.html: per question and condition the mean, "
-                        "its Student-t 95 % confidence interval and n, after the MUSHRA post-screening (listeners who "
-                        "rate the hidden reference below 90 on more than 15 % of items are excluded). Writes "
-                        "listening.csv, listening.md and listening.png to --out.")
-        parser.add_argument("csv", nargs="+", help="ratings CSV files (one per listener session)")
-        parser.add_argument("--out", default="results/runs/listening",
-                            help="output folder (default results/runs/listening)")
-        return parser
-    if command == "sanity":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py sanity",
-            description="Sanity check by cascading model-parameter randomisation (Adebayo et al. 2018; "
-                        "docs/protocol.md §8): re-initialise the classifier's parameter groups from the top (CNN14: "
-                        "block 6, then 6-5, ..., 6-1, then the head too), explain the OOD mixtures again with each "
-                        "method (trained interpreters kept fixed, the trained classifier's class explained) and "
-                        "compare each mask with the trained model's by Spearman rank correlation and SSIM; constant "
-                        "maps are counted, not scored. Writes sanity.csv, sanity_table.csv, sanity.md, sanity.png "
-                        "and sanity.json to --out (default results/runs/sanity-<profile>).")
-        parser.add_argument("--methods", default="saliency,integrated-gradients,gradcam,l2i,lmac",
-                            help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
-        parser.add_argument("--limit", type=int, default=20,
-                            help="evaluation clips (default 20: 40 samples of the ood condition)")
-        parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch size (default 16)")
-        parser.add_argument("--domains", default="listenable",
-                            help="comma-separated domains: listenable and/or mel. Default: listenable")
-        add_common_options(parser)
-        parser.set_defaults(**OOD_MIXTURES_NOT_SAVED)
-        return parser
-    if command == "explain":
-        parser = argparse.ArgumentParser(
-            prog="run_benchmark.py explain",
-            description="Explain one audio file: print the classifier's prediction and write the listenable "
-                        "interpretation (WAV), the input WAV and a spectrogram / mask PNG to --out. The classifier "
-                        "and the method are trained on --dataset (or loaded from the cache) first.")
-        parser.add_argument("audio", help="audio file (wav/flac/ogg, any rate; mono mix, 16 kHz, 5 s)")
-        parser.add_argument("--method", default="lmac", help="explainer (default lmac)")
-        add_common_options(parser)
-        parser.set_defaults(setting="clean", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
-                            domains="listenable", limit=None, batch_size=1, save_audio=False, ad_single_softmax=False,
-                            resume=False)
-        return parser
+    """The options of ``run_benchmark.py`` (command "run") or of one of its ``COMMANDS`` (each command's
+    module declares its own, ``benchmark.commands.<module>.build_parser``)."""
+    if command != "run":
+        return importlib.import_module(f"benchmark.commands.{COMMANDS[command]}").build_parser()
     parser = argparse.ArgumentParser(
         prog="run_benchmark.py",
         description="Benchmark of interpretation methods for audio classifiers (L-MAC paper, ICML 2024): trains "
@@ -190,7 +74,8 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                                         "the seeds, with the spread of the seed means, to OUT. The contaminant draws "
                                         "and the explainers' random draws keep --seed")
     parser.add_argument("--l2i-rth", default="0.2,0.4",
-                        help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper)")
+                        help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper); an "
+                             "alias of --set l2i.rth=[0.2,0.4]")
     parser.add_argument("--domains", default="listenable",
                         help="comma-separated domains: listenable (STFT→Mel) and/or mel. Default: listenable")
     parser.add_argument("--limit", type=int, help="evaluate only the first N evaluation clips")
@@ -232,13 +117,17 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                                                         "classifier.ckpt, instead of training one")
     parser.add_argument("--lmac-checkpoint", help="a trained L-MAC decoder state dict (SpeechBrain's psi_model.ckpt "
                                                   "of CNN14PSI_stft, or an lmac-*.pt of the cache) instead of training "
-                                                  "one for the listenable domain")
+                                                  "one for the listenable domain; an alias of --set "
+                                                  "lmac.checkpoint=PATH (and lmac-ft.checkpoint)")
     parser.add_argument("--lmac-mel-checkpoint", help="the same for the mel domain (SpeechBrain's psi_model.ckpt of "
-                                                      "CNN14PSI, or an lmac-mel-*.pt of the cache)")
+                                                      "CNN14PSI, or an lmac-mel-*.pt of the cache); an alias of --set "
+                                                      "lmac.mel_checkpoint=PATH")
     parser.add_argument("--lmac-ft-guidance", type=float, default=4.0,
-                        help="L-MAC FT's guidance weight λ_g (default 4, the paper's tables; 16 in its user study)")
+                        help="L-MAC FT's guidance weight λ_g (default 4, the paper's tables; 16 in its user study); "
+                             "an alias of --set lmac-ft.guidance=4")
     parser.add_argument("--lmac-ft-cth", type=float, default=0.6,
-                        help="L-MAC FT's cosine-similarity threshold of guided samples (default 0.6)")
+                        help="L-MAC FT's cosine-similarity threshold of guided samples (default 0.6); an alias of "
+                             "--set lmac-ft.cth=0.6")
     parser.add_argument("--noise-dir", help="folder of noise recordings: L-MAC's 0 dB training augmentation and "
                                             "the id setting (WHAM! in the paper). Without it L-MAC trains on "
                                             "mixtures of training clips")

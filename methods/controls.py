@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from classifiers.base import DomainModel
-from methods.base import Explainer, register
+from methods.base import Explainer
+from methods.registry import register
 
 
 @register("all-ones")

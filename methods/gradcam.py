@@ -11,7 +11,8 @@ from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
 from classifiers.base import DomainModel
-from methods.base import Explainer, differentiable_input, register
+from methods.base import Explainer, differentiable_input
+from methods.registry import register
 
 
 @register("gradcam")

@@ -13,7 +13,8 @@ import torch
 from captum.attr import GradientShap, GuidedBackprop, IntegratedGradients, Saliency
 
 from classifiers.base import DomainModel
-from methods.base import Explainer, differentiable_input, register
+from methods.base import Explainer, differentiable_input
+from methods.registry import register
 
 
 def chunks(count: int, size: int) -> list[slice]:

@@ -30,7 +30,8 @@ from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stf
 from benchmark.precision import autocast
 from classifiers.base import DomainModel
 from datasets.audio import CLIP_SAMPLES
-from methods.base import Explainer, TrainingResources, register
+from methods.base import Explainer, TrainingResources
+from methods.registry import register
 
 FRAMES = 1 + CLIP_SAMPLES // HOP_LENGTH  # 431 STFT frames of a 5 s clip
 

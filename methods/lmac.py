@@ -24,23 +24,12 @@ from benchmark import distributed, precision
 from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
 from benchmark.frontend import DOMAINS, apply_mask, stft
 from benchmark.precision import autocast
-from classifiers.base import Classifier, DomainModel
-from datasets.audio import CLIP_SAMPLES
+from classifiers.base import DomainModel
 from datasets.contamination import mix
-from methods.base import Explainer, TrainingResources, register
-from methods.lmac_decoders import GridDecoder, LMACDecoder
+from methods.base import Explainer, TrainingResources
+from methods.lmac_decoders import new_decoder
+from methods.registry import register
 from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
-
-
-def new_decoder(classifier: Classifier, domain: str, width: int) -> nn.Module:
-    """An untrained decoder for ``classifier``'s representations in ``domain``: SpeechBrain's layout
-    (``LMACDecoder``) for a classifier whose ``decoder_layout`` is "speechbrain-cnn14", else a
-    ``GridDecoder`` from the representations' shapes onto the domain's grid of a 5 s clip."""
-    shapes = classifier.representation_shapes(CLIP_SAMPLES)
-    channels = [channels for channels, _, _ in shapes]
-    if classifier.decoder_layout == "speechbrain-cnn14":
-        return LMACDecoder(tuple(channels), width, domain)
-    return GridDecoder(channels, width, DomainModel(classifier, DOMAINS[domain]).grid(CLIP_SAMPLES))
 
 
 def lmac_loss(

@@ -10,6 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.frontend import DOMAINS
+from classifiers.base import Classifier, DomainModel
+from datasets.audio import CLIP_SAMPLES
+
 
 def _decoder_layers(domain: str, channels: tuple[int, int, int, int], d: int) -> list[tuple]:
     """(in, out, kernel, stride, padding) of ``convt1``… of SpeechBrain's decoder of ``domain``."""
@@ -95,3 +99,14 @@ class GridDecoder(nn.Module):
         for stage in self.stages:
             h = F.relu(stage(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)))
         return F.interpolate(self.out(h), size=self.grid, mode="bilinear", align_corners=False)
+
+
+def new_decoder(classifier: Classifier, domain: str, width: int) -> nn.Module:
+    """An untrained decoder for ``classifier``'s representations in ``domain``: SpeechBrain's layout
+    (``LMACDecoder``) for a classifier whose ``decoder_layout`` is "speechbrain-cnn14", else a
+    ``GridDecoder`` from the representations' shapes onto the domain's grid of a 5 s clip."""
+    shapes = classifier.representation_shapes(CLIP_SAMPLES)
+    channels = [channels for channels, _, _ in shapes]
+    if classifier.decoder_layout == "speechbrain-cnn14":
+        return LMACDecoder(tuple(channels), width, domain)
+    return GridDecoder(channels, width, DomainModel(classifier, DOMAINS[domain]).grid(CLIP_SAMPLES))

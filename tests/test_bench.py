@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.bench import ModelPassTimer
 from benchmark.cli import main
+from benchmark.commands.timing import ModelPassTimer
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from benchmark.harness import evaluate

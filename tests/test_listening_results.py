@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.listening_results import COLUMNS, plot, read_ratings, screen, summarise, write_summary
+from benchmark.commands.listening_results import COLUMNS, plot, read_ratings, screen, summarise, write_summary
 
 CONDITIONS = ("lmac", "l2i rth=0.2", "reference")
 QUESTIONS = ("correspondence", "quality")

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from benchmark.cli import main
-from benchmark.report import build_report, select_samples
+from benchmark.commands.report import build_report, select_samples
 from tests.conftest import ESC50
 
 METHODS = ["saliency", "lmac", "all-ones"]

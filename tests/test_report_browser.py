@@ -11,8 +11,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from benchmark.cli import main
-from benchmark.listening_results import COLUMNS
-from benchmark.report import build_report
+from benchmark.commands.listening_results import COLUMNS
+from benchmark.commands.report import build_report
 from tests.conftest import ESC50
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")

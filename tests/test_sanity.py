@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.commands.sanity import level_names, map_similarity, randomised_copy
 from benchmark.frontend import DOMAINS
-from benchmark.sanity import level_names, map_similarity, randomised_copy
 from classifiers.base import DomainModel
 from methods import build_explainer
 from tests.conftest import ESC50

@@ -12,8 +12,22 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmark.options import COMMANDS, build_parser  # noqa: E402  (the repository root is on the path now)
+from metrics import arrow, registered_metrics  # noqa: E402
 
 PLACEHOLDER = "<!-- the command-line reference is generated here from benchmark.options -->"
+METRICS_PLACEHOLDER = "<!-- the metric catalogue is generated here from the registered metrics -->"
+WHERE = {"paper": "the paper's tables", "added": "added columns", "note": "a note under the table",
+         "per-sample": "per_sample.csv only"}
+
+
+def metric_catalogue() -> str:
+    """Markdown table of every registered metric: name, direction, definition and range, source, where."""
+    rows = ["| metric | better | definition and range | source | reported in |", "|---|---|---|---|---|"]
+    for metric in registered_metrics().values():
+        cells = [f"`{metric.name}`", arrow(metric.name) or "—", metric.description.replace("|", "\\|"),
+                 metric.source, WHERE[metric.column] + (" (with --curves)" if metric.needs_curves else "")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def command_line_reference() -> str:
@@ -35,5 +49,9 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-    """Fill the command-line reference page."""
-    return markdown.replace(PLACEHOLDER, command_line_reference()) if PLACEHOLDER in markdown else markdown
+    """Fill the command-line reference page and the metric catalogue."""
+    if PLACEHOLDER in markdown:
+        markdown = markdown.replace(PLACEHOLDER, command_line_reference())
+    if METRICS_PLACEHOLDER in markdown:
+        markdown = markdown.replace(METRICS_PLACEHOLDER, metric_catalogue())
+    return markdown

@@ -31,6 +31,7 @@ into place, so a failure leaves earlier results as they were.
 """
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -41,6 +42,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
+from benchmark.arguments import check_writable_folder
 from benchmark.store import write_then_replace
 
 COLUMNS = ("listener", "sample_id", "clip", "condition", "question", "rating")
@@ -295,3 +297,23 @@ def write_summary(paths: Iterable[str | Path] | str | Path, out: Path) -> str:
     write_then_replace(out / "listening.md", lambda path: path.write_text(markdown))
     write_then_replace(out / "listening.png", lambda path: plot(table).savefig(path, format="png", dpi=120))
     return markdown
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``run_benchmark.py listening-results``."""
+    parser = argparse.ArgumentParser(
+        prog="run_benchmark.py listening-results",
+        description="Summarise the ratings CSVs saved by listening.html: per question and condition the mean, "
+                    "its Student-t 95 % confidence interval and n, after the MUSHRA post-screening (listeners who "
+                    "rate the hidden reference below 90 on more than 15 % of items are excluded). Writes "
+                    "listening.csv, listening.md and listening.png to --out.")
+    parser.add_argument("csv", nargs="+", help="ratings CSV files (one per listener session)")
+    parser.add_argument("--out", default="results/runs/listening",
+                        help="output folder (default results/runs/listening)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> str:
+    """``run_benchmark.py listening-results CSV...``: ``write_summary`` of the ratings."""
+    check_writable_folder(args.out, "--out")
+    return write_summary(args.csv, Path(args.out))

@@ -10,10 +10,11 @@ hidden reference under neutral letters, and a button that saves the ratings as C
 
 The folder is self-contained: inline CSS and JavaScript, media under ``report/audio``
 and ``report/images`` referenced by relative paths, no network; it opens from file://.
-HTML comes from the Jinja2 templates in ``benchmark/templates``.
+HTML comes from the Jinja2 templates in ``benchmark/commands/templates``.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import importlib
 import json
@@ -29,9 +30,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from benchmark.arguments import UsageError
+from benchmark.commands.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
-from benchmark.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.pipeline import explain, prepare_batch, write_audio
 from benchmark.preparation import prepare
 from benchmark.store import write_then_replace
@@ -277,3 +279,27 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
     (report / "listening.html").write_text(environment.get_template("listening.html.j2").render(**page),
                                            encoding="utf-8")
     return report / "index.html"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``run_benchmark.py report``."""
+    parser = argparse.ArgumentParser(
+        prog="run_benchmark.py report",
+        description="Build RUN_DIR/report/: index.html (the run's tables, best value per column marked, and a "
+                    "gallery of samples with each method's listenable interpretation, mask and metrics) and "
+                    "listening.html (a MUSHRA-style listening test that saves the ratings as CSV in the browser). "
+                    "Static and self-contained: open index.html from disk, offline. Missing WAVs and pictures "
+                    "are computed once, with the run's models from the checkpoint cache.")
+    parser.add_argument("run_dir", help="a finished run's folder (per_sample.csv, table.csv, run.json)")
+    parser.add_argument("--samples", type=int, default=12,
+                        help="samples in the gallery and the listening test, spread over classes (default 12)")
+    parser.add_argument("--seed", type=int, help="seed of the sample choice and the order of the listening "
+                                                 "test's conditions (default: the run's seed)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> str:
+    """``run_benchmark.py report RUN_DIR``: ``build_report`` with the parsed options."""
+    if args.samples < 1:
+        raise UsageError(f"--samples {args.samples}: must be a positive integer")
+    return f"wrote {build_report(Path(args.run_dir), args.samples, args.seed)}"

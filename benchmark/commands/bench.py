@@ -35,12 +35,9 @@ checkpoints (CNN14 width 64, decoder dim 2048) written to the cache.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
+import argparse
 import os
 import platform
-import resource
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -50,114 +47,21 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmark.arguments import UsageError, config_from_args
+from benchmark.checkpoints import default_cache_dir
+from benchmark.commands.timing import ModelPassTimer, PeakMemory
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, apply_mask
 from benchmark.harness import evaluate
+from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
 from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
+from benchmark.profiles import default_profile
+from benchmark.speechbrain_import import speechbrain_paper_checkpoints
 from benchmark.store import ResultWriter
 from classifiers.base import Classifier, DomainModel
+from datasets.sources import open_dataset
 from metrics import reported_metrics
-
-
-class ModelPassTimer(contextlib.AbstractContextManager):
-    """Wall time (s) spent inside model passes while the context is open.
-
-    Times the classifier passes (``DomainModel.forward``, ``forward_with_representations``),
-    the ``forward`` of the given explainer networks, ``torch.autograd.grad`` and
-    ``Tensor.backward``; nested calls count once. On CUDA every span is synchronised.
-    Also counts the inputs that went through the classifier (``classifier_samples``: calls of its
-    ``forward_with_representations``, which its ``forward`` goes through).
-    """
-
-    def __init__(self, networks: list[nn.Module], device: torch.device, classifier: type[Classifier]):
-        self.seconds = 0.0
-        self.classifier_samples = 0  # inputs that went through the classifier
-        self._classifier = classifier
-        self._depth = 0
-        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        self._targets = [(DomainModel, "forward"), (DomainModel, "forward_with_representations"),
-                         (torch.autograd, "grad"), (torch.Tensor, "backward"),
-                         *{(type(network), "forward") for network in networks}]
-        self._originals: list = []
-
-    def _timed(self, function):
-        @functools.wraps(function)
-        def wrapper(*args, **kwargs):
-            if self._depth:
-                return function(*args, **kwargs)
-            self._sync()
-            start = time.perf_counter()
-            self._depth += 1
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self._depth -= 1
-                self._sync()
-                self.seconds += time.perf_counter() - start
-        return wrapper
-
-    def _counted(self, function):
-        @functools.wraps(function)
-        def wrapper(module, mel, *args, **kwargs):
-            self.classifier_samples += len(mel)
-            return function(module, mel, *args, **kwargs)
-        return wrapper
-
-    def __enter__(self):
-        for owner, name, wrap in [*((owner, name, self._timed) for owner, name in self._targets),
-                                  (self._classifier, "forward_with_representations", self._counted)]:
-            original = getattr(owner, name)
-            self._originals.append((owner, name, original))
-            setattr(owner, name, wrap(original))
-        return self
-
-    def __exit__(self, *exc):
-        for owner, name, original in reversed(self._originals):
-            setattr(owner, name, original)
-        self._originals.clear()
-        return False
-
-
-def resident_mib() -> float:
-    """Resident memory of this process in MiB (Linux /proc; elsewhere the peak so far)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class PeakMemory(contextlib.AbstractContextManager):
-    """Peak memory (MiB) while the context is open: CUDA memory allocated on a GPU,
-    else the process's resident memory, sampled every 5 ms by a thread."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak_mib = 0.0
-        self._stop = threading.Event()
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak_mib = max(self.peak_mib, resident_mib())
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self.peak_mib = resident_mib()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak_mib = max(self.peak_mib, resident_mib())
-        return False
 
 
 def _timed(config: RunConfig, classifier: Classifier, networks: list[nn.Module], work, repeats: int) -> dict:
@@ -343,3 +247,44 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
     markdown = "\n".join(lines) + "\n"
     (out / "bench.md").write_text(markdown)
     return markdown
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``run_benchmark.py bench``."""
+    parser = argparse.ArgumentParser(
+        prog="run_benchmark.py bench",
+        description="Speed of the harness on real clips: per method samples/s, time in model passes vs the rest "
+                    "(harness overhead), peak memory, and the batched harness against a per-sample loop with the "
+                    "same models (speed-up, largest per-sample metric difference). Writes bench.csv and bench.md "
+                    "to --out (default results/runs/bench-<profile>).")
+    parser.add_argument("--methods", default="saliency,smoothgrad,integrated-gradients,guided-backprop,shap,"
+                                             "gradcam,guided-gradcam,lmac,all-ones",
+                        help="comma-separated explainers, or 'all' (default: all but the trained l2i and lmac-ft)")
+    parser.add_argument("--per-sample-methods", default="saliency,gradcam,lmac,all-ones",
+                        help="methods also timed in the per-sample loop, or 'all' (default: the cheap ones)")
+    parser.add_argument("--limit", type=int, default=16,
+                        help="evaluation clips (default 16: 32 samples of the ood condition)")
+    parser.add_argument("--batch-size", type=int, default=16, help="batch size of the harness (default 16)")
+    parser.add_argument("--domains", default="listenable", help="domains: listenable and/or mel")
+    parser.add_argument("--repeats", type=int, default=3, help="each timing is the fastest of this many runs")
+    parser.add_argument("--paper-size", action="store_true",
+                        help="use seeded paper-size SpeechBrain checkpoints (CNN14 width 64, L-MAC decoder dim "
+                             "2048), written to the cache on first use, as --classifier-checkpoint and "
+                             "--lmac-checkpoint")
+    add_common_options(parser)
+    parser.set_defaults(**OOD_MIXTURES_NOT_SAVED)
+    return parser
+
+
+def main(args: argparse.Namespace) -> str:
+    """``run_benchmark.py bench``: ``run_bench`` with the parsed options."""
+    if args.paper_size:
+        classes = len(open_dataset(args.dataset, args.data_root, args.seed, args.folds).class_names)
+        folder = Path(args.cache_dir or default_cache_dir()) / f"speechbrain-paper-size-{classes}-classes"
+        speechbrain_paper_checkpoints(folder, classes)
+        args.classifier_checkpoint, args.lmac_checkpoint = str(folder), str(folder / "psi_model.ckpt")
+    if args.repeats < 1:
+        raise UsageError(f"--repeats {args.repeats}: must be a positive integer")
+    name = "bench-paper-size" if args.paper_size else f"bench-{args.profile or default_profile(args.device)}"
+    args.out = args.out or os.path.join("results", "runs", name)
+    return run_bench(config_from_args(args), [m.strip() for m in args.per_sample_methods.split(",")], args.repeats)

@@ -7,6 +7,7 @@ the classifier's validation accuracy. For the maintainers of the reference model
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -61,3 +62,20 @@ def ship_models(run_dirs: list[Path], reference_dir: Path = REFERENCE_MODELS) ->
                 "models": sorted(entries.values(), key=lambda e: e["file"])}
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest_path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``run_benchmark.py reference-models``."""
+    parser = argparse.ArgumentParser(
+        prog="run_benchmark.py reference-models",
+        description="Copy the classifier and trainable explainers that finished runs of the cpu profile used "
+                    "from the checkpoint cache into results/reference-models/ and list them in its "
+                    "manifest.json (SHA-256, command, code version, data content key, training seed, "
+                    "validation accuracy). For the maintainers of the shipped models.")
+    parser.add_argument("run_dirs", nargs="+", help="finished run folders (run.json lists their models)")
+    return parser
+
+
+def main(args: argparse.Namespace) -> str:
+    """``run_benchmark.py reference-models RUN_DIR...``: ``ship_models`` of the run folders."""
+    return f"wrote {ship_models([Path(d) for d in args.run_dirs])}"

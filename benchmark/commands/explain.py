@@ -1,13 +1,16 @@
 """``run_benchmark.py explain FILE``: one recording's prediction, listenable interpretation and picture."""
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import torch
 
+from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
+from benchmark.options import add_common_options
 from benchmark.pipeline import write_audio
 from benchmark.preparation import prepare
 from classifiers.base import DomainModel
@@ -66,3 +69,28 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     names = inputs.data.class_names
     return (f"{audio}: predicted {names[predicted]!r} (p = {float(probabilities[predicted]):.3f}); "
             f"wrote {stem}.wav, {stem}.png and {audio.stem}-input.wav to {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``run_benchmark.py explain``."""
+    parser = argparse.ArgumentParser(
+        prog="run_benchmark.py explain",
+        description="Explain one audio file: print the classifier's prediction and write the listenable "
+                    "interpretation (WAV), the input WAV and a spectrogram / mask PNG to --out. The classifier "
+                    "and the method are trained on --dataset (or loaded from the cache) first.")
+    parser.add_argument("audio", help="audio file (wav/flac/ogg, any rate; mono mix, 16 kHz, 5 s)")
+    parser.add_argument("--method", default="lmac", help="explainer (default lmac)")
+    add_common_options(parser)
+    parser.set_defaults(setting="clean", contamination="mixtures", speech_dir=None, l2i_rth="0.2",
+                        domains="listenable", limit=None, batch_size=1, save_audio=False, ad_single_softmax=False,
+                        resume=False)
+    return parser
+
+
+def main(args: argparse.Namespace) -> str:
+    """``run_benchmark.py explain FILE``: ``explain_file`` with the parsed options; the file is read
+    (and refused if bad) before anything trains."""
+    args.methods = args.method
+    args.out = args.out or "explanations"
+    load_clip(args.audio, peak_normalisation=args.peak_normalisation)
+    return explain_file(config_from_args(args), args.audio)
