@@ -252,8 +252,6 @@ class DomainModel(nn.Module):
         if phase is None:
             raise RuntimeError(f"the {self.classifier.name} classifier hears the listenable domain through the inverse "
                                "STFT: bind the input's phase with DomainModel.hearing(spec, length)")
-        if len(phase) not in (1, len(features)):
-            raise RuntimeError(f"{len(features)} inputs for the phase of {len(phase)} samples")
         with torch.autocast(features.device.type, enabled=False):
             waveform = waveform_from_log1p(features.float(), phase.expand(len(features), -1, -1), self.length)
         return self.classifier.features(waveform)
@@ -264,6 +262,8 @@ class DomainModel(nn.Module):
 
     def forward_with_representations(self, features: torch.Tensor) -> ClassifierPass:
         """Logits and representations for X (B, T, F): one pass of every sample."""
+        if self.phase is not None and len(self.phase) not in (1, len(features)):
+            raise RuntimeError(f"{len(features)} inputs for the phase of {len(self.phase)} samples")
         if torch.is_grad_enabled() or not self.per_sample:
             return self.classifier.forward_with_representations(self.model_input(features, self.phase))
         phases = [None] * len(features) if self.phase is None else (
