@@ -106,7 +106,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                                         "protocol is e.g. 1-8:9:10:9)")
     parser.add_argument("--data-folds", help="read only these folds of the dataset, e.g. 4: with the full ESC-50 "
                                              "this is the fold-4 copy that the shipped reference models were "
-                                             "trained on (the same split and models, so the README's tables)")
+                                             "trained on (the same split and models, so the documented tables)")
     parser.add_argument("--classifier", default="cnn14",
                         help=f"the explained classifier: {', '.join(available_classifiers())} (cnn14, the paper's, "
                              "and ast, an Audio Spectrogram Transformer, are trained on the data and cached; "

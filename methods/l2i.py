@@ -11,7 +11,7 @@ with z the time-pooled activations; the components with r_k > RTH form the mask
 
 Training keeps the epoch whose θ agrees best with the classifier on the validation clips
 (both reference implementations keep their best-fidelity checkpoint). Why the dictionary
-scaling and the pooling's start matter, measured on the CPU profile: README, "L2I".
+scaling and the pooling's start matter, measured on the CPU profile: docs/studies.md, "L2I".
 """
 from __future__ import annotations
 

@@ -115,8 +115,8 @@ class LMACExplainer(Explainer):
     ``epochs``, ``lr`` and ``lambda_l1`` default to the profile's (``lmac_*``): the
     paper profile uses the paper's 2048, 200, 2e-4 and 0.4. The CPU profile trains 30
     epochs at lr 1e-3 (the paper's 15,000 steps are out of reach) with the λ_1 that
-    ``run_benchmark.py select-lmac-l1`` chose on the validation part (README, "L-MAC on
-    the CPU profile"); the mel decoder uses the same settings.
+    ``run_benchmark.py select-lmac-l1`` chose on the validation part (docs/studies.md, "L-MAC
+    on the CPU profile"); the mel decoder uses the same settings.
     """
 
     domains = ("listenable", "mel")

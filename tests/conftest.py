@@ -1,4 +1,4 @@
-"""Shared fixtures: the real audio in ../shared/data and a small classifier."""
+"""Shared fixtures: the real audio of the shared data folder beside the repository, and a small classifier."""
 from pathlib import Path
 
 import pytest

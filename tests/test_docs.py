@@ -1,5 +1,6 @@
 """The documentation site: it builds in strict mode, and its command-line reference holds every
 option that ``--help`` prints, for the benchmark and each of its commands."""
+import re
 import subprocess
 import sys
 
@@ -21,8 +22,13 @@ def test_the_site_builds_strict_and_its_cli_page_lists_every_option_of_help(tmp_
     assert "The headline table" in home and "lmac" in home
 
 
-def test_code_cites_the_protocol_page_not_files_outside_the_repository():
+def test_code_cites_pages_of_the_repository():
+    """Every Markdown page the code names (``docs/….md`` or the README) exists in the repository, and
+    the code names no path above the repository."""
     text = "\n".join(path.read_text() for package in ("benchmark", "classifiers", "datasets", "methods", "metrics")
-                     for path in (ROOT / package).glob("*.py"))
-    assert "BENCHMARK.md" not in text and "DESIGN.md" not in text and "../shared" not in text
+                     for path in (ROOT / package).rglob("*.py"))
+    written = {"table.md", "sanity.md", "bench.md", "selection.md", "listening.md"}  # the commands' outputs
+    pages = {page for page in re.findall(r"[\w/.-]+\.md\b", text) if page.split("/")[-1] not in written}
+    assert pages and all((ROOT / page).is_file() for page in pages), sorted(pages)
+    assert not re.search(r"(?<!\.)\.\./\w", text)  # ("…/UrbanSound8K" in a help text is an ellipsis)
     assert "protocol §" in text and (ROOT / "docs" / "protocol.md").is_file()
