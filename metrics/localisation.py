@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from metrics.base import Metric, nan_values, register_metric
+from metrics.base import Metric, register_metric
 
 
 def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch.Tensor) -> torch.Tensor:
@@ -63,30 +63,21 @@ def rank_auroc(scores: torch.Tensor, truth: torch.Tensor) -> float:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def localisation_scores(mask: torch.Tensor, target_dominated: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """Per-sample Loc-AUC and Loc-mass of masks against ideal binary masks.
-
-    Args:
-        mask: (B, T_m, F) in [0, 1]; the IBM is cropped to its T_m ≤ T frames.
-        target_dominated: (B, T, F) bool ideal binary mask, or None (no contaminant: clean setting).
-    Returns:
-        "Loc-AUC": (B,) float64 AUROC of the mask's values as scores for the IBM's bins, in [0, 1],
-        0.5 = chance, ties counted half (``rank_auroc``); NaN without an IBM or when the IBM is all
-        one value.
-        "Loc-mass": (B,) float64 Σ M·IBM / Σ M, the share of the mask's mass on target-dominated
-        bins, in [0, 1] (chance: the share of target-dominated bins); NaN for an all-zero mask or
-        without an IBM.
-    """
-    return {"Loc-AUC": localisation_auc(mask, target_dominated), "Loc-mass": localisation_mass(mask, target_dominated)}
-
-
 def _flat_pair(mask: torch.Tensor, target_dominated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The masks (B, T_m·F) float64 and the IBMs cropped to T_m frames (B, T_m·F) bool, on the CPU."""
     return mask.detach().double().flatten(1).cpu(), target_dominated[:, : mask.shape[1]].flatten(1).cpu()
 
 
 def localisation_auc(mask: torch.Tensor, target_dominated: torch.Tensor | None) -> torch.Tensor:
-    """Loc-AUC (B,) float64 of ``localisation_scores``; NaN without an IBM."""
+    """Loc-AUC: the AUROC of each mask's values as scores for its ideal binary mask's bins.
+
+    Args:
+        mask: (B, T_m, F) in [0, 1]; the IBM is cropped to its T_m ≤ T frames.
+        target_dominated: (B, T, F) bool ideal binary mask, or None (no contaminant: clean setting).
+    Returns:
+        (B,) float64 in [0, 1], 0.5 = chance, ties counted half (``rank_auroc``); NaN without an IBM or
+        when the IBM is all one value.
+    """
     if target_dominated is None:
         return torch.full((mask.shape[0],), float("nan"), dtype=torch.float64)
     scores, truth = _flat_pair(mask, target_dominated)
@@ -94,7 +85,13 @@ def localisation_auc(mask: torch.Tensor, target_dominated: torch.Tensor | None) 
 
 
 def localisation_mass(mask: torch.Tensor, target_dominated: torch.Tensor | None) -> torch.Tensor:
-    """Loc-mass (B,) float64 of ``localisation_scores``; NaN without an IBM or for an all-zero mask."""
+    """Loc-mass: Σ M·IBM / Σ M, the share of each mask's mass on target-dominated bins (arguments as
+    ``localisation_auc``).
+
+    Returns:
+        (B,) float64 in [0, 1] (chance: the share of target-dominated bins); NaN without an IBM or for an
+        all-zero mask.
+    """
     if target_dominated is None:
         return torch.full((mask.shape[0],), float("nan"), dtype=torch.float64)
     scores, truth = _flat_pair(mask, target_dominated)
@@ -103,16 +100,12 @@ def localisation_mass(mask: torch.Tensor, target_dominated: torch.Tensor | None)
     return torch.where(total > 0, on_target / torch.where(total > 0, total, 1.0), float("nan"))
 
 
-def _needs_ibm(function):
-    return lambda inputs: nan_values(inputs) if inputs.target_dominated is None else function(
-        inputs.mask, inputs.target_dominated)
-
-
 for _metric in (
     Metric("Loc-AUC", True, "AUROC of the map against the ideal binary mask (bins where the scaled clean clip's "
                             "magnitude exceeds the contaminant's), 0.5 = chance, in [0, 1]",
-           _needs_ibm(localisation_auc), "docs/metrics.md (after Wang, 2005: the ideal binary mask)", column="added"),
+           lambda inputs: localisation_auc(inputs.mask, inputs.target_dominated),
+           "docs/metrics.md (after Wang, 2005: the ideal binary mask)", column="added"),
     Metric("Loc-mass", True, "share of the mask's mass on target-dominated bins, in [0, 1]",
-           _needs_ibm(localisation_mass), "docs/metrics.md", column="added"),
+           lambda inputs: localisation_mass(inputs.mask, inputs.target_dominated), "docs/metrics.md", column="added"),
 ):
     register_metric(_metric)

@@ -61,24 +61,6 @@ def _sorted_rows(a: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(ordered)
 
 
-def _sparseness(m: torch.Tensor, peak: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    # With a = m/peak + ε: the weights (2i − n − 1) sum to 0, so
-    # Σ w·a / (n Σ a) = Σ w·m_(i) / (n (Σ m + n ε peak)).
-    ordered = _sorted_rows(m).double()
-    n = m.shape[1]
-    weight = 2 * torch.arange(1, n + 1, dtype=torch.float64, device=m.device) - n - 1
-    return torch.where(valid, (ordered @ weight) / (n * (ordered.sum(dim=1) + n * 1e-7 * peak.double())), torch.nan)
-
-
-def _complexity(m: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    # −Σ p ln p with p = m/S, S = Σ m (the max normalisation cancels) is ln S − (Σ m ln m)/S;
-    # m ln max(m, tiny) is 0 at m = 0 like xlogy(m, m), and about 2× faster.
-    total = m.sum(dim=1).double()
-    m_log_m = m * m.clamp_min(torch.finfo(m.dtype).tiny).log()
-    comp = total.log() - m_log_m.sum(dim=1).double() / total
-    return torch.where(valid, comp, torch.nan)
-
-
 def sparseness(masks: torch.Tensor) -> torch.Tensor:
     """SPS: Gini index of each map (higher = sparser).
 
@@ -94,7 +76,13 @@ def sparseness(masks: torch.Tensor) -> torch.Tensor:
     Raises:
         ValueError: if masks has ndim < 2, is empty or complex.
     """
-    return _sparseness(*_absolute(masks))
+    m, peak, valid = _absolute(masks)
+    # With a = m/peak + ε: the weights (2i − n − 1) sum to 0, so
+    # Σ w·a / (n Σ a) = Σ w·m_(i) / (n (Σ m + n ε peak)).
+    ordered = _sorted_rows(m).double()
+    n = m.shape[1]
+    weight = 2 * torch.arange(1, n + 1, dtype=torch.float64, device=m.device) - n - 1
+    return torch.where(valid, (ordered @ weight) / (n * (ordered.sum(dim=1) + n * 1e-7 * peak.double())), torch.nan)
 
 
 def complexity(masks: torch.Tensor) -> torch.Tensor:
@@ -113,7 +101,12 @@ def complexity(masks: torch.Tensor) -> torch.Tensor:
         ValueError: if masks has ndim < 2, is empty or complex.
     """
     m, _, valid = _absolute(masks)
-    return _complexity(m, valid)
+    # −Σ p ln p with p = m/S, S = Σ m (the max normalisation cancels) is ln S − (Σ m ln m)/S;
+    # m ln max(m, tiny) is 0 at m = 0 like xlogy(m, m), and about 2× faster.
+    total = m.sum(dim=1).double()
+    m_log_m = m * m.clamp_min(torch.finfo(m.dtype).tiny).log()
+    comp = total.log() - m_log_m.sum(dim=1).double() / total
+    return torch.where(valid, comp, torch.nan)
 
 
 def mask_mean(masks: torch.Tensor) -> torch.Tensor:
@@ -128,16 +121,6 @@ def mask_mean(masks: torch.Tensor) -> torch.Tensor:
     """
     flat = _flat(masks).detach()
     return flat.mean(dim=1).double() if flat.is_floating_point() else flat.double().mean(dim=1)
-
-
-def structure_scores(masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"SPS": sparseness, "COMP": complexity, "MM": mask_mean}, each (B,) float64,
-    from one normalisation of the maps.
-
-    See the three functions for definitions, ranges and errors.
-    """
-    m, peak, valid = _absolute(masks)
-    return {"SPS": _sparseness(m, peak, valid), "COMP": _complexity(m, valid), "MM": mask_mean(masks)}
 
 
 for _metric in (
