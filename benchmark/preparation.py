@@ -94,8 +94,6 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     elif config.classifier.startswith("hf:"):
         pretrained = load_pretrained(config.classifier)
         given = (pretrained, weights_key(pretrained), pretrained.class_names)
-    else:
-        classifier_class(config.classifier)  # an unknown name is refused before the data is read
     data = open_dataset(config.dataset, config.data_root, config.seed, config.folds,
                         None if given is None else given[0].class_names, config.data_folds)
     if given is not None and (len(given[0].class_names) != len(data.class_names)

@@ -28,7 +28,6 @@ module outside the repository).
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -186,7 +185,9 @@ def load_pretrained(name: str) -> Classifier:
     Raises:
         ValueError: a missing folder, or one without a supported audio-classification model.
     """
-    return importlib.import_module("classifiers.huggingface").load(name.removeprefix("hf:"))
+    from classifiers.huggingface import load  # it builds on classifiers.ast, which builds on this module
+
+    return load(name.removeprefix("hf:"))
 
 
 class DomainModel(nn.Module):
