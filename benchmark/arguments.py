@@ -170,6 +170,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise UsageError("--setting id mixes each clip with a noise recording: pass --noise-dir DIR")
     if args.setting == "ood" and args.contamination == "speech" and not args.speech_dir:
         raise UsageError("--contamination speech needs speech recordings: pass --speech-dir DIR")
+    if getattr(args, "shuffle_labels", False) and args.dataset != "controlled":
+        raise UsageError("--shuffle-labels is the control of the reliance check of --dataset controlled; use it with "
+                         "--dataset controlled")
     options: dict[str, dict] = {}
     for flag, value, method, key in _aliases(args):  # documented aliases of --set, for the methods that run
         if value is not None and method in methods:
@@ -199,4 +202,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         device=distributed.device_of(args.device, distributed.ranks()), seed=args.seed,
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
         peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
-        curves=getattr(args, "curves", False), precision=args.precision, retrain=args.retrain)
+        curves=getattr(args, "curves", False) or (hasattr(args, "curves") and args.dataset == "controlled"),
+        precision=args.precision, retrain=args.retrain, shuffle_labels=getattr(args, "shuffle_labels", False))

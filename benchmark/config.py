@@ -23,7 +23,9 @@ class RunConfig:
     which still seeds the split, the contaminant draws and the explainers' random draws;
     precision: "fp32" or "bf16" (autocast in evaluation and training, ``benchmark.precision``);
     retrain: ignore the shipped reference models (``benchmark.checkpoints.REFERENCE_MODELS``) and
-    train into the checkpoint cache, or load what was trained there before; command: the command
+    train into the checkpoint cache, or load what was trained there before; shuffle_labels: the controlled
+    dataset's training and validation labels permuted (``benchmark.reliance`` must refuse the classifier);
+    command: the command
     line that started the run (for the record only).
     """
 
@@ -57,6 +59,7 @@ class RunConfig:
     training_seed: int | None = None
     precision: str = "fp32"
     retrain: bool = False
+    shuffle_labels: bool = False
     command: str = ""
 
     @property
@@ -75,6 +78,8 @@ class RunConfig:
         where_and_how = {"limit", "out", "cache_dir", "device", "batch_size", "save_audio", "resume",
                          "command", "methods_all"}
         identity = {k: v for k, v in asdict(self).items() if k not in where_and_how}
+        if not self.shuffle_labels:  # added later: left out when off, so earlier runs keep their identity
+            del identity["shuffle_labels"]
         if not self.device.startswith("cpu"):
             identity["batched_draws"] = {"device_type": self.device.split(":")[0], "batch_size": self.batch_size}
         return identity

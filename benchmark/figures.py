@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmark.frontend import DOMAINS  # noqa: E402
@@ -71,4 +72,31 @@ def plot_run(table: pd.DataFrame, per_sample: pd.DataFrame, title: str, path: Pa
     figure.suptitle(title, fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_agreement(table: pd.DataFrame, title: str, path: Path) -> None:
+    """Write the metric-agreement figure (``benchmark.agreement``'s table: domain, metric, truth, tau, ci_low,
+    ci_high) to ``path``: one panel per domain, τ and its interval per metric, one marker per truth score."""
+    domains = list(dict.fromkeys(table["domain"]))
+    figure, axes = plt.subplots(1, max(1, len(domains)), figsize=(5 * max(1, len(domains)), 3.6), sharey=True,
+                                squeeze=False)
+    for axis, domain in zip(axes[0], domains):
+        rows = table[table["domain"] == domain]
+        metrics = list(dict.fromkeys(rows["metric"]))
+        for k, (truth, marker) in enumerate(zip(dict.fromkeys(table["truth"]), "os^")):
+            part = rows[rows["truth"] == truth].set_index("metric").reindex(metrics)
+            y = np.arange(len(metrics)) + (k - 0.5) * 0.25
+            axis.errorbar(part["tau"], y, xerr=[part["tau"] - part["ci_low"], part["ci_high"] - part["tau"]],
+                          fmt=marker, capsize=3, label=f"vs {truth}")
+        axis.axvline(0, color="grey", linewidth=0.8)
+        axis.set_yticks(np.arange(len(metrics)), metrics)
+        axis.set_xlim(-1.05, 1.05)
+        axis.set_xlabel("Kendall τ with the ground truth")
+        axis.set_title(DOMAINS[domain].label, fontsize=9)
+        axis.invert_yaxis()
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
     plt.close(figure)

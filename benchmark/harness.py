@@ -10,10 +10,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmark import distributed, tables
+from benchmark import agreement, distributed, tables
 from benchmark.checkpoints import config_key, describe_models
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
@@ -31,6 +32,7 @@ from benchmark.pipeline import (
 from benchmark.precision import autocast
 from benchmark.preparation import prepare
 from benchmark.provenance import versions
+from benchmark.reliance import MIN_ACCURACY, Reliance
 from benchmark.store import FolderLock, ResultWriter, RunStore
 from classifiers.base import Classifier, DomainModel
 from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS
@@ -159,9 +161,13 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
           if "listenable" in config.domains and DomainModel(classifier, DOMAINS["listenable"]).needs_phase else []),
         *([f"left out of --methods all: {', '.join(record['left_out'])} (the {classifier.name} classifier does not "
            "give what they need)"] if record["left_out"] else []),
+        *[f"reliance on the cue (clean evaluation clips; ≥ {100 * MIN_ACCURACY:.0f} % with the cue and with only the "
+          f"cue, not above chance without it): {Reliance(**r).text()}" for r in record.get("reliance", [])],
         *([f"mel rows: masks on the {DomainModel(classifier, DOMAINS['mel']).grid(CLIP_SAMPLES)[1]}-band mel grid "
            "are not listenable; no WAV is written for them"] if "mel" in config.domains else [])],
         controls, config.seed)
+    if config.dataset == "controlled":
+        agreement.write_agreement(store.work, pd.read_csv(store.work / "per_sample.csv"), title, config.seed)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)
     return markdown

@@ -67,7 +67,12 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
     parser.add_argument("--curves", action="store_true",
                         help="also compute deletion and insertion curves (k = 1, 2, 5, 10, 20, 50 %% of the bins "
                              "each map ranks first removed or kept) and their areas Del-AUC and Ins-AUC: 12 more "
-                             "classifier passes per map")
+                             "classifier passes per map; always on with --dataset controlled, whose metric agreement "
+                             "needs them")
+    parser.add_argument("--shuffle-labels", action="store_true",
+                        help="--dataset controlled: train the classifier on the training and validation parts with "
+                             "their labels permuted (a data-randomisation control); the reliance check must then "
+                             "refuse it (exit 2)")
     parser.add_argument("--seeds", help="comma-separated training seeds, e.g. 0,1,2: train the classifier and the "
                                         "trainable explainers once per seed (cached), evaluate each into "
                                         "OUT/seed-<s>/ and write the tables of the per-sample values averaged over "
@@ -96,8 +101,10 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by the benchmark and ``explain``: data, models, caches, device."""
     parser.add_argument("--dataset", default="esc50", choices=list(DATASETS),
-                        help="esc50 (official layout), us8k (UrbanSound8K, official layout) or folder (any folder "
-                             "of wav/flac/ogg files, labels from sub-folder names). Default: esc50")
+                        help="esc50 (official layout), us8k (UrbanSound8K, official layout), folder (any folder "
+                             "of wav/flac/ogg files, labels from sub-folder names) or controlled (ESC-50 clips of "
+                             "--data-root with a planted cue that alone carries the label: the ground-truth track, "
+                             "docs/ground-truth.md). Default: esc50")
     parser.add_argument("--data-root", help="dataset folder: ESC-50 (audio/, meta/esc50.csv; default $ESC50_ROOT, "
                                             "else ~/.cache/lmac-benchmark/esc50), UrbanSound8K (audio/fold*/, "
                                             "metadata/UrbanSound8K.csv; default $US8K_ROOT) or your folder")

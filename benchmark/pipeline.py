@@ -18,8 +18,9 @@ import soundfile as sf
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.frontend import apply_mask, log1p_magnitude, stft
+from benchmark.frontend import WIN_LENGTH, apply_mask, log1p_magnitude, stft
 from classifiers.base import ClassifierPass, DomainModel
+from datasets import controlled
 from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clips
 from datasets.contamination import (
     ContaminatedSample,
@@ -50,7 +51,9 @@ class EvaluationSamples:
     samples: the contaminated samples (§6); base_waves: (N_clips, 80000) evaluation
     clips, row = ``base_index``; contaminants: loaded contaminant waveforms by file;
     labels: the true class of each evaluation clip; peak_normalisation: how each
-    mixture is scaled ("max": ÷ its signed maximum, the reference's; "absmax").
+    mixture is scaled ("max": ÷ its signed maximum, the reference's; "absmax"); cues, distractors:
+    (N_clips, 80000) the planted cue and distractor in each clip as loaded (the controlled dataset,
+    ``datasets.controlled.planted_waveforms``), or None.
     """
 
     samples: list[ContaminatedSample]
@@ -58,6 +61,8 @@ class EvaluationSamples:
     contaminants: dict
     labels: list[int]
     peak_normalisation: str = "max"
+    cues: torch.Tensor | None = None
+    distractors: torch.Tensor | None = None
     _clean_targets: dict = field(default_factory=dict, repr=False)
 
     def waveforms(self, ids: list[int]) -> torch.Tensor:
@@ -68,12 +73,36 @@ class EvaluationSamples:
 
     def components(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The target and contaminant terms (B, 80000) each of samples ``ids`` as mixed (before the
-        common peak normalisation), or None when a sample is clean (no contaminant)."""
+        common peak normalisation), or None when a sample is clean (no contaminant). With planted cues
+        (the controlled dataset) the target is the cue and the other term everything else
+        (``planted_components``)."""
+        if self.cues is not None:
+            return self.planted_components(ids, self.cues)
         picked = [self.samples[i] for i in ids]
         terms = [s.components(self.base_waves[s.base_index], contaminant(s, self.contaminants)) for s in picked]
         if any(t is None for t in terms):
             return None
         return torch.stack([t for t, _ in terms]), torch.stack([c for _, c in terms])
+
+    def planted_components(self, ids: list[int], planted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A planted term of samples ``ids`` as mixed (``planted``: (N_clips, 80000), the cues or the
+        distractors) and the rest of each sample (everything else in it, contaminant included), (B, 80000)
+        each, before the common peak normalisation, the rest with the ``truth_floor`` of the term added: their
+        ideal binary mask is the planted event's bins."""
+        terms, rests = [], []
+        for i in ids:
+            sample = self.samples[i]
+            clip = self.base_waves[sample.base_index]
+            mixed = sample.components(clip, contaminant(sample, self.contaminants))
+            total, scale = (clip, 1.0) if mixed is None else (mixed[0] + mixed[1], sample.gain_x / clip.norm())
+            term = scale * planted[sample.base_index]
+            terms.append(term)
+            rests.append(total - term + truth_floor(term, seed=i))
+        return torch.stack(terms), torch.stack(rests)
+
+    def distractor_components(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The distractor and the rest of samples ``ids`` (``planted_components``), or None without planted cues."""
+        return None if self.distractors is None else self.planted_components(ids, self.distractors)
 
     def clean_targets(self, ids: list[int], device: torch.device) -> torch.Tensor:
         """The binarised clean spectrograms (B, T, 513) bool of samples ``ids``, the target of
@@ -84,6 +113,23 @@ class EvaluationSamples:
             spectra = log1p_magnitude(stft(self.base_waves[missing].to(device)))
             self._clean_targets.update(zip(missing, binarised_spectrogram(spectra)))
         return torch.stack([self._clean_targets[c] for c in clips])
+
+
+TRUTH_FLOOR_DB = 20.0
+"""How far below its peak a planted event's bins reach (``truth_floor``), in dB on the STFT grid."""
+
+
+def truth_floor(term: torch.Tensor, seed: int) -> torch.Tensor:
+    """White noise (N,) (``white_noise(seed)``) whose level in an STFT bin is ``TRUTH_FLOOR_DB`` below the peak
+    bin of a tone of ``term``'s peak amplitude A: σ = A·Σw / (2·√Σw²)·10^(−20/20), w the STFT window.
+
+    Added to everything else when a planted event's bins are found (``EvaluationSamples.planted_components``):
+    its bins are then those where it exceeds the rest of the clip and lies within about 20 dB of its peak,
+    its own support, rather than its window's sidelobes where the background is near silent.
+    """
+    window = torch.hamming_window(WIN_LENGTH, dtype=torch.float64)
+    sigma = float(term.abs().max()) * float(window.sum() / (2 * window.square().sum().sqrt()))
+    return (sigma * 10 ** (-TRUTH_FLOOR_DB / 20)) * white_noise(seed, term.shape[-1])
 
 
 def contaminant(sample: ContaminatedSample, waveforms: dict) -> torch.Tensor | None:
@@ -128,10 +174,12 @@ def evaluation_samples(config: RunConfig, data: AudioData) -> EvaluationSamples:
     samples, contaminants = evaluation_set(config, data)
     if config.limit is not None:
         samples = [s for s in samples if s.base_index < config.limit]
-    base_waves = load_clips(data.paths(evaluation.iloc[: max(s.base_index for s in samples) + 1]),
-                            config.peak_normalisation)
+    evaluated = evaluation.iloc[: max(s.base_index for s in samples) + 1]
+    base_waves = load_clips(data.paths(evaluated), config.peak_normalisation)
+    planted = controlled.planted_waveforms(evaluated, config.peak_normalisation) if data.name == "controlled" else (
+        None, None)
     return EvaluationSamples(samples, base_waves, contaminants, evaluation["target"].astype(int).tolist(),
-                             config.peak_normalisation)
+                             config.peak_normalisation, *planted)
 
 
 @dataclass
@@ -144,7 +192,9 @@ class EvaluationBatch:
     (B, C), block representations); clean_target: the binarised clean spectrograms
     (B, T, 513) bool, the target of the BCE-clean column, or None (mel domain);
     target_dominated: the ideal binary mask (B, T, F) bool on the domain's grid, 1 where the
-    target's magnitude exceeds the contaminant's (Loc-AUC), or None (clean samples).
+    target's magnitude exceeds the contaminant's (Loc-AUC), or None (clean samples); in the controlled
+    dataset the cue's bins; distractor_dominated: the distractor's bins (all False without one), or None
+    (no planted cues).
     """
 
     ids: list[int]
@@ -154,6 +204,7 @@ class EvaluationBatch:
     unmasked: ClassifierPass
     clean_target: torch.Tensor | None = None
     target_dominated: torch.Tensor | None = None
+    distractor_dominated: torch.Tensor | None = None
 
 
 def batch_ids(count: int, batch_size: int) -> list[list[int]]:
@@ -170,12 +221,13 @@ def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[i
     with torch.autocast(device.type, enabled=False):  # the inputs stay float32 under --precision bf16
         features = model.features(waves, spec)
         clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
-        terms = evaluation.components(ids)
-        target_dominated = None if terms is None else ideal_binary_mask(
-            *(model.features(term.to(device)) for term in terms))
+        target_dominated, distractor_dominated = (
+            None if terms is None else ideal_binary_mask(*(model.features(term.to(device)) for term in terms))
+            for terms in (evaluation.components(ids), evaluation.distractor_components(ids)))
     with torch.no_grad():
         unmasked = model.hearing(spec, waves.shape[1]).forward_with_representations(features)
-    return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target, target_dominated)
+    return EvaluationBatch(list(ids), waves, spec, features, unmasked, clean_target, target_dominated,
+                           distractor_dominated)
 
 
 def sample_seed(seed: int, sample_id: int, stream: int = 0) -> int:
@@ -227,7 +279,8 @@ def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_sof
         logits_in, logits_out = model(masked_in), model(masked_out)
     inputs = MetricInputs(mask, batch.unmasked.logits, logits_in, logits_out, ad_softmax_twice, batch.clean_target,
                           batch.target_dominated,
-                          None if curve_seeds is None else curve_probabilities(model, mask, batch, curve_seeds))
+                          None if curve_seeds is None else curve_probabilities(model, mask, batch, curve_seeds),
+                          batch.distractor_dominated)
     return {name: metric.compute(inputs) for name, metric in registered_metrics().items() if metric.applies(inputs)}
 
 

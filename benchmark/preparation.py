@@ -2,9 +2,10 @@
 classifier and the trainable explainers trained or loaded from the cache (``prepare``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmark import precision
@@ -12,6 +13,7 @@ from benchmark.checkpoints import REFERENCE_MODELS, cached_training, config_key,
 from benchmark.config import RunConfig
 from benchmark.pipeline import EvaluationSamples, evaluation_samples
 from benchmark.profiles import PROFILES
+from benchmark.reliance import as_record, check_reliance
 from benchmark.speechbrain_import import load_classifier_checkpoint
 from benchmark.training import accuracy, classifier_features, train_classifier
 from classifiers import Classifier, classifier_class, load_pretrained
@@ -95,7 +97,9 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         pretrained = load_pretrained(config.classifier)
         given = (pretrained, weights_key(pretrained), pretrained.class_names)
     data = open_dataset(config.dataset, config.data_root, config.seed, config.folds,
-                        None if given is None else given[0].class_names, config.data_folds)
+                        None if given is None else given[0].class_names, config.data_folds, cache_dir)
+    if config.shuffle_labels:
+        shuffle_training_labels(data, config.seed)
     if given is not None and (len(given[0].class_names) != len(data.class_names)
                               or given[2] not in (None, data.class_names)):
         raise ValueError(f"{flag} knows {len(given[0].class_names)} classes, the dataset has "
@@ -133,6 +137,14 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         content_key(valid_paths, cache_dir, targets=split.valid["target"].tolist(),
                     peak_normalisation=config.peak_normalisation),
         noise_key)
+
+
+def shuffle_training_labels(data: AudioData, seed: int) -> None:
+    """Permute the targets of the training and the validation part in place (``--shuffle-labels``), each with
+    ``numpy.random.default_rng(seed)``; the evaluation part keeps its true labels."""
+    rng = np.random.default_rng(seed)
+    for part in (data.split.train, data.split.valid):
+        part["target"] = rng.permutation(part["target"].to_numpy())
 
 
 def supported_explainers(explainers: list[Explainer], classifier: Classifier, flag: str,
@@ -217,6 +229,11 @@ def prepare(config: RunConfig, record: dict,
         record["classifier"]["valid_accuracy"] = accuracy(
             classifier, classifier_features(classifier, inputs.valid_waves.to(device)),
             torch.tensor(split.valid["target"].to_numpy(), device=device))
+    if inputs.data.name == "controlled":  # before the explainers train: a classifier that ignores the cue is refused
+        clips = evaluation_samples(replace(config, setting="clean", limit=None), inputs.data)
+        flag = f"--classifier {config.classifier}" + (" trained with --shuffle-labels" if config.shuffle_labels else "")
+        record["reliance"] = as_record(check_reliance(classifier, clips, config.domains, device, config.batch_size,
+                                                      flag))
     resources = TrainingResources(
         classifier, classifier_key, inputs.train_waves, torch.tensor(split.train["target"].to_numpy()), inputs.noise,
         Path(config.cache_dir), profile, device, config.effective_training_seed,

@@ -31,6 +31,8 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
+AGREEMENT_FILES = ("agreement.csv", "agreement.md", "agreement.png")
+"""Written besides by a run on the controlled dataset (``benchmark.agreement``)."""
 
 
 ROW_KEY = ["domain", "method", "sample_id"]
@@ -185,8 +187,9 @@ class RunStore:
         """Write ``run.json``, with ``files`` listing the bytes and SHA-256 of every other result file (the
         run's manifest), and move the unfinished results over the finished ones (the tables and the
         figure must already be in ``OUT/unfinished/``)."""
+        names = [*RESULT_FILES, *(name for name in AGREEMENT_FILES if (self.work / name).exists())]
         record["files"] = {name: {"bytes": (self.work / name).stat().st_size, "sha256": sha256_of(self.work / name)}
-                           for name in RESULT_FILES if name != "run.json"}
+                           for name in names if name != "run.json"}
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))
         if (self.work / "audio").is_dir():
             old = self.out / "audio.replaced"
@@ -194,7 +197,7 @@ class RunStore:
                 os.replace(self.out / "audio", old)
             os.replace(self.work / "audio", self.out / "audio")
             shutil.rmtree(old, ignore_errors=True)
-        for name in RESULT_FILES:
+        for name in names:
             os.replace(self.work / name, self.out / name)
         shutil.rmtree(self.work)
 

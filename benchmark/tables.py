@@ -162,7 +162,12 @@ def data_notes(per_sample: pd.DataFrame, table: pd.DataFrame) -> list[str]:
         if bce.notna().any():
             notes.append("mask vs binarised clean spectrogram (BCE ↓, L-MAC FT's guidance target), listenable: "
                          + ", ".join(f"{method} {value:.3f}" for method, value in bce.items()))
-    if "Loc-AUC" in shown_columns(per_sample):
+    if "Cue-prec" in shown_columns(per_sample):
+        notes.append("Loc-AUC / Loc-mass / Cue-prec: against the planted cue's bins (its ideal binary mask: bins where "
+                     "the cue's magnitude exceeds everything else's), which the classifier relies on (reliance "
+                     "checks above); Distractor-mass: mass on the distractor's bins, samples with a distractor only; "
+                     "chance: Loc-AUC 0.5, Cue-prec and Loc-mass the cue's share of bins")
+    elif "Loc-AUC" in shown_columns(per_sample):
         notes.append("Loc-AUC / Loc-mass: against the ideal binary mask of each sample (bins where the scaled clean "
                      "clip's magnitude exceeds the contaminant's); they measure whether a map points at the target "
                      "sound, not whether the classifier used it (a faithful map of a classifier that uses only part "

@@ -1,4 +1,5 @@
-"""Open a dataset for a run: ESC-50, UrbanSound8K or a folder of your own recordings."""
+"""Open a dataset for a run: ESC-50, UrbanSound8K, a folder of your own recordings, or the controlled
+dataset made from ESC-50 (``datasets.controlled``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets import esc50, folder, urbansound8k
+from datasets import controlled, esc50, folder, urbansound8k
 from datasets.split import FoldPlan, Split, class_names, contiguous_targets, make_split
 
-DATASETS = ("esc50", "us8k", "folder")
+DATASETS = ("esc50", "us8k", "folder", "controlled")
 
 
 @dataclass
@@ -29,17 +30,21 @@ class AudioData:
 
 
 def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None = None,
-                 classifier_classes: list[str] | None = None, data_folds: str | None = None) -> AudioData:
+                 classifier_classes: list[str] | None = None, data_folds: str | None = None,
+                 cache_dir: Path | None = None) -> AudioData:
     """Find, read and split a dataset (§6).
 
     Args:
-        name: "esc50", "us8k" or "folder".
-        data_root: its folder (for esc50 / us8k also $ESC50_ROOT / $US8K_ROOT or the cache).
+        name: "esc50", "us8k", "folder" or "controlled".
+        data_root: its folder (for esc50 / us8k also $ESC50_ROOT / $US8K_ROOT or the cache; for controlled the
+            ESC-50 copy whose clips are the backgrounds).
         folds: "TRAIN:VALID:EVALUATION:POOL" fold lists, e.g. "1-8:9:10:9" (esc50 / us8k).
         classifier_classes: class names of a given classifier checkpoint; for a folder,
             every file is then evaluated (labels from sub-folders matched by name).
         data_folds: a fold list, e.g. "4" (esc50 / us8k): only these folds' clips are read, as if the
             copy held no others (the full release then gives the shared fold-4 copy's split).
+        cache_dir: where the controlled dataset is generated (``controlled.prepare``, seeded by ``seed``); needed
+            for controlled.
     Targets are renumbered 0…N−1 (``contiguous_targets``), class names kept.
 
     Raises:
@@ -48,10 +53,12 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
         checkpoint with fewer than two labelled classes (sub-folders), ``folds`` naming a fold the
         data does not have, or an unknown dataset.
     """
-    if name in ("esc50", "us8k"):
-        module = esc50 if name == "esc50" else urbansound8k
+    if name in ("esc50", "us8k", "controlled"):
+        module = urbansound8k if name == "us8k" else esc50
         root = module.resolve_data_root(data_root)
-        meta = module.load_metadata(root)
+        if name == "controlled":
+            root = controlled.prepare(root, seed, cache_dir)
+        meta = (controlled if name == "controlled" else module).load_metadata(root)
         if data_folds:
             meta = meta[meta["fold"].isin(FoldPlan.parse(f"{data_folds}:1:1:1").train)].reset_index(drop=True)
             if meta.empty:

@@ -12,12 +12,14 @@ from metrics.base import (Metric, MetricInputs, arrow, paper_columns, register_m
 from metrics.clean_spectrogram import binarised_spectrogram, clean_spectrogram_bce
 from metrics.curves import CURVE_FRACTIONS, curve_area, curve_columns, first_bins, rank_bins
 from metrics.faithfulness import binary_margins, faithfulness_scores
-from metrics.localisation import ideal_binary_mask, localisation_auc, localisation_mass
+from metrics.localisation import (distractor_mass, ideal_binary_mask, localisation_auc, localisation_mass,
+                                  precision_at_truth_size)
 from metrics.structure import complexity, mask_mean, sparseness
 
 __all__ = [
     "Metric", "MetricInputs", "arrow", "paper_columns", "register_metric", "registered_metrics", "reported_metrics",
     "table_columns", "CURVE_FRACTIONS", "curve_area", "curve_columns", "first_bins", "rank_bins",
-    "ideal_binary_mask", "localisation_auc", "localisation_mass", "binarised_spectrogram", "clean_spectrogram_bce",
+    "ideal_binary_mask", "localisation_auc", "localisation_mass", "precision_at_truth_size", "distractor_mass",
+    "binarised_spectrogram", "clean_spectrogram_bce",
     "binary_margins", "faithfulness_scores", "sparseness", "complexity", "mask_mean",
 ]

@@ -25,7 +25,10 @@ class MetricInputs:
     published code (protocol §7); clean_target: (B, T, 513) bool binarised clean spectrograms, or
     None (mel domain); target_dominated: (B, T, F) bool ideal binary masks, or None (clean samples);
     curves: {"Ins": (B, K), "Del": (B, K)} probabilities of the explained class with the k % of bins
-    the mask ranks first kept or removed (``metrics.curves.CURVE_FRACTIONS``), or None (no --curves).
+    the mask ranks first kept or removed (``metrics.curves.CURVE_FRACTIONS``), or None (no --curves);
+    distractor_dominated: (B, T, F) bool, the planted distractor's bins (all False in a sample without
+    one), or None (no planted cues: every dataset but the controlled one, whose ``target_dominated`` is
+    then the cue's bins).
     """
 
     mask: torch.Tensor
@@ -36,6 +39,7 @@ class MetricInputs:
     clean_target: torch.Tensor | None = None
     target_dominated: torch.Tensor | None = None
     curves: dict[str, np.ndarray] | None = None
+    distractor_dominated: torch.Tensor | None = None
 
     @property
     def target(self) -> torch.Tensor:
@@ -56,6 +60,8 @@ class Metric:
         "note" (reported in a note under the table), "per-sample" (``per_sample.csv`` only).
     digits: decimals in the tables.
     needs_curves: computed only with ``--curves`` (``MetricInputs.curves`` given).
+    needs_planted_cue: computed only where the truth is a planted cue (the controlled dataset,
+        ``MetricInputs.distractor_dominated`` given).
     """
 
     name: str
@@ -66,10 +72,13 @@ class Metric:
     column: str = "paper"
     digits: int = 3
     needs_curves: bool = False
+    needs_planted_cue: bool = False
 
     def applies(self, inputs: MetricInputs) -> bool:
-        """Whether this metric is computed for ``inputs`` (the curves' only with --curves)."""
-        return not self.needs_curves or inputs.curves is not None
+        """Whether this metric is computed for ``inputs`` (the curves' only with --curves, the planted
+        cue's only on the controlled dataset)."""
+        return ((not self.needs_curves or inputs.curves is not None)
+                and (not self.needs_planted_cue or inputs.distractor_dominated is not None))
 
 
 _REGISTRY: dict[str, Metric] = {}

@@ -6,6 +6,11 @@ time-frequency bins the target dominates. A map is scored by how well it ranks t
 What this measures: whether an explanation points at the target sound rather than at the
 contaminant. What it does not: whether the classifier used those bins. A classifier may rely on
 only part of the target (or on the contaminant), and a faithful map then scores below 1.
+
+On the controlled dataset (``datasets.controlled``) the target is the planted cue that alone carries
+the label, and the classifier's reliance on its bins is verified by intervention
+(``benchmark.reliance``): there the same columns score against what the classifier uses, with
+Cue-prec (precision at the cue's own size) and Distractor-mass (mass on the planted distractor).
 """
 from __future__ import annotations
 
@@ -100,6 +105,48 @@ def localisation_mass(mask: torch.Tensor, target_dominated: torch.Tensor | None)
     return torch.where(total > 0, on_target / torch.where(total > 0, total, 1.0), float("nan"))
 
 
+def precision_at_truth_size(mask: torch.Tensor, truth: torch.Tensor | None) -> torch.Tensor:
+    """Cue-prec: the share of the k bins a mask ranks first that are true bins, k = the number of true bins
+    (precision at the truth's own size, R-precision). Bins tied at the k-th value share the remaining
+    places evenly (the expectation over random tie orders), so a constant map scores the share of true bins.
+
+    Args:
+        mask: (B, T_m, F) in [0, 1]; truth: (B, T, F) bool (cropped to T_m frames), or None.
+    Returns:
+        (B,) float64 in [0, 1]; NaN without truth or where a sample has no true bin.
+    """
+    if truth is None:
+        return torch.full((mask.shape[0],), float("nan"), dtype=torch.float64)
+    scores, labels = _flat_pair(mask, truth)
+    values = []
+    for score, label in zip(scores, labels):
+        k = int(label.sum())
+        if k == 0:
+            values.append(float("nan"))
+            continue
+        threshold = torch.topk(score, k).values[-1]
+        above, tied = score > threshold, score == threshold
+        places = k - int(above.sum())
+        hits = float(label[above].sum()) + places * float(label[tied].sum()) / int(tied.sum())
+        values.append(hits / k)
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def distractor_mass(mask: torch.Tensor, distractor_dominated: torch.Tensor | None) -> torch.Tensor:
+    """Distractor-mass: Σ M·D / Σ M, the share of each mask's mass on the bins its planted distractor
+    dominates (``localisation_mass`` against D).
+
+    Returns:
+        (B,) float64 in [0, 1]; NaN where a sample has no distractor bin (or no distractor), or for an
+        all-zero mask.
+    """
+    mass = localisation_mass(mask, distractor_dominated)
+    if distractor_dominated is None:
+        return mass
+    present = distractor_dominated[:, : mask.shape[1]].flatten(1).any(1).cpu()
+    return torch.where(present, mass, float("nan"))
+
+
 for _metric in (
     Metric("Loc-AUC", True, "AUROC of the map against the ideal binary mask (bins where the scaled clean clip's "
                             "magnitude exceeds the contaminant's), 0.5 = chance, in [0, 1]",
@@ -107,5 +154,14 @@ for _metric in (
            "docs/metrics.md (after Wang, 2005: the ideal binary mask)", column="added"),
     Metric("Loc-mass", True, "share of the mask's mass on target-dominated bins, in [0, 1]",
            lambda inputs: localisation_mass(inputs.mask, inputs.target_dominated), "docs/metrics.md", column="added"),
+    Metric("Cue-prec", True, "controlled dataset: share of the k bins the map ranks first that lie on the planted "
+                             "cue, k = the cue's bin count (ties shared evenly), chance = the cue's share of bins, "
+                             "in [0, 1]",
+           lambda inputs: precision_at_truth_size(inputs.mask, inputs.target_dominated), "docs/ground-truth.md",
+           column="added", needs_planted_cue=True),
+    Metric("Distractor-mass", False, "controlled dataset: share of the mask's mass on the distractor's bins "
+                                     "(samples with a distractor), in [0, 1]",
+           lambda inputs: distractor_mass(inputs.mask, inputs.distractor_dominated), "docs/ground-truth.md",
+           column="added", needs_planted_cue=True),
 ):
     register_metric(_metric)
