@@ -115,16 +115,16 @@ class EvaluationSamples:
         return torch.stack([self._clean_targets[c] for c in clips])
 
 
-TRUTH_FLOOR_DB = 20.0
+TRUTH_FLOOR_DB = 30.0
 """How far below its peak a planted event's bins reach (``truth_floor``), in dB on the STFT grid."""
 
 
 def truth_floor(term: torch.Tensor, seed: int) -> torch.Tensor:
     """White noise (N,) (``white_noise(seed)``) whose level in an STFT bin is ``TRUTH_FLOOR_DB`` below the peak
-    bin of a tone of ``term``'s peak amplitude A: σ = A·Σw / (2·√Σw²)·10^(−20/20), w the STFT window.
+    bin of a tone of ``term``'s peak amplitude A: σ = A·Σw / (2·√Σw²)·10^(−30/20), w the STFT window.
 
     Added to everything else when a planted event's bins are found (``EvaluationSamples.planted_components``):
-    its bins are then those where it exceeds the rest of the clip and lies within about 20 dB of its peak,
+    its bins are then those where it exceeds the rest of the clip and lies within about 30 dB of its peak,
     its own support, rather than its window's sidelobes where the background is near silent.
     """
     window = torch.hamming_window(WIN_LENGTH, dtype=torch.float64)

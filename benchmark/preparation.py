@@ -127,15 +127,15 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         noise_key = content_key(files, cache_dir, peak_normalisation=config.peak_normalisation)
     evaluation = evaluation_samples(config, data) if evaluation_part else None
     split = data.split
-    train_paths, valid_paths = data.paths(split.train), data.paths(split.valid)
+    (train_sources, generated), (valid_sources, _) = data.provenance(split.train), data.provenance(split.valid)
     return RunInputs(
-        data, load_clips(train_paths, config.peak_normalisation),
-        load_clips(valid_paths, config.peak_normalisation), noise, evaluation, classifier,
+        data, load_clips(data.paths(split.train), config.peak_normalisation),
+        load_clips(data.paths(split.valid), config.peak_normalisation), noise, evaluation, classifier,
         None if given is None else given[1], explainers,
-        content_key(train_paths, cache_dir, targets=split.train["target"].tolist(),
-                    peak_normalisation=config.peak_normalisation),
-        content_key(valid_paths, cache_dir, targets=split.valid["target"].tolist(),
-                    peak_normalisation=config.peak_normalisation),
+        content_key(train_sources, cache_dir, targets=split.train["target"].tolist(),
+                    peak_normalisation=config.peak_normalisation, **generated),
+        content_key(valid_sources, cache_dir, targets=split.valid["target"].tolist(),
+                    peak_normalisation=config.peak_normalisation, **generated),
         noise_key)
 
 

@@ -117,9 +117,9 @@ def check_reliance(classifier: Classifier, clips: EvaluationSamples, domains: li
     if failed:
         raise GroundTruthError(
             f"{flag} does not rely on the planted cue, so its maps cannot be scored against it: "
-            f"{' | '.join(failed)} (figures: {' | '.join(r.text() for r in results)}); train it on the "
-            "controlled dataset's real labels (no --shuffle-labels) with the cpu or paper profile, or explain it on "
-            "another dataset")
+            f"{' | '.join(failed)} (figures: {' | '.join(r.text() for r in results)}); a ground-truth "
+            "model is trained on the real labels (no --shuffle-labels) until it reads the cue: a larger model or "
+            "schedule (--profile paper), or more backgrounds (a fuller ESC-50 copy as --data-root)")
     return results
 
 

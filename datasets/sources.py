@@ -16,7 +16,8 @@ DATASETS = ("esc50", "us8k", "folder", "controlled")
 @dataclass
 class AudioData:
     """A dataset opened for a run: its clips' metadata (filename relative to
-    ``audio_root``, fold, target, category), class names and split."""
+    ``audio_root``, fold, target, category), class names and split; for the controlled dataset
+    also the ESC-50 root its backgrounds come from."""
 
     name: str
     root: Path
@@ -24,9 +25,19 @@ class AudioData:
     meta: pd.DataFrame
     class_names: list[str]
     split: Split
+    background_root: Path | None = None
 
     def paths(self, part: pd.DataFrame) -> list[Path]:
         return [self.audio_root / name for name in part["filename"]]
+
+    def provenance(self, part: pd.DataFrame) -> tuple[list[Path], dict]:
+        """The files whose bytes define a part's audio, and what else does (for cache keys): the clips
+        themselves; for the controlled dataset their ESC-50 backgrounds and the generated folder's key
+        (the generator's version, the seed and every background, ``controlled.dataset_key``), since
+        the generated clips differ in their last bits between processors (resampling kernels)."""
+        if self.background_root is None:
+            return self.paths(part), {}
+        return [self.background_root / "audio" / name for name in part["background"]], {"controlled": self.root.name}
 
 
 def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None = None,
@@ -55,9 +66,9 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
     """
     if name in ("esc50", "us8k", "controlled"):
         module = urbansound8k if name == "us8k" else esc50
-        root = module.resolve_data_root(data_root)
+        root = backgrounds = module.resolve_data_root(data_root)
         if name == "controlled":
-            root = controlled.prepare(root, seed, cache_dir)
+            root = controlled.prepare(backgrounds, seed, cache_dir)
         meta = (controlled if name == "controlled" else module).load_metadata(root)
         if data_folds:
             meta = meta[meta["fold"].isin(FoldPlan.parse(f"{data_folds}:1:1:1").train)].reset_index(drop=True)
@@ -72,7 +83,8 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
                              f"{', '.join(map(str, sorted(present)))}); name folds it has, or leave --folds out to "
                              "split the available clips by recording")
         split = module.make_split(meta, seed, plan)
-        return AudioData(name, root, root / "audio", meta, class_names(meta), split)
+        return AudioData(name, root, root / "audio", meta, class_names(meta), split,
+                         backgrounds if name == "controlled" else None)
     if name != "folder":
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if not data_root:
