@@ -97,9 +97,10 @@ def write_agreement(out_dir: Path, per_sample: pd.DataFrame, title: str, seed: i
                  f"{r['tau']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] {r['verdict']}"
                  for r in table[table["truth"] == truth].to_dict("records")}
         shown[f"τ vs {truth}"] = [cells.get((d, m), "n/a") for d, m in zip(shown["domain"], shown["metric"])]
-    methods = int(table["methods"].max()) if len(table) else 0
-    notes = [f"Kendall τ-b over the {methods} methods of each domain (controls included) between a metric's mean and "
-             "the mean ground-truth score; AD and Del-AUC negated (lower is better), so +1 = the truth's ranking",
+    counts = ", ".join(f"{count} {DOMAINS[domain].label}" for domain, count in
+                       table.groupby("domain", sort=False)["methods"].max().items())
+    notes = [f"Kendall τ-b over the methods of each domain ({counts}; controls included) between a metric's mean "
+             "and the mean ground-truth score; AD and Del-AUC negated (lower is better), so +1 = the truth's ranking",
              f"[low, high]: {100 * CONFIDENCE:.0f} % percentile bootstrap over samples ({RESAMPLES} paired resamples, "
              f"seed {seed}); agrees / disagrees: the interval lies above / below 0",
              "ground truth: Loc-AUC (AUROC of the map against the cue's bins) and Cue-prec (precision at the cue's "

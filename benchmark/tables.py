@@ -17,6 +17,7 @@ import pandas as pd
 
 from benchmark.figures import plot_run
 from benchmark.frontend import DOMAINS
+from benchmark.pipeline import TRUTH_FLOOR_DB
 from benchmark.statistics import ALPHA, CONFIDENCE, RESAMPLES, bootstrap_interval, cell_seed, top_methods
 from metrics import arrow, registered_metrics, table_columns
 
@@ -164,9 +165,10 @@ def data_notes(per_sample: pd.DataFrame, table: pd.DataFrame) -> list[str]:
                          + ", ".join(f"{method} {value:.3f}" for method, value in bce.items()))
     if "Cue-prec" in shown_columns(per_sample):
         notes.append("Loc-AUC / Loc-mass / Cue-prec: against the planted cue's bins (its ideal binary mask: bins where "
-                     "the cue's magnitude exceeds everything else's), which the classifier relies on (reliance "
-                     "checks above); Distractor-mass: mass on the distractor's bins, samples with a distractor only; "
-                     "chance: Loc-AUC 0.5, Cue-prec and Loc-mass the cue's share of bins")
+                     "the cue's magnitude exceeds everything else's and lies within "
+                     f"{TRUTH_FLOOR_DB:.0f} dB of its peak), which the classifier relies on (reliance checks above); "
+                     "Distractor-mass: mass on the distractor's bins, samples with a distractor only; chance: Loc-AUC "
+                     "0.5, Cue-prec and Loc-mass the cue's share of bins")
     elif "Loc-AUC" in shown_columns(per_sample):
         notes.append("Loc-AUC / Loc-mass: against the ideal binary mask of each sample (bins where the scaled clean "
                      "clip's magnitude exceeds the contaminant's); they measure whether a map points at the target "

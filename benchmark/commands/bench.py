@@ -280,7 +280,8 @@ def main(args: argparse.Namespace) -> str:
     """``run_benchmark.py bench``: ``run_bench`` with the parsed options."""
     if args.paper_size:
         cache_dir = Path(args.cache_dir or default_cache_dir())
-        classes = len(open_dataset(args.dataset, args.data_root, args.seed, args.folds, cache_dir=cache_dir).class_names)
+        data = open_dataset(args.dataset, args.data_root, args.seed, args.folds, cache_dir=cache_dir)
+        classes = len(data.class_names)
         folder = cache_dir / f"speechbrain-paper-size-{classes}-classes"
         speechbrain_paper_checkpoints(folder, classes)
         args.classifier_checkpoint, args.lmac_checkpoint = str(folder), str(folder / "psi_model.ckpt")
