@@ -77,18 +77,19 @@ class EvaluationSamples:
         (the controlled dataset) the target is the cue and the other term everything else
         (``planted_components``)."""
         if self.cues is not None:
-            return self.planted_components(ids, self.cues)
+            return self.planted_components(ids, self.cues, floor=True)
         picked = [self.samples[i] for i in ids]
         terms = [s.components(self.base_waves[s.base_index], contaminant(s, self.contaminants)) for s in picked]
         if any(t is None for t in terms):
             return None
         return torch.stack([t for t, _ in terms]), torch.stack([c for _, c in terms])
 
-    def planted_components(self, ids: list[int], planted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def planted_components(self, ids: list[int], planted: torch.Tensor,
+                           floor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """A planted term of samples ``ids`` as mixed (``planted``: (N_clips, 80000), the cues or the
         distractors) and the rest of each sample (everything else in it, contaminant included), (B, 80000)
-        each, before the common peak normalisation, the rest with the ``truth_floor`` of the term added: their
-        ideal binary mask is the planted event's bins."""
+        each, before the common peak normalisation. With ``floor`` the rest gets the term's ``truth_floor``:
+        their ideal binary mask is then the planted event's bins."""
         terms, rests = [], []
         for i in ids:
             sample = self.samples[i]
@@ -97,12 +98,12 @@ class EvaluationSamples:
             total, scale = (clip, 1.0) if mixed is None else (mixed[0] + mixed[1], sample.gain_x / clip.norm())
             term = scale * planted[sample.base_index]
             terms.append(term)
-            rests.append(total - term + truth_floor(term, seed=i))
+            rests.append(total - term + (truth_floor(term, seed=i) if floor else 0.0))
         return torch.stack(terms), torch.stack(rests)
 
     def distractor_components(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The distractor and the rest of samples ``ids`` (``planted_components``), or None without planted cues."""
-        return None if self.distractors is None else self.planted_components(ids, self.distractors)
+        return None if self.distractors is None else self.planted_components(ids, self.distractors, floor=True)
 
     def clean_targets(self, ids: list[int], device: torch.device) -> torch.Tensor:
         """The binarised clean spectrograms (B, T, 513) bool of samples ``ids``, the target of

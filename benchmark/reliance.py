@@ -73,33 +73,34 @@ def check_domain(classifier: Classifier, clips: EvaluationSamples, domain: str, 
     """The three accuracies of ``classifier`` on the clean controlled ``clips`` in ``domain`` (module doc)."""
     model = DomainModel(classifier, DOMAINS[domain], per_sample=device.type == "cpu").eval()
     count = len(clips.samples)
-    parts = {"features": [], "truth": [], "rest": [], "phase": [], "predicted": []}
+    parts = {"features": [], "truth": [], "rest": [], "spec": [], "predicted": []}
     for ids in batch_ids(count, batch_size):
-        batch = prepare_batch(model, clips, ids, device)
-        _, rest = clips.components(ids)
+        batch = prepare_batch(model, clips, ids, device)  # its truth: the cue's bins
+        _, rest = clips.planted_components(ids, clips.cues)  # the clip without its cue
         with torch.no_grad():
             parts["rest"].append(model.features(rest.to(device)))
         parts["features"].append(batch.features)
         parts["truth"].append(batch.target_dominated)
-        parts["phase"].append(batch.spec)
+        parts["spec"].append(batch.spec)
         parts["predicted"].append(batch.unmasked.logits.argmax(1))
-    features, truth, rest, spec = (torch.cat(parts[k]) for k in ("features", "truth", "rest", "phase"))
+    features, truth, rest, spec = (torch.cat(parts[k]) for k in ("features", "truth", "rest", "spec"))
     labels = torch.tensor([clips.labels[s.base_index] for s in clips.samples], device=device)
-    other_rest = rest.roll(-1, dims=0)  # the next clip's, without its cue
+    length = clips.base_waves.shape[1]
 
-    def accuracy(inputs: torch.Tensor) -> float:
-        correct = 0
+    def correct(inputs: torch.Tensor) -> int:
+        """How many of the inputs X' (heard with their own clip's phase) the classifier labels right."""
+        hits = 0
         for ids in batch_ids(count, batch_size):
             with torch.no_grad():
-                logits = model.hearing(spec[ids], clips.waveforms(ids).shape[1])(inputs[ids])
-            correct += int((logits.argmax(1) == labels[ids]).sum())
-        return correct / count
+                hits += int((model.hearing(spec[ids], length)(inputs[ids]).argmax(1) == labels[ids]).sum())
+        return hits
 
-    removed = accuracy(torch.where(truth, rest, features))
-    chance = float(torch.bincount(labels).max()) / count
-    return Reliance(domain, count, chance, float((torch.cat(parts["predicted"]) == labels).float().mean()), removed,
-                    accuracy(torch.where(truth, features, other_rest)),
-                    float(stats.binomtest(round(removed * count), count, chance, alternative="greater").pvalue))
+    removed = correct(torch.where(truth, rest, features))
+    cue_only = correct(torch.where(truth, features, rest.roll(-1, dims=0)))  # the rest: the next clip's, cue-free
+    majority = int(torch.bincount(labels).max())
+    return Reliance(domain, count, majority / count, float((torch.cat(parts["predicted"]) == labels).float().mean()),
+                    removed / count, cue_only / count,
+                    float(stats.binomtest(removed, count, majority / count, alternative="greater").pvalue))
 
 
 def check_reliance(classifier: Classifier, clips: EvaluationSamples, domains: list[str], device: torch.device,

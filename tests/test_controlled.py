@@ -224,7 +224,7 @@ def test_the_track_runs_end_to_end_with_the_shipped_classifier_and_gives_the_com
     assert rows[["Cue-prec", "Ins-AUC", "Loc-AUC"]].notna().all().all()  # the curves are always on here
     committed = pd.read_csv(ROOT / "results" / "controlled-clean-cpu" / "per_sample.csv")
     report = compare_per_sample(committed, rows)
-    assert report["rows"] == 2 * 3 * 2 and agrees(report), report
+    assert report["rows"] == 2 * 4 * 2 and agrees(report), report  # the energy control joins by default
     agreement_rows = pd.read_csv(out / "agreement.csv")
-    assert len(agreement_rows) == 2 * 7 * 2 and (agreement_rows["methods"] == 3).all()
+    assert len(agreement_rows) == 2 * 7 * 2 and (agreement_rows["methods"] == 4).all()
     assert "reliance on the cue" in (out / "table.md").read_text()
