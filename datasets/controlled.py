@@ -17,7 +17,8 @@ and written as 16 kHz 32-bit float WAVs peak-normalised as the reference normali
 bytes. The split keeps each background recording in one part, as ESC-50's does
 (``datasets.split``). The cue's and distractor's waveforms are rebuilt exactly from the CSV
 (``planted_waveforms``): the ground truth of a sample is the bins where its cue dominates
-everything else (``metrics.localisation.ideal_binary_mask``), on each domain's own grid.
+everything else and lies within 30 dB of its peak (``metrics.localisation.ideal_binary_mask``,
+``benchmark.pipeline.truth_floor``), on each domain's own grid.
 """
 from __future__ import annotations
 
@@ -82,8 +83,8 @@ def _rms(x: torch.Tensor) -> float:
 
 
 def draw_samples(backgrounds: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The drawn parameters of every sample, one per background clip in file-name order (amplitudes as
-    RMS ratios; ``generate`` turns them into amplitudes). Columns: background, fold, recording, target,
+    """The drawn parameters of every sample, one per background clip in file-name order (levels as SNRs in
+    dB; ``generate`` turns them into amplitudes). Columns: background, fold, recording, target,
     cue_hz, cue_onset_s, cue_snr_db, distractor_target (−1: none), distractor_low_hz, distractor_high_hz,
     distractor_onset_s, distractor_snr_db."""
     rng = np.random.default_rng(seed)
