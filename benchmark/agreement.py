@@ -88,15 +88,12 @@ def write_agreement(out_dir: Path, per_sample: pd.DataFrame, title: str, seed: i
     table = agreement(per_sample, seed)
     table["verdict"] = [verdict(r) for r in table.to_dict("records")]
     table.to_csv(out_dir / "agreement.csv", index=False)
-    shown = pd.DataFrame({
-        "domain": [DOMAINS[d].label for d in table["domain"]], "metric": table["metric"],
-        **{f"τ vs {truth}": "" for truth in TRUTH_SCORES}})
-    shown = shown.drop_duplicates(["domain", "metric"]).reset_index(drop=True)
-    for truth in TRUTH_SCORES:
-        cells = {(DOMAINS[r["domain"]].label, r["metric"]):
-                 f"{r['tau']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] {r['verdict']}"
-                 for r in table[table["truth"] == truth].to_dict("records")}
-        shown[f"τ vs {truth}"] = [cells.get((d, m), "n/a") for d, m in zip(shown["domain"], shown["metric"])]
+    cells = table.assign(domain=[DOMAINS[d].label for d in table["domain"]], truth="τ vs " + table["truth"],
+                         cell=[f"{r['tau']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] {r['verdict']}"
+                               for r in table.to_dict("records")])
+    rows = list(dict.fromkeys(zip(cells["domain"], cells["metric"])))  # the table's order, not pivot's sorted one
+    shown = (cells.pivot(index=["domain", "metric"], columns="truth", values="cell")
+             .reindex(index=rows, columns=[f"τ vs {truth}" for truth in TRUTH_SCORES]).fillna("n/a").reset_index())
     counts = ", ".join(f"{count} {DOMAINS[domain].label}" for domain, count in
                        table.groupby("domain", sort=False)["methods"].max().items())
     notes = [f"Kendall τ-b over the methods of each domain ({counts}; controls included) between a metric's mean "
