@@ -24,18 +24,13 @@ from datasets import controlled
 from datasets.audio import load_clip
 from datasets.sources import open_dataset
 from metrics import distractor_mass, precision_at_truth_size
+from tests.bad_input_files import META, esc50_tree
 from tests.conftest import ESC50, ROOT
 
 
 def small_esc50_copy(folder: Path, clips: int = 16) -> Path:
-    """An ESC-50 layout with the first ``clips`` clips of the shared copy (the audio linked, not copied)."""
-    meta = pd.read_csv(ESC50 / "meta" / "esc50.csv").sort_values("filename").head(clips)
-    (folder / "meta").mkdir(parents=True)
-    (folder / "audio").mkdir()
-    meta.to_csv(folder / "meta" / "esc50.csv", index=False)
-    for name in meta["filename"]:
-        (folder / "audio" / name).symlink_to(ESC50 / "audio" / name)
-    return folder
+    """An ESC-50 layout with the first ``clips`` clips of the shared copy (``esc50_tree``: the audio linked)."""
+    return esc50_tree(folder, META.sort_values("filename").head(clips))
 
 
 def test_the_same_seed_gives_the_same_bytes_and_another_seed_other_draws(tmp_path):
@@ -191,7 +186,8 @@ def test_agreement_on_a_case_with_a_known_answer(tmp_path):
     assert set(table.index.get_level_values("metric")) == {"AI", "AD", "FF", "Del-AUC"}
     assert (table["methods"] == 4).all() and (table["n"] == 30).all()
     text = write_agreement(tmp_path, constructed_rows(), "constructed", seed=0)
-    assert "| listenable (STFT → Mel) | AI " in text.replace("  ", " ") or "AI" in text
+    assert "## constructed — which metrics agree with the ground truth" in text
+    assert "+1.00 [+1.00, +1.00] agrees" in text and "-1.00 [-1.00, -1.00] disagrees" in text
     written = pd.read_csv(tmp_path / "agreement.csv").set_index(["truth", "metric"])
     assert written.loc[("Loc-AUC", "AI"), "verdict"] == "agrees"
     assert written.loc[("Loc-AUC", "AD"), "verdict"] == "disagrees"
