@@ -4,10 +4,12 @@ read or trained, and raises ``UsageError`` naming the flag and the fix (exit cod
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import os
+import sys
 import tempfile
 import traceback
+import types
 from pathlib import Path
 
 import torch
@@ -16,8 +18,11 @@ from benchmark import distributed
 from benchmark.checkpoints import default_cache_dir
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS
+from benchmark.output_folder import check_location, committed_results
 from benchmark.profiles import default_profile
 from classifiers import classifier_class
+from datasets import roots
+from datasets.sources import shadowed_hugging_face
 from datasets.split import FoldPlan
 from methods import available_methods
 from methods.registry import control_methods, parse_hyperparameter
@@ -92,6 +97,86 @@ def check_writable_folder(path: str, flag: str) -> None:
                          "write to") from None
 
 
+def check_out_location(out: str, dataset: str, data_root: str | None, cache_dir: str, *recordings: str | None) -> None:
+    """Raise ``UsageError`` when ``--out`` is ``/`` or is, contains or lies inside the data root (``--data-root``,
+    or where the dataset is looked up without it), ``--cache-dir``, a folder of recordings (``--noise-dir``,
+    ``--speech-dir``) or one of the repository's committed ``results/`` folders (``benchmark.output_folder``)."""
+    protected = [(f"the data root ({'--data-root' if data_root else 'where --dataset ' + dataset + ' is looked up'})",
+                  Path(data_root or roots.default_data_root(dataset)))] if data_root or dataset != "folder" else []
+    protected += [("the checkpoint cache (--cache-dir)", Path(cache_dir))]
+    protected += [("a folder of recordings (--noise-dir, --speech-dir)", Path(f)) for f in recordings if f]
+    protected += [("the repository's committed results", folder) for folder in committed_results()]
+    try:
+        check_location(out, protected)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _names_a_file(module: str) -> bool:
+    return module.endswith(".py") or "/" in module or os.sep in module
+
+
+def import_user_module(module: str) -> types.ModuleType:
+    """Import a user's module that registers explainers or classifiers (``--import``), wherever a run's
+    imports are imported: a module name (``my_explainer``, on PYTHONPATH) or the path of a .py file
+    (``./my_explainer.py``, ``some/dir/my_explainer.py``), loaded under its stem name and registered in
+    ``sys.modules``; a file imported before is not run again.
+
+    Returns:
+        the module.
+    Raises:
+        UsageError: no such module or file, a path that is not a .py file or whose stem names another
+            module, or an exception raised while importing (its file and line; code that wanted Hugging
+            Face ``datasets`` and got this repository's package is told the way out).
+    """
+    flag = f"--import {module}"
+    if not _names_a_file(module):
+        try:
+            return importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name and f"{module}.".startswith(f"{error.name}."):
+                raise UsageError(f"{flag}: no module {error.name} on the module path; pass the path of its file "
+                                 f"(--import path/to/{module.rsplit('.', 1)[-1]}.py) or put its folder on "
+                                 "PYTHONPATH") from None
+            raise UsageError(_import_failure(flag, error)) from None
+        except Exception as error:  # the user's module raised while importing
+            raise UsageError(_import_failure(flag, error)) from None
+    path = Path(module).expanduser().resolve()
+    if not path.is_file() or path.suffix != ".py":
+        what = "a folder" if path.is_dir() else "not a .py file" if path.exists() else f"no such file ({path})"
+        raise UsageError(f"{flag}: {what}; pass the path of a .py file, or a module name on PYTHONPATH")
+    name = path.stem
+    if not name.isidentifier():
+        raise UsageError(f"{flag}: {name!r} is not a Python module name; rename the file (letters, digits, _)")
+    loaded = sys.modules.get(name)
+    spec = None if loaded else importlib.util.find_spec(name)
+    origin = getattr(loaded, "__file__", None) if loaded else spec and spec.origin
+    if origin and Path(origin).resolve() == path:
+        return loaded or importlib.import_module(name)
+    if loaded or spec:
+        raise UsageError(f"{flag}: the module name {name} is taken ({origin or 'a package'}); rename {path.name}")
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except Exception as error:
+        del sys.modules[name]
+        raise UsageError(_import_failure(flag, error)) from None
+    return loaded
+
+
+def _import_failure(flag: str, error: Exception) -> str:
+    """The message of an exception raised while a user's module was imported: its type, text, file and line."""
+    text, frame = str(error), traceback.extract_tb(error.__traceback__)[-1]
+    where = f"{frame.filename}, line {frame.lineno}"
+    if isinstance(error, SyntaxError):  # its text holds the file's name, its traceback ends in importlib
+        text, where = error.msg, f"{error.filename}, line {error.lineno}"
+    clash = shadowed_hugging_face(error)
+    fix = clash or ("install it or fix the module" if isinstance(error, ModuleNotFoundError) else "fix the module")
+    return f"{flag}: importing it raised {type(error).__name__}: {text} ({where}); {fix}"
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Check every option and build the run's configuration; nothing is read but the
     named paths' existence, nothing trains.
@@ -100,16 +185,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         UsageError: an option out of range, an unknown method / domain / --set keyword or
             value, an unavailable device, a missing file or folder (the message names the flag).
     """
-    for module in args.imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise UsageError(f"--import {module}: cannot import it ({error}); put {module}.py in the working "
-                             "directory or on PYTHONPATH") from None
-        except Exception as error:  # the user's module raised while importing: its file and last line
-            where = traceback.extract_tb(error.__traceback__)[-1]
-            raise UsageError(f"--import {module}: importing it raised {type(error).__name__}: {error} "
-                             f"({where.filename}, line {where.lineno}); fix the module") from None
+    modules = [import_user_module(module) for module in args.imports]
+    # a file's resolved path is recorded, so that ``report`` imports the same file from any working directory
+    args.imports = [str(Path(loaded.__file__).resolve()) if _names_a_file(module) else module
+                    for module, loaded in zip(args.imports, modules)]
     for flag in ("classifier", "out", "cache_dir", "data_root", "noise_dir", "speech_dir", "classifier_checkpoint",
                  "lmac_checkpoint", "lmac_mel_checkpoint", "folds", "data_folds"):
         value = getattr(args, flag, None)
@@ -159,6 +238,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     condition = args.setting + (f"-{args.contamination}" if args.setting == "ood" else "")
     out = args.out or os.path.join("results", "runs", f"{args.dataset}-{condition}-{profile}")
     cache_dir = args.cache_dir or str(default_cache_dir())
+    check_out_location(out, args.dataset, args.data_root, cache_dir, args.noise_dir, args.speech_dir)
     check_writable_folder(out, "--out")
     check_writable_folder(cache_dir, "--cache-dir")
     _check_path(args.classifier_checkpoint, "--classifier-checkpoint", folder=False)

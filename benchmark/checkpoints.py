@@ -17,6 +17,7 @@ holds what was trained on this machine; ``--retrain`` ignores the shipped models
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -29,8 +30,8 @@ from filelock import FileLock
 from torch import nn
 
 from benchmark import distributed
+from benchmark.files import sha256_of, write_then_replace
 from benchmark.provenance import versions
-from benchmark.store import sha256_of, write_then_replace
 from datasets import roots
 
 REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "reference-models"
@@ -149,37 +150,44 @@ def load_state(module: nn.Module, path: Path, flag: str = "checkpoint") -> None:
         raise ValueError(f"checkpoint {path}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
 
 
+RESTORE = "restore it with git checkout results/reference-models, or pass --retrain to train into the cache instead"
+
+
 def reference_manifest(reference_dir: Path) -> dict[str, dict]:
-    """The entries of ``reference_dir/manifest.json`` by file name ({} without a manifest).
+    """The entries of ``reference_dir/manifest.json`` by file name: the shipped models are a contract.
 
     Raises:
-        CheckpointError: the manifest is not readable JSON (names the file and the fix).
+        CheckpointError: the manifest is missing or not readable JSON (names the file and the fix).
     """
     path = Path(reference_dir) / "manifest.json"
     if not path.is_file():
-        return {}
+        raise CheckpointError(f"{path} is missing, so the shipped reference models cannot be checked; {RESTORE}")
     try:
         return {entry["file"]: entry for entry in json.loads(path.read_text())["models"]}
     except (OSError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{path}: not a readable manifest of reference models; restore it with git "
-                              "checkout, or pass --retrain to train into the cache instead") from None
+        raise CheckpointError(f"{path}: not a readable manifest of reference models; {RESTORE}") from None
 
 
 def _shipped(reference_dir: Path | None, name: str) -> Path | None:
-    """``reference_dir/name`` when the manifest lists it and its bytes match the listed SHA-256.
+    """``reference_dir/name`` when the manifest lists it and its bytes match the listed SHA-256; None when
+    neither the manifest nor the folder holds it.
 
     Raises:
-        CheckpointError: a listed file that is missing or whose SHA-256 differs (altered or an LFS pointer).
+        CheckpointError: a missing manifest; a shipped file the manifest does not list; a listed file that is
+            missing or whose SHA-256 differs (altered or an LFS pointer).
     """
     if reference_dir is None:
         return None
     entry = reference_manifest(reference_dir).get(name)
-    if entry is None:
-        return None
     path = Path(reference_dir) / name
+    if entry is None:
+        if path.exists():
+            raise CheckpointError(f"shipped reference model {path} is not listed in "
+                                  f"{Path(reference_dir) / 'manifest.json'}; {RESTORE}")
+        return None
     if not path.is_file() or sha256_of(path) != entry["sha256"]:
         raise CheckpointError(f"shipped reference model {path} is missing or does not match the SHA-256 of its "
-                              "manifest; restore it with git checkout, or pass --retrain to train into the cache")
+                              f"manifest; {RESTORE}")
     return path
 
 
@@ -201,7 +209,7 @@ def _all_finite(module: nn.Module) -> bool:
 
 def cached_training(
     module: nn.Module, kind: str, config: dict[str, Any], cache_dir: Path, train: Callable[[nn.Module], dict],
-    reference_dir: Path | None = None, used: list[dict] | None = None,
+    reference_dir: Path | None = None, used: list[dict] | None = None, expected: dict[str, str] | None = None,
 ) -> str:
     """Load ``module``'s weights from the shipped reference models or the cache, or train it with
     ``train(module)`` and store them in the cache.
@@ -216,11 +224,14 @@ def cached_training(
             (``--retrain``: only the cache).
         used: if given, gets one entry per call: kind, key, source ("shipped", "cache" or
             "trained"), path and SHA-256 of the weights used (for run.json and the table's notes).
+        expected: file name → SHA-256 of the models of a run that is resumed or reported on (its run.json's
+            ``models``): the weights must be found with exactly these bytes, and nothing is trained.
     Returns:
         the configuration key (to chain into dependants' configurations).
     Raises:
-        CheckpointError: a shipped model altered, or a cached file that does not load (the message
-            names the file to delete). ValueError: training gave non-finite weights (nothing is cached).
+        CheckpointError: a shipped model altered or unlisted, a cached file that does not load (the message
+            names the file to delete), or with ``expected`` a model that would be trained or differs.
+        ValueError: training gave non-finite weights (nothing is cached). OSError: the cache's device is full.
 
     In a torchrun launch every rank calls this together. A checkpoint of the same configuration
     trained by that many processes, or else by one process, is loaded; otherwise all ranks train
@@ -235,10 +246,15 @@ def cached_training(
     key = config_key(config)
 
     def note(source: str, path: Path, known: str) -> str:
+        digest = sha256_of(path)
+        if expected is not None and expected.get(path.name, digest) != digest:
+            raise CheckpointError(f"{path} is not the model the run used: SHA-256 {digest[:12]}…, its run.json "
+                                  f"records {expected[path.name][:12]}…; restore that file, or run anew into another "
+                                  "--out")
         if current.leader:
             print(f"{kind}: {'shipped reference model' if source == 'shipped' else source} {path}")
         if used is not None:
-            used.append({"kind": kind, "key": known, "source": source, "path": str(path), "sha256": sha256_of(path)})
+            used.append({"kind": kind, "key": known, "source": source, "path": str(path), "sha256": digest})
         return known
 
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -258,14 +274,28 @@ def cached_training(
                                           "trained anew") from None
                 return note("cache", Path(cache_dir) / name, known)
         path = Path(cache_dir) / f"{kind}-{key}.pt"
+        if expected is not None:
+            recorded = [name for name in expected if name.startswith(f"{kind}-")]
+            raise CheckpointError(f"{kind}-{key}.pt is neither shipped nor in --cache-dir {cache_dir}, and the run's "
+                                  f"rows were computed with {', '.join(recorded) or 'other models'}; training it again "
+                                  "would be a new draw, so nothing trains: restore the file in the cache, or run anew "
+                                  "into another --out")
         log = train(module)  # on every rank of a torchrun launch, together (DDP)
         if not _all_finite(module):
             raise ValueError(f"training the {kind} gave NaN or infinite weights, so nothing was cached; check the "
                              "method's --set values (a learning rate or loss weight out of range)")
         if current.leader:  # the record first, then the weights, each under a temporary name moved into place
             record = json.dumps({"config": config, "log": log, "trained_with": versions()}, indent=1, default=str)
-            write_then_replace(path.with_suffix(".json"), lambda json_path: json_path.write_text(record))
-            write_then_replace(path, lambda weights: torch.save(module.state_dict(), weights))
+            try:
+                write_then_replace(path.with_suffix(".json"), lambda json_path: json_path.write_text(record))
+                write_then_replace(path, lambda weights: torch.save(module.state_dict(), weights))
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                path.with_suffix(".json").unlink(missing_ok=True)
+                raise OSError(errno.ENOSPC, f"--cache-dir {cache_dir}: no space left on its device, so the trained "
+                                            f"{kind} was not cached (the cache holds what it held before); free space "
+                                            "or pass another --cache-dir and run again (it trains again)") from None
         distributed.barrier(current)
         if not current.leader:
             load_state(module, path)  # the others use rank 0's weights

@@ -3,10 +3,12 @@ benchmark (``benchmark.harness``, or ``--seeds``); ``run_benchmark.py COMMAND`` 
 around it (``benchmark.commands``). The options are parsed and checked by ``benchmark.options``."""
 from __future__ import annotations
 
+import argparse
 import importlib
 import shlex
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -16,6 +18,19 @@ from benchmark.commands.seeds import run_seeds
 from benchmark.harness import run
 from benchmark.options import COMMANDS, build_parser
 from methods.base import InvalidExplanationError
+
+
+def kept_on_interrupt(command: str, args: argparse.Namespace) -> str:
+    """What an interrupted command kept, in words: every file is written under a temporary name and moved into
+    place, so none is half-written; a run keeps its finished samples in ``OUT/unfinished/``."""
+    out = Path(getattr(args, "out", None) or ".")
+    if command == "run" and list((out / "unfinished").glob("per_sample*.csv")):
+        return (f"the finished samples are in {out / 'unfinished'} and the earlier results in {out} are untouched; "
+                "rerun with --resume to continue")
+    if command == "run":
+        return f"no sample was finished; the earlier results in {out} are untouched"
+    return (f"{command} stopped; what it had finished is kept, and no file is half-written (each is written under "
+            "a temporary name, then moved into place)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else "run"
+    if argv and not argv[0].startswith("-"):
+        if command == "run":
+            print(f"error: unknown command {argv[0]!r}; the commands are {', '.join(COMMANDS)} (run_benchmark.py "
+                  "--help lists them; without a command, run_benchmark.py [options] runs the benchmark)",
+                  file=sys.stderr)
+            return 2
     try:
         args = build_parser(command).parse_args(argv if command == "run" else argv[1:])
     except SystemExit as exit_:  # argparse has printed its message (code 2) or the help (code 0)
@@ -56,14 +77,11 @@ def main(argv: list[str] | None = None) -> int:
             markdown = run_seeds(config, seeds) if seeds else run(config)
             if markdown is not None:
                 print(markdown)
-    except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken
+    except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken; disk full
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if command != "run":
-            raise
-        print(f"\ninterrupted: the finished samples are in {args.out}/unfinished/"
-              "per_sample.csv and the earlier results are untouched; rerun with --resume to continue", file=sys.stderr)
+        print(f"\ninterrupted: {kept_on_interrupt(command, args)}", file=sys.stderr)
         return 130
     finally:
         distributed.stop()

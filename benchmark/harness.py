@@ -18,6 +18,7 @@ from benchmark import agreement, distributed, tables
 from benchmark.checkpoints import config_key, describe_models
 from benchmark.config import RunConfig, condition_name
 from benchmark.frontend import DOMAINS, listenable_waveform
+from benchmark.output_folder import FolderLock
 from benchmark.pipeline import (
     EvaluationBatch,
     EvaluationSamples,
@@ -30,10 +31,11 @@ from benchmark.pipeline import (
     write_audio,
 )
 from benchmark.precision import autocast
-from benchmark.preparation import prepare
+from benchmark.preparation import load_inputs, prepare_models
 from benchmark.provenance import versions
 from benchmark.reliance import MIN_ACCURACY, Reliance
-from benchmark.store import FolderLock, ResultWriter, RunStore
+from benchmark.run_identity import data_identity, input_files, model_identity, run_settings
+from benchmark.store import ResultWriter, RunStore
 from classifiers.base import Classifier, DomainModel
 from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS
 from methods.base import Explainer
@@ -103,7 +105,7 @@ def run(config: RunConfig) -> str | None:
 
     Raises:
         FileExistsError: ``config.out`` holds results of another configuration, or another run is
-            using it (an exclusive lock, ``benchmark.store.FolderLock``, held from the start).
+            using it (an exclusive lock, ``benchmark.output_folder.FolderLock``, held from the start).
         DatasetNotFoundError, FileNotFoundError, CheckpointError, AudioError, ValueError:
             bad input, reported before anything trains (the CLI exits with code 2).
     """
@@ -120,17 +122,25 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
     """``run``'s work, with ``config.out`` locked by rank 0."""
     started = time.time()
     torch.manual_seed(config.seed)
-    identity = config_key(config.identity())
-    store = RunStore(Path(config.out), identity, config.resume)
-    record = {"config_key": identity, "config": asdict(config), "versions": versions(),
+    settings = run_settings(config)
+    store = RunStore(Path(config.out), settings, config.limit, config.resume)  # refused before anything is read
+    record = {"config_key": config_key(settings), "config": asdict(config), "versions": versions(),
               "world_size": current.world_size}
-    inputs, classifier, explainers = prepare(config, record)  # every rank: DDP training or loading
+    inputs = load_inputs(config)
     evaluation = inputs.evaluation
+    data = data_identity(input_files(inputs.data, evaluation, config.noise_dir), inputs.data.root, {
+        "train": inputs.train_key, "valid": inputs.valid_key, "noise": inputs.noise_key,
+        "evaluation labels": config_key(inputs.data.split.evaluation["target"].tolist())}, Path(config.cache_dir))
+    store.check_data(data)  # before anything trains
+    classifier, explainers = prepare_models(config, inputs, record, store.expected_models())  # every rank
+    models = model_identity(record["models"])
+    store.check_models(models)
     record["class_names"] = inputs.data.class_names
     record["evaluated_clips"] = len({s.base_index for s in evaluation.samples})
     record["evaluated_samples"] = len(evaluation.samples)
     if current.leader:
-        store.start(record, len(evaluation.samples), config.save_audio)
+        store.start(record, {"settings": settings, "limit": config.limit, "data": data, "models": models},
+                    config.save_audio)
     distributed.barrier(current)
     prepared = time.time()
     evaluate(config, classifier, explainers, evaluation, store.writer(current.rank, current.world_size), store.work,

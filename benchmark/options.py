@@ -49,7 +49,9 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                     "what is missing (cached), explains the evaluation samples with each method, computes AI, AD, "
                     "AG, FF, Fid-In, SPS, COMP, MM, Loc-AUC and Loc-mass (and Ins-AUC, Del-AUC with --curves), with "
                     "95 % confidence intervals and paired significance marks, and writes per_sample.csv, table.csv, "
-                    "table.md, table.tex, figure.png and run.json.")
+                    "table.md, table.tex, figure.png and run.json.",
+        epilog=f"commands: run_benchmark.py COMMAND [options], COMMAND one of {', '.join(COMMANDS)}; "
+               "run_benchmark.py COMMAND --help gives its options")
     parser.add_argument("--setting", default="ood", choices=["id", "ood", "clean"],
                         help="id: each evaluation clip mixed with one noise clip at 0 dB (needs --noise-dir); "
                              "ood: with two contaminants (see --contamination); clean: the clips as they are. "

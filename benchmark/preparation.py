@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from benchmark import precision
-from benchmark.checkpoints import REFERENCE_MODELS, cached_training, config_key, content_key
+from benchmark.checkpoints import REFERENCE_MODELS, cached_training, config_key, content_key, describe_models
 from benchmark.config import RunConfig
 from benchmark.pipeline import EvaluationSamples, evaluation_samples
 from benchmark.profiles import PROFILES
@@ -128,15 +128,36 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     evaluation = evaluation_samples(config, data) if evaluation_part else None
     split = data.split
     (train_sources, generated), (valid_sources, _) = data.provenance(split.train), data.provenance(split.valid)
+    train_waves = load_clips(data.paths(split.train), config.peak_normalisation)
+    probe = train_waves[:1] if len(train_waves) else load_clips(data.paths(split.evaluation.iloc[:1]))
+    check_classifier_outputs(classifier, probe, len(data.class_names), flag)  # before anything trains
     return RunInputs(
-        data, load_clips(data.paths(split.train), config.peak_normalisation),
-        load_clips(data.paths(split.valid), config.peak_normalisation), noise, evaluation, classifier,
-        None if given is None else given[1], explainers,
+        data, train_waves, load_clips(data.paths(split.valid), config.peak_normalisation), noise, evaluation,
+        classifier,        None if given is None else given[1], explainers,
         content_key(train_sources, cache_dir, targets=split.train["target"].tolist(),
                     peak_normalisation=config.peak_normalisation, **generated),
         content_key(valid_sources, cache_dir, targets=split.valid["target"].tolist(),
                     peak_normalisation=config.peak_normalisation, **generated),
         noise_key)
+
+
+def check_classifier_outputs(classifier: Classifier, waveform: torch.Tensor, classes: int, flag: str) -> None:
+    """Run ``classifier`` (eval mode) once on a real clip (1, N) and refuse what would fail later.
+
+    Raises:
+        ValueError: features or logits with NaN or infinite values (the classifier is named, not an explainer),
+            or logits that are not (1, ``classes``) (the observed shape is given); ``flag`` names the classifier.
+    """
+    with torch.no_grad():
+        features = classifier.eval().features(waveform)
+        logits = classifier(features) if torch.isfinite(features).all() else None
+    if logits is None or not torch.isfinite(logits).all():
+        part = "features" if logits is None else "logits"
+        raise ValueError(f"{flag} gives NaN or infinite {part} on {waveform.shape[1]} samples of a real clip; check "
+                         "the classifier's weights and its features (every explanation of it would be invalid)")
+    if logits.shape != (1, classes):
+        raise ValueError(f"{flag} gives logits of shape {tuple(logits.shape)} for one clip; the dataset has {classes} "
+                         f"classes, so (1, {classes}) is expected: build its output layer with len(class_names) units")
 
 
 def shuffle_training_labels(data: AudioData, seed: int) -> None:
@@ -176,7 +197,8 @@ def reference_dir(config: RunConfig) -> Path | None:
 
 
 def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict, device: torch.device,
-                       models: list[dict] | None = None) -> tuple[Classifier, str]:
+                       models: list[dict] | None = None,
+                       expected_models: dict[str, str] | None = None) -> tuple[Classifier, str]:
     """The classifier: the given one (``--classifier-checkpoint``, ``hf:``), or ``--classifier`` trained
     on the training part (a shipped reference model, or cached by its training configuration and the
     training audio's content); ``models`` gets its entry (``cached_training``'s ``used``)."""
@@ -202,17 +224,30 @@ def prepare_classifier(config: RunConfig, inputs: RunInputs, profile: dict, devi
             schedule["epochs"], schedule["lr"], profile["batch_size"], seed, config.precision)
 
     key = cached_training(classifier, "classifier", classifier_config, Path(config.cache_dir), train,
-                          reference_dir(config), models)
+                          reference_dir(config), models, expected_models)
     return classifier.to(device), key
 
 
-def prepare(config: RunConfig, record: dict,
-            evaluation_part: bool = True) -> tuple[RunInputs, Classifier, list[Explainer]]:
-    """``load_inputs``, then train or load the classifier and fit the explainers (all cached).
-
-    Fills ``record`` (for run.json) with the data root, split, classifier and methods.
-    """
+def prepare(config: RunConfig, record: dict, evaluation_part: bool = True,
+            expected_models: dict[str, str] | None = None) -> tuple[RunInputs, Classifier, list[Explainer]]:
+    """``load_inputs``, then ``prepare_models``: what every command that explains needs."""
     inputs = load_inputs(config, evaluation_part)
+    classifier, explainers = prepare_models(config, inputs, record, expected_models)
+    return inputs, classifier, explainers
+
+
+def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
+                   expected_models: dict[str, str] | None = None) -> tuple[Classifier, list[Explainer]]:
+    """Train or load the classifier and fit the explainers (all cached), on inputs loaded by ``load_inputs``.
+
+    Fills ``record`` (for run.json) with the data root, split, classifier and methods. ``expected_models``
+    (file name → SHA-256, the models of a run that is resumed or reported on): every model must then be
+    loaded with exactly these bytes, and none is trained (``benchmark.checkpoints.cached_training``).
+
+    Raises:
+        CheckpointError: an expected model is missing or differs; ValueError: the classifier breaks its
+            contract (``check_classifier_outputs``).
+    """
     device = torch.device(config.device)
     profile = PROFILES[config.profile]
     split = inputs.data.split
@@ -222,8 +257,10 @@ def prepare(config: RunConfig, record: dict,
     record["audio"] = {"train": inputs.train_key, "valid": inputs.valid_key, "noise": inputs.noise_key,
                        "peak_normalisation": PEAK_NORMALISATIONS[config.peak_normalisation]}
     models: list[dict] = []
-    classifier, classifier_key = prepare_classifier(config, inputs, profile, device, models)
+    classifier, classifier_key = prepare_classifier(config, inputs, profile, device, models, expected_models)
     classifier.eval().requires_grad_(False)
+    check_classifier_outputs(classifier, inputs.train_waves[:1].to(device), len(inputs.data.class_names),
+                             f"--classifier {config.classifier} ({describe_models(models)})")
     record["classifier"] = {"checkpoint": classifier_key, **classifier.describe()}
     if len(split.valid) and (split.valid["target"] >= 0).all():
         record["classifier"]["valid_accuracy"] = accuracy(
@@ -240,11 +277,11 @@ def prepare(config: RunConfig, record: dict,
         data_key=config_key({"train": inputs.train_key, "noise": inputs.noise_key}),
         valid_waveforms=inputs.valid_waves, valid_key=inputs.valid_key,
         peak_normalisation=config.peak_normalisation, precision=config.precision, domains=tuple(config.domains),
-        reference_dir=reference_dir(config), models=models)
+        reference_dir=reference_dir(config), models=models, expected_models=expected_models)
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
     record["left_out"] = [m for m in config.methods if m not in {e.name for e in inputs.explainers}]
     record["trained_parts"] = resources.log
     record["models"] = models
-    return inputs, classifier, inputs.explainers
+    return classifier, inputs.explainers

@@ -1,13 +1,15 @@
 """Where a run's results live, and how they are written so that none are ever lost.
 
-``OUT`` holds the last finished results: ``per_sample.csv``, ``table.csv``,
-``table.md``, ``table.tex``, ``figure.png``, ``run.json`` (and ``audio/`` with ``--save-audio``). A run writes into
-``OUT/unfinished/`` and moves its files over the finished ones only when it has
-finished (``RunStore.finish``): a run that fails or is interrupted, during training
-or evaluation, leaves the earlier results byte-identical. ``--resume`` continues
-``OUT/unfinished/`` (or, after a finished run, a copy of its rows) and computes only
-the missing samples; rows of samples outside the run's sample set (another
-``--limit``) are dropped.
+``OUT`` holds the last finished results: ``per_sample.csv``, ``table.csv``, ``table.md``, ``table.tex``,
+``figure.png``, ``run.json`` (and ``audio/`` with ``--save-audio``). It is a run's own folder, marked with
+the identity of the rows it holds (``benchmark.output_folder``, ``benchmark.run_identity``); a folder
+that holds anything else is refused before anything is read. A run writes into ``OUT/unfinished/``
+(marked with its own identity) and moves its files over the finished ones only when it has finished
+(``RunStore.finish``): a run that fails or is interrupted, during training or evaluation, leaves the
+earlier results byte-identical. ``--resume`` continues ``OUT/unfinished/`` (or, after a finished run, a
+copy of its rows) only when it is the same run: the same settings, data and model weights; a larger
+``--limit`` extends it. No run drops rows it does not compute again: a smaller ``--limit`` than the
+rows in ``OUT`` is refused.
 
 In a launch of several processes (``torchrun``, ``benchmark.distributed``) each rank appends
 to its own ``OUT/unfinished/per_sample.rank-<r>.csv``; a rank that dies loses only the batch
@@ -18,17 +20,16 @@ result does not depend on the number of processes, and resuming works with any n
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from filelock import FileLock, Timeout
+
+from benchmark.files import sha256_of, write_then_replace
+from benchmark.output_folder import check_contents, read_mark, write_mark
+from benchmark.run_identity import covers, differences
 
 RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
 AGREEMENT_FILES = ("agreement.csv", "agreement.md", "agreement.png")
@@ -91,59 +92,107 @@ class ResultWriter:
         self.done.update((r["domain"], r["method"], r["sample_id"]) for r in rows)
 
 
+RUN_ENTRIES = {*RESULT_FILES, *AGREEMENT_FILES, "unfinished", "audio", "audio.replaced", "report"}
+"""What a run folder may hold: the results, the unfinished run, WAVs (``--save-audio``) and the report."""
+UNFINISHED_ENTRIES = {"per_sample*", *RESULT_FILES, *AGREEMENT_FILES, "audio"}
+MARKED = {"unfinished", "audio", "audio.replaced"}
+"""The folders a run replaces or deletes: each must carry a run's mark (``benchmark.output_folder``)."""
+
+
 class RunStore:
-    """The output folder of one run configuration (see the module docstring).
+    """The output folder of one run (see the module docstring), checked before anything is read.
 
     Args:
         out: the output folder (``--out``).
-        identity: ``config_key`` of the settings that define the results.
-        resume: continue unfinished (or finished) results of the same configuration.
+        settings: the settings part of the run's identity (``benchmark.run_identity.run_settings``).
+        limit: ``--limit`` (None: every evaluation clip).
+        resume: continue the unfinished (or the finished) rows of the same run.
     Raises:
-        FileExistsError: ``out`` holds finished or unfinished results of another
-            configuration (nothing is touched; the message names the fix).
+        FileExistsError: ``out`` is not a run's own folder, holds other files, holds results or unfinished
+            results of other settings, or of more evaluation clips than ``limit`` (which would drop their
+            rows); nothing is touched, and the message names what differs and the fix.
     """
 
-    def __init__(self, out: Path, identity: str, resume: bool):
-        self.out, self.identity, self.resume = Path(out), identity, resume
+    def __init__(self, out: Path, settings: dict, limit: int | None, resume: bool):
+        self.out, self.resume = Path(out), resume
         self.work = self.out / "unfinished"
-        for folder, what in ((self.out, "results"), (self.work, "unfinished results")):
-            if (folder / "per_sample.csv").exists() and self._identity_in(folder) != identity:
-                raise FileExistsError(f"{folder} holds {what} of another configuration; pass another --out, or move "
-                                      f"{folder / 'per_sample.csv'} away")
+        check_contents(self.out, RUN_ENTRIES, MARKED)
+        check_contents(self.work, UNFINISHED_ENTRIES, {"audio"}, flag=f"--out {self.out}: the unfinished run in")
+        self.finished = (read_mark(self.out) or {}).get("identity")
+        self.unfinished = (read_mark(self.work) or {}).get("identity")
+        new = {"settings": settings, "limit": limit}
+        for identity, what, folder in ((self.finished, "results", self.out),
+                                       (self.unfinished, "unfinished results", self.work)):
+            if identity is None:
+                continue
+            differ = differences(identity, new, ("settings",))
+            if differ:
+                raise FileExistsError(f"{folder} holds {what} of another configuration: {'; '.join(differ)}; pass "
+                                      f"the same options, another --out, or move {folder} away")
+            if not covers(limit, identity["limit"]):
+                raise FileExistsError(
+                    f"--limit {limit}: {folder} holds {what} of {identity['limit'] or 'all'} evaluation clips, and "
+                    f"this run would drop the rows of the others; pass --limit {identity['limit'] or '(none)'} or "
+                    "more, or another --out")
+        self.continued = None
+        if resume:
+            self.continued = self.unfinished if self.row_files() else self.finished
 
-    @staticmethod
-    def _identity_in(folder: Path) -> str | None:
-        try:
-            return json.loads((folder / "run.json").read_text()).get("config_key")
-        except (OSError, ValueError):
-            return None
+    def check_data(self, data: dict) -> None:
+        """Before anything trains: with ``--resume``, the run continued must have read the same files (``data``,
+        ``run_identity.data_identity``); without it, say what finished results this run will replace.
 
-    def start(self, record: dict, sample_count: int, save_audio: bool) -> None:
-        """Prepare ``OUT/unfinished/`` (rank 0 only, before any rank writes).
-
-        Without resume, an earlier unfinished run of this configuration is discarded
-        (finished results stay until ``finish``). With resume, the unfinished rows (or
-        a copy of the finished ones, and of their audio) are continued; rows whose
-        ``sample_id`` is not below ``sample_count`` are dropped from every row file.
+        Raises:
+            ValueError: ``--resume`` of a run that read other audio or labels (the files are named).
         """
-        rows = self.work / "per_sample.csv"
+        if self.continued is not None:
+            differ = differences(self.continued, {"data": data}, ("data",))
+            if differ:
+                raise ValueError(f"--resume: the run in {self.out} read other data: {'; '.join(differ)}; restore "
+                                 "them, or run without --resume (all rows are computed anew), or into another --out")
+        elif self.finished is not None:
+            differ = differences(self.finished, {"data": data}, ("data",))
+            print(f"the results in {self.out} will be replaced when this run finishes"
+                  + (f" (they were computed from other data: {'; '.join(differ)})" if differ else "")
+                  + " (pass --resume to continue them instead)")
+
+    def expected_models(self) -> dict[str, str] | None:
+        """With ``--resume``, the weights (file name → SHA-256) that the continued rows were computed with: the
+        run must load the very same (``benchmark.checkpoints.cached_training``); else None."""
+        return None if self.continued is None else self.continued.get("models", {})
+
+    def check_models(self, models: dict[str, str]) -> None:
+        """Raise ``ValueError`` when a resumed run uses other weights than the rows it continues (named)."""
+        if self.continued is not None:
+            differ = differences(self.continued, {"models": models}, ("models",))
+            if differ:
+                raise ValueError(f"--resume: the rows in {self.out} were computed with other models: "
+                                 f"{'; '.join(differ)}; run without --resume, or into another --out")
+
+    def start(self, record: dict, identity: dict, save_audio: bool) -> None:
+        """Prepare ``OUT/unfinished/`` (rank 0 only, before any rank writes), marked with ``identity``.
+
+        Without resume, an earlier unfinished run (of these settings, covered by this run's samples) is
+        discarded; finished results stay until ``finish``. With resume, the unfinished rows (or a copy of the
+        finished ones, and of their audio) are continued.
+        """
+        if read_mark(self.out) is None:
+            write_mark(self.out, {"identity": None})
         if not self.resume:
+            if self.row_files():
+                print(f"discarding the unfinished rows in {self.work} (pass --resume to continue them)")
             shutil.rmtree(self.work, ignore_errors=True)
-            if (self.out / "per_sample.csv").exists():
-                print(f"the results in {self.out} will be replaced when this run finishes (pass --resume to "
-                      "continue them instead)")
-        elif not self.row_files() and (self.out / "per_sample.csv").exists():
+        elif not self.row_files() and self.finished is not None:
             self.work.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.out / "per_sample.csv", rows)
+            shutil.copyfile(self.out / "per_sample.csv", self.work / "per_sample.csv")
             if save_audio and (self.out / "audio").is_dir():
                 shutil.copytree(self.out / "audio", self.work / "audio", dirs_exist_ok=True)
-        self.work.mkdir(parents=True, exist_ok=True)
+        write_mark(self.work, {"identity": identity})
+        if save_audio:
+            write_mark(self.work / "audio", {})
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))
         for path in self.row_files():
             ResultWriter(path)  # truncates a row cut off by a kill
-            if any(i >= sample_count for _, _, i in row_keys(path)):
-                kept = pd.read_csv(path)
-                kept[kept["sample_id"] < sample_count].to_csv(path, index=False)
 
     def row_files(self) -> list[Path]:
         """``per_sample.csv`` and the ranks' ``per_sample.rank-<r>.csv`` in ``OUT/unfinished/``."""
@@ -185,83 +234,20 @@ class RunStore:
 
     def finish(self, record: dict) -> None:
         """Write ``run.json``, with ``files`` listing the bytes and SHA-256 of every other result file (the
-        run's manifest), and move the unfinished results over the finished ones (the tables and the
-        figure must already be in ``OUT/unfinished/``)."""
+        run's manifest), move the unfinished results over the finished ones (the tables and the figure must
+        already be in ``OUT/unfinished/``) and mark ``OUT`` with the identity of the rows it now holds."""
         names = [*RESULT_FILES, *(name for name in AGREEMENT_FILES if (self.work / name).exists())]
         record["files"] = {name: {"bytes": (self.work / name).stat().st_size, "sha256": sha256_of(self.work / name)}
                            for name in names if name != "run.json"}
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))
         if (self.work / "audio").is_dir():
             old = self.out / "audio.replaced"
+            shutil.rmtree(old, ignore_errors=True)  # a marked leftover of a finish that was killed
             if (self.out / "audio").exists():
                 os.replace(self.out / "audio", old)
             os.replace(self.work / "audio", self.out / "audio")
             shutil.rmtree(old, ignore_errors=True)
         for name in names:
             os.replace(self.work / name, self.out / name)
+        write_mark(self.out, {"identity": read_mark(self.work)["identity"]})
         shutil.rmtree(self.work)
-
-
-class FolderLock:
-    """An exclusive lock on a folder (``filelock``: an OS lock on ``<folder>/.lock``), held until
-    ``release`` or the process's end; the OS frees it when the holder dies, so a lock left by a killed
-    run is taken over. The holder's pid and start time are written to ``<folder>/.lock-holder.json``.
-
-    Args:
-        folder: the folder (created if missing).
-        what: what the folder is, for the message, e.g. "--out".
-        wait: False: raise at once when another process holds it; True: wait for it (printing who holds it).
-    Raises:
-        FileExistsError: ``wait`` is False and another process holds the lock (the message names its pid
-            and start time).
-    """
-
-    def __init__(self, folder: Path, what: str, wait: bool = False):
-        folder.mkdir(parents=True, exist_ok=True)
-        self.holder_file = folder / ".lock-holder.json"
-        self.lock = FileLock(str(folder / ".lock"))
-        try:
-            self.lock.acquire(timeout=0)
-        except Timeout:
-            holder = self._holder()
-            if not wait:
-                raise FileExistsError(f"{what} {folder} is in use by another run ({holder}); wait for it to finish, "
-                                      f"or pass another {what}") from None
-            print(f"waiting for {folder}, in use by another run ({holder})")
-            self.lock.acquire()
-        self.holder_file.write_text(json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                "command": " ".join(sys.argv)}))
-
-    def _holder(self) -> str:
-        try:
-            holder = json.loads(self.holder_file.read_text())
-            return f"pid {holder['pid']}, started {holder['started']}"
-        except (OSError, ValueError, KeyError):
-            return "pid unknown"
-
-    def release(self) -> None:
-        """Free the lock and remove the holder's note (the empty ``.lock`` file stays: removing it could
-        race with a run that is taking it)."""
-        self.holder_file.unlink(missing_ok=True)
-        self.lock.release()
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write`` on a temporary name beside ``path`` (``.partial-<pid>-<name>``, same suffix, so
-    that writers that go by the suffix pick the format), then move it over ``path`` (atomic): a failure
-    leaves an earlier ``path`` as it was, and no partial file behind."""
-    partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

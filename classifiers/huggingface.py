@@ -13,6 +13,9 @@ Supported: Audio Spectrogram Transformer models (``ASTForAudioClassification`` w
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -39,21 +42,27 @@ def load(name: str) -> ASTClassifier:
         raise _refuse(name, "no such folder; pass a folder written by save_pretrained (model and feature extractor) "
                             "or a Hugging Face hub id such as MIT/ast-finetuned-audioset-10-10-0.4593")
     source = str(folder) if local else name
+    if not local:  # a relative folder that is not there looks like a hub id (org/name): say so before the hub
+        print(f"--classifier hf:{name}: no folder {folder.resolve()} here; looking {name} up as a Hugging Face hub id")
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local)
+        with nullcontext() if local else _hub_warnings_off():
+            config = AutoConfig.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as error:
-        where = "the folder holds no transformers config.json" if local else \
-            "not in the Hugging Face cache and not reachable on the hub"
+        where = "the folder holds no transformers config.json" if local else (
+            f"no folder {folder.resolve()} exists here, so {name} was looked up as a Hugging Face hub id, which "
+            "failed: not in the Hugging Face cache and the hub not reachable (offline?)")
         raise _refuse(name, f"{where} ({str(error).splitlines()[0][:160]}); pass a folder written by "
-                            "save_pretrained") from None
+                            "save_pretrained" + ("" if local else ", by a path that exists from the working directory "
+                                                 "(or absolute), or a hub id while online")) from None
     if config.model_type != "audio-spectrogram-transformer":
         raise _refuse(name, f"a {config.model_type!r} model; hf: explains audio-classification Audio Spectrogram "
                             "Transformers (ASTForAudioClassification with ASTFeatureExtractor), whose features the "
                             "benchmark computes differentiably; wrap another model in a Classifier of your own "
                             "(README, \"Your own classifier\")")
     try:
-        model = AutoModelForAudioClassification.from_pretrained(source, local_files_only=local)
-        extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local)
+        with nullcontext() if local else _hub_warnings_off():
+            model = AutoModelForAudioClassification.from_pretrained(source, local_files_only=local)
+            extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local)
     except (OSError, ValueError) as error:
         raise _refuse(name, f"the model or its feature extractor does not load ({str(error).splitlines()[0][:160]}); "
                             "save both with save_pretrained into the folder") from None
@@ -63,6 +72,53 @@ def load(name: str) -> ASTClassifier:
     classifier = ASTClassifier(model, class_names, extractor).eval()
     classifier.name = f"hf:{name}"
     return classifier
+
+
+@contextmanager
+def _hub_warnings_off() -> Iterator[None]:
+    """huggingface_hub's retry warnings (a dozen lines while the hub is unreachable) off: the error says it."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_class_names(flag: str, model_names: list[str], data_names: list[str], names_known: bool = True) -> None:
+    """Refuse a given classifier whose classes are not the dataset's: another count or, when ``names_known``
+    (an hf: model's ``config.id2label``, a checkpoint's class_names), other names or another order.
+
+    Args:
+        flag: the option that gave the classifier, e.g. "--classifier hf:FOLDER" (named in the message).
+        model_names: its class names, output i first; data_names: the dataset's, in target order.
+    Raises:
+        ValueError: the counts differ; or the names differ: the first two of each are shown, with the way to
+            map them (an hf: model: set ``config.id2label`` / ``label2id`` to the dataset's names and
+            save_pretrained again), or --dataset folder, which needs no labels.
+    """
+    folder = "explain a folder of recordings with --dataset folder (no labels needed)"
+    if len(model_names) != len(data_names):
+        raise ValueError(f"{flag} knows {len(model_names)} classes, the dataset has {len(data_names)}; use a model "
+                         f"of this dataset's classes, or {folder}")
+    if not names_known or list(model_names) == list(data_names):
+        return
+    count = len(data_names)
+    model_first, data_first = (", ".join(map(repr, names[:2])) for names in (model_names, data_names))
+    first = f"{model_first}, … where the dataset has {data_first}, …"
+    if sorted(model_names) == sorted(data_names):
+        raise ValueError(f"{flag} knows the dataset's {count} class names in another order ({first} in target "
+                         f"order); use a model whose output i is the dataset's class i, or {folder}")
+    default = all(name == f"LABEL_{i}" for i, name in enumerate(model_names))
+    why = " (transformers' default names: its config.id2label was never set)" if default else ""
+    fix = "use a checkpoint trained on this dataset's classes"
+    if flag.startswith("--classifier hf:"):
+        fix = ("if its outputs are the dataset's classes in target order, set model.config.id2label = "
+               "dict(enumerate(names)) and model.config.label2id = {name: i for i, name in enumerate(names)}, names "
+               "being the dataset's class names in target order, and save_pretrained again")
+    raise ValueError(f"{flag} knows {count} classes, as many as the dataset, but other names{why}: {first}; {fix}; "
+                     f"or {folder}")
 
 
 def weights_key(classifier: ASTClassifier) -> str:

@@ -19,6 +19,8 @@ ESC50_URL = "https://github.com/karolpiczak/ESC-50"
 ESC50_ARCHIVE = "https://github.com/karoldvl/ESC-50/archive/master.zip"
 COLUMNS = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
 FOLDS = FoldPlan(train=(1, 2, 3), valid=(4,), evaluation=(4,), pool=(5,))
+CLASSES = 50
+"""ESC-50's class count: targets are 0 … 49."""
 
 
 HOW_TO_GET = f"Download ESC-50 from {ESC50_URL} (archive: {ESC50_ARCHIVE})."
@@ -43,8 +45,8 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
         the split keeps in one part), one row per clip, sorted by filename, index 0..n-1.
     Raises:
         DatasetNotFoundError: the CSV is missing.
-        ValueError: the CSV lacks a released column, a fold or target is not an integer, or a
-            clip is listed twice (file and line named).
+        ValueError: the CSV lacks a released column, a fold or target is not an integer, a target is
+            outside 0 … 49, or a clip is listed twice (file and line named).
         FileNotFoundError: listed audio files are missing (count and first names given).
     """
     root = Path(root)
@@ -56,7 +58,7 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
     if missing_cols:
         raise ValueError(f"{csv} lacks columns {missing_cols}; expected the released "
                          f"ESC-50 columns {COLUMNS}")
-    meta = split.check_rows(meta, csv, ["fold", "target"], "filename")
+    meta = split.check_rows(meta, csv, ["fold", "target"], "filename", ("target", CLASSES))
     meta["recording"] = meta["src_file"].astype(str)  # the Freesound recording the clip was cut from
     meta = meta.sort_values("filename", kind="stable").reset_index(drop=True)
     missing = [f for f in meta["filename"] if not (root / "audio" / f).is_file()]

@@ -15,6 +15,18 @@ def default_cache_dir(name: str) -> Path:
     return Path(base) / "lmac-benchmark" / name
 
 
+DEFAULT_ROOTS = {"esc50": ("ESC50_ROOT", "esc50"), "us8k": ("US8K_ROOT", "UrbanSound8K"),
+                 "controlled": ("ESC50_ROOT", "esc50")}
+"""A dataset's environment variable and the name of its folder in the per-user cache."""
+
+
+def default_data_root(dataset: str) -> Path:
+    """Where ``dataset`` is looked up without ``--data-root``: ``$<ENV>``, else ``default_cache_dir(name)``
+    (``DEFAULT_ROOTS``); it need not exist."""
+    env_var, name = DEFAULT_ROOTS[dataset]
+    return Path(os.environ.get(env_var) or default_cache_dir(name)).expanduser()
+
+
 def resolve_root(data_root: str | os.PathLike | None, env_var: str, name: str, required: list[str],
                  how_to_get: str) -> Path:
     """The dataset's root: ``data_root`` if given, else ``$env_var``, else ``default_cache_dir(name)``.

@@ -2,6 +2,8 @@
 dataset made from ESC-50 (``datasets.controlled``)."""
 from __future__ import annotations
 
+import importlib.machinery
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from datasets import controlled, esc50, folder, urbansound8k
 from datasets.split import FoldPlan, Split, class_names, contiguous_targets, make_split
 
 DATASETS = ("esc50", "us8k", "folder", "controlled")
+PACKAGE = Path(__file__).resolve().parent
+"""This repository's ``datasets`` package, which takes Hugging Face's package name in the benchmark's process."""
 
 
 @dataclass
@@ -62,7 +66,7 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
         DatasetNotFoundError: esc50 / us8k not found. FileNotFoundError: no folder or
         no audio in it. ValueError: a metadata CSV without clips, a folder without
         checkpoint with fewer than two labelled classes (sub-folders), ``folds`` naming a fold the
-        data does not have, or an unknown dataset.
+        data does not have, ``folds`` or ``data_folds`` given for a folder, or an unknown dataset.
     """
     if name in ("esc50", "us8k", "controlled"):
         module = urbansound8k if name == "us8k" else esc50
@@ -87,6 +91,11 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
                          backgrounds if name == "controlled" else None)
     if name != "folder":
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    for flag, value in (("--folds", folds), ("--data-folds", data_folds)):
+        if value:
+            raise ValueError(f"{flag} {value}: --dataset folder has no folds; it is split by recording (each file "
+                             "its own), or all its files are evaluated with a given classifier: leave "
+                             f"{flag} out")
     if not data_root:
         raise FileNotFoundError("--dataset folder needs --data-root DIR, the folder of audio files")
     root = Path(data_root).expanduser().resolve()
@@ -101,3 +110,36 @@ def open_dataset(name: str, data_root: str | None, seed: int, folds: str | None 
                          "(at least two); to explain with a trained one, pass --classifier-checkpoint")
     split = make_split(labelled, seed, FoldPlan((1,), (1,), (1,), (1,)))
     return AudioData(name, root, root, labelled, class_names(labelled), split)
+
+
+def shadowed_hugging_face(error: BaseException) -> str | None:
+    """What to tell a user whose code (an ``--import`` module) wanted Hugging Face ``datasets`` and got this
+    repository's package of the same name: an ImportError about ``datasets`` or ``datasets.*`` coming from
+    ``PACKAGE``, or an AttributeError of that module. None for any other error.
+
+    The message says whether Hugging Face ``datasets`` is installed (found on the module path outside this
+    repository) and the way out: export the audio to files in a separate script and run on the folder.
+    """
+    ours = getattr(sys.modules.get("datasets"), "__file__", None)
+    ours = ours is not None and Path(ours).resolve().parent == PACKAGE
+    if isinstance(error, ImportError):
+        name = error.name or ""
+        clash = (name == "datasets" and bool(error.path) and Path(error.path).resolve().parent == PACKAGE) or (
+            isinstance(error, ModuleNotFoundError) and name.startswith("datasets.") and ours)
+    elif isinstance(error, AttributeError):
+        module = getattr(error, "obj", None)
+        clash = getattr(module, "__name__", None) == "datasets" and module is sys.modules.get("datasets") and ours
+    else:
+        clash = False
+    if not clash:
+        return None
+    elsewhere = [p for p in sys.path if Path(p or ".").resolve() != PACKAGE.parent]
+    installed = importlib.machinery.PathFinder.find_spec("datasets", elsewhere)
+    state = "nor is it installed in this environment: pip install datasets"
+    if installed and installed.origin:
+        state = f"installed in {Path(installed.origin).parent}, it is shadowed"
+    return (f"the module wants Hugging Face datasets, but in the benchmark's process the name datasets is this "
+            f"repository's package ({PACKAGE}), so Hugging Face datasets cannot be imported there ({state}); "
+            "export the audio to files in a separate script kept outside this repository (one sub-folder per "
+            "class, e.g. with datasets.Audio(decode=False) and each row's audio bytes) and run with --dataset folder "
+            "--data-root DIR")

@@ -96,12 +96,16 @@ class Split:
         return ", ".join(f"{name} {len(p)} clips / {p['recording'].nunique()} recordings" for name, p in parts.items())
 
 
-def check_rows(meta: pd.DataFrame, csv: Path, integer_columns: list[str], name_column: str) -> pd.DataFrame:
+def check_rows(meta: pd.DataFrame, csv: Path, integer_columns: list[str], name_column: str,
+               class_ids: tuple[str, int] | None = None) -> pd.DataFrame:
     """``meta`` as read from ``csv`` with ``integer_columns`` as int64, after checking every row.
 
+    ``class_ids``: the integer column of class ids and the dataset's class count, e.g. ("target", 50): each
+    value must be in 0 … count − 1 (a −1 would pass as an unlabelled clip and fail in training).
+
     Raises:
-        ValueError: a value of an integer column that is not an integer, or a clip listed twice;
-            the message names the file, the CSV line (header = line 1), the value and the fix.
+        ValueError: a value of an integer column that is not an integer, a class id out of range, or a clip
+            listed twice; the message names the file, the CSV line (header = line 1), the value and the fix.
     """
     meta = meta.copy()
     for column in integer_columns:
@@ -112,6 +116,12 @@ def check_rows(meta: pd.DataFrame, csv: Path, integer_columns: list[str], name_c
             raise ValueError(f"{csv}, line {line}: {column} {meta.at[bad[0], column]!r} is not an integer "
                              f"({len(bad)} such row(s)); fix the row or restore the released file")
         meta[column] = values.astype("int64")
+        if class_ids and class_ids[0] == column:
+            outside = meta.index[(meta[column] < 0) | (meta[column] >= class_ids[1])]
+            if len(outside):
+                raise ValueError(f"{csv}, line {int(outside[0]) + 2}: {column} {meta.at[outside[0], column]} is not "
+                                 f"a class id of this dataset (0 … {class_ids[1] - 1}; {len(outside)} such row(s)); "
+                                 "give the row its class's id, delete it, or restore the released file")
     repeated = meta.index[meta[name_column].duplicated(keep=False)]
     if len(repeated):
         lines = ", ".join(str(int(i) + 2) for i in repeated[:6])

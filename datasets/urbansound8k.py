@@ -20,6 +20,8 @@ COLUMNS = ["slice_file_name", "fsID", "start", "end", "salience", "fold", "class
 # contaminant fold; fold 6, unused by both, plays the part of ESC-50's fold 5. The official 10-fold protocol
 # (train on nine folds, test on the tenth) is ``--folds``, e.g. 1-8:9:10:9.
 FOLDS = FoldPlan(train=(1, 2, 3), valid=(4,), evaluation=(5,), pool=(6,))
+CLASSES = 10
+"""UrbanSound8K's class count: classIDs are 0 … 9."""
 HOW_TO_GET = "Download UrbanSound8K from https://urbansounddataset.weebly.com/urbansound8k.html."
 
 
@@ -40,7 +42,7 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         DatasetNotFoundError: no CSV. ValueError: a released column is missing, a fold, classID or
-            fsID is not an integer, or a slice is listed twice (file and line named).
+            fsID is not an integer, a classID is outside 0 … 9, or a slice is listed twice (file and line named).
         FileNotFoundError: listed audio files are missing (count and first names given).
     """
     csv = Path(root) / "metadata" / "UrbanSound8K.csv"
@@ -50,7 +52,7 @@ def load_metadata(root: str | os.PathLike) -> pd.DataFrame:
     missing_columns = [c for c in COLUMNS if c not in meta.columns]
     if missing_columns:
         raise ValueError(f"{csv} lacks columns {missing_columns}; expected the released columns {COLUMNS}")
-    meta = split.check_rows(meta, csv, ["fold", "classID", "fsID"], "slice_file_name")
+    meta = split.check_rows(meta, csv, ["fold", "classID", "fsID"], "slice_file_name", ("classID", CLASSES))
     meta["recording"] = meta["fsID"].astype(str)  # the Freesound recording the slice was cut from
     meta["filename"] = [f"fold{fold}/{name}" for fold, name in zip(meta["fold"], meta["slice_file_name"])]
     meta["target"], meta["category"] = meta["classID"], meta["class"]

@@ -56,6 +56,8 @@ class TrainingResources:
         log: explainers append what they trained or loaded (checkpoint keys), for run.json.
         reference_dir: shipped reference models looked up before the cache, or None (``--retrain``).
         models: one entry per trained part used (``benchmark.checkpoints.cached_training``'s ``used``).
+        expected_models: file name → SHA-256 of the models a resumed or reported run used: loaded with exactly
+            these bytes, never trained (``cached_training``'s ``expected``); None: train what is missing.
     """
 
     classifier: Classifier
@@ -76,6 +78,7 @@ class TrainingResources:
     log: list = field(default_factory=list)
     reference_dir: Path | None = None
     models: list = field(default_factory=list)
+    expected_models: dict | None = None
 
 
 class Explainer:

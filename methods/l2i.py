@@ -190,7 +190,8 @@ class L2IExplainer(Explainer):
                   "recipe": "unit-norm dictionary columns, mean-pooling start, best validation agreement kept",
                   **precision.key_part(resources.precision)}
         key = cached_training(interpreter, "l2i", config, resources.cache_dir,
-                              lambda module: self._train(module, resources), resources.reference_dir, resources.models)
+                              lambda module: self._train(module, resources), resources.reference_dir, resources.models,
+                              resources.expected_models)
         log = training_record(Path(resources.models[-1]["path"]))["log"]
         self.validation_agreement = log["best_valid_agreement"]
         resources.log.append({"l2i_checkpoint": key, "l2i_theta_valid_agreement": self.validation_agreement,

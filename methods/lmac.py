@@ -205,7 +205,8 @@ class LMACExplainer(Explainer):
                     return self._train(module, resources, hp["epochs"], domain, f"train L-MAC ({domain})")
 
                 self.checkpoint_keys[domain] = cached_training(decoder, kind, config, resources.cache_dir, train,
-                                                               resources.reference_dir, resources.models)
+                                                               resources.reference_dir, resources.models,
+                                                               resources.expected_models)
                 resources.log.append({f"{kind}_checkpoint": self.checkpoint_keys[domain]})
             self.decoders[domain] = decoder.to(resources.device).eval()
 
@@ -314,6 +315,6 @@ class LMACFineTunedExplainer(LMACExplainer):
                                    tuning["guidance"])
 
             key = cached_training(decoder, kind, config, resources.cache_dir, train, resources.reference_dir,
-                                  resources.models)
+                                  resources.models, resources.expected_models)
             resources.log.append({f"{kind}_checkpoint": key})
             self.decoders[domain] = decoder.to(resources.device).eval()

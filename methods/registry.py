@@ -82,7 +82,8 @@ def parse_hyperparameter(name: str, key: str, text: str) -> Any:
         raise ValueError(f"{flag}: unknown method {name!r}; registered: {', '.join(available_methods())}")
     keywords = hyperparameters_of(_REGISTRY[name])
     if key not in keywords:
-        raise ValueError(f"{flag}: {name} has no hyperparameter {key!r}; its hyperparameters: {', '.join(keywords)}")
+        known = f"its hyperparameters: {', '.join(keywords)}" if keywords else f"{name} has none: drop this --set"
+        raise ValueError(f"{flag}: {name} has no hyperparameter {key!r}; {known}")
     kind = keywords[key]
     text = text.strip()
     if text.startswith("[") and text.endswith("]"):

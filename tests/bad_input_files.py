@@ -133,4 +133,31 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         shutil.copyfile(ROOT / "results" / "esc50-ood-mixtures-cpu" / name, made["run_without_column"] / name)
     pd.read_csv(ROOT / "results" / "esc50-ood-mixtures-cpu" / "per_sample.csv").drop(columns="AI").to_csv(
         made["run_without_column"] / "per_sample.csv", index=False)
+    import hashlib
+    import zipfile
+
+    made["download_root"] = tmp_path / "download" / "esc50"
+    made["download_missing"] = tmp_path / "download-missing.zip"
+    made["download_bare"] = tmp_path / "download-bare.zip"  # ESC-50-master/ without meta/ and audio/
+    with zipfile.ZipFile(made["download_bare"], "w") as bundle:
+        bundle.writestr("ESC-50-master/README.md", "not the dataset")
+    made["download_gap"] = tmp_path / "download-gap.zip"  # its CSV lists two real clips, it holds the first
+    with zipfile.ZipFile(made["download_gap"], "w") as bundle:
+        bundle.writestr("ESC-50-master/meta/esc50.csv", META.head(2).to_csv(index=False))
+        bundle.write(ESC50 / "audio" / META["filename"].iloc[0], f"ESC-50-master/audio/{META['filename'].iloc[0]}")
+    for name in ("download_bare", "download_gap"):  # their --checksum values, "sha256:HEX", not paths
+        made[f"{name}_sum"] = "sha256:" + hashlib.sha256(made[name].read_bytes()).hexdigest()
+    made["esc50_root"] = ESC50  # the shared data: --out there is refused before anything is written
+    made["cache_inside"] = tmp_path / "cache" / "run"  # inside the --cache-dir the suite passes
+    made["committed"] = ROOT / "results" / "esc50-ood-mixtures-cpu"
+    made["user_audio"] = tmp_path / "interviews"  # a user's folder: audio/interview.wav
+    (made["user_audio"] / "audio").mkdir(parents=True)
+    (made["user_audio"] / "audio" / "interview.wav").write_bytes(b"RIFF")
+    made["user_unfinished"] = tmp_path / "thesis-folder"  # a user's unfinished/thesis/chapter1.txt
+    (made["user_unfinished"] / "unfinished" / "thesis").mkdir(parents=True)
+    (made["user_unfinished"] / "unfinished" / "thesis" / "chapter1.txt").write_text("chapter 1")
+    (tmp_path / "lmac_test_three_outputs.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"three-outputs"').replace(
+        "nn.Linear(80, len(class_names))", "nn.Linear(80, 3)"))
+    (tmp_path / "lmac_test_nan_classifier.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"nan"').replace(
+        "self.head(features.mean(1))", "self.head(features.mean(1)) * float('nan')"))
     return made

@@ -14,6 +14,7 @@ import methods.l2i
 import methods.lmac
 from benchmark.cli import main
 from benchmark.options import COMMANDS
+from benchmark.output_folder import write_mark
 from datasets.sources import open_dataset
 from tests.bad_input_files import bad_files, clips_per_class, esc50_tree, model_folders
 from tests.conftest import ESC50
@@ -98,6 +99,11 @@ bench --out '{a_file}'                                     => --out {a_file}: a 
 select-lmac-l1 --set lmac.lambda_l1=inf                    => inf is out of range
 explain '{truncated_clip}'                                 => is truncated
 download esc50 --checksum sha1:00                          => expected sha256:HEX or md5:HEX
+download esc50 --data-root '{download_root}' --url ftp://h/a.zip => --url ftp://h/a.zip: expected an http://, https://
+download esc50 --data-root '{download_root}' --url '{download_missing}' => for a local file: file://{download_missing}
+download esc50 --data-root '{download_root}' --url 'file://{download_missing}' => no such file {download_missing}
+download esc50 --data-root '{download_root}' --url 'file://{download_bare}' --checksum {download_bare_sum} => no audio/
+download esc50 --data-root '{download_root}' --url 'file://{download_gap}' --checksum {download_gap_sum} => are absent
 --folds 1-3:4:4:5                                          => --folds 1-3:4:4:5: the data in
 --out ''                                                   => --out is empty
 --data-root ' '                                            => --data-root is empty
@@ -112,6 +118,15 @@ download esc50 --checksum sha1:00                          => expected sha256:HE
 --import lmac_test_bare_classifier --classifier bare --methods lmac => --classifier bare gives no representations
 --import lmac_test_bare_classifier --classifier bare --methods gradcam => gives no layer for class activation maps
 --import lmac_test_bare_classifier --classifier bare --methods guided-backprop => gives no nn.ReLU modules
+--out /                                                    => --out /: the root of the file system
+--save-audio --out '{esc50_root}'                          => is the data root (--data-root)
+--out '{esc50_root}/audio'                                 => lies inside the data root (--data-root)
+--out '{cache_inside}'                                     => lies inside the checkpoint cache (--cache-dir)
+--out '{committed}'                                        => is the repository's committed results
+--save-audio --out '{user_audio}'                          => is not a run's folder (no .benchmark-run.json); it holds audio
+--out '{user_unfinished}'                                  => is not a run's folder (no .benchmark-run.json); it holds unfinished
+--import lmac_test_three_outputs --classifier three-outputs => gives logits of shape (1, 3) for one clip; the dataset has 50 classes
+--import lmac_test_nan_classifier --classifier nan         => --classifier nan gives NaN or infinite logits on 80000 samples
 """
 CASES = [(shlex.split(arguments), expected.strip())
          for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]
@@ -129,8 +144,8 @@ def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expecte
     monkeypatch.syspath_prepend(str(tmp_path))  # where lmac_test_raising_module.py lies
     arguments = [a.format(**{k: str(v) for k, v in files.items()}) for a in arguments]
     expected = expected.format(**{k: str(v) for k, v in files.items()})
-    earlier = tmp_path / "out" / "earlier-result.txt"  # what a run found in its folder stays as it was
-    earlier.parent.mkdir()
+    earlier = tmp_path / "out" / "table.md"  # what a run found in its folder (a run's own) stays as it was
+    write_mark(earlier.parent, {"identity": None})
     earlier.write_text("earlier")
     if arguments[0] in ("report", "download"):
         command, options, base = arguments, [], []
@@ -147,7 +162,7 @@ def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expecte
     assert not files["marker"].exists()  # the hostile pickle did not run
     assert "weights_only=False" not in error
     assert not list((tmp_path / "cache").glob("*.pt"))  # nothing trained
-    assert sorted(p.name for p in earlier.parent.iterdir() if not p.name.startswith(".lock")) == [earlier.name]
+    assert sorted(p.name for p in earlier.parent.iterdir() if not p.name.startswith(".")) == [earlier.name]
     assert earlier.read_text() == "earlier"
 
 
@@ -187,7 +202,8 @@ def test_set_values_take_the_type_of_the_keywords_default(tmp_path):
 def test_a_second_run_on_a_folder_in_use_stops_at_once_and_a_killed_runs_lock_is_taken_over(tmp_path, capsys):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from benchmark.store import FolderLock; held = FolderLock(Path(sys.argv[1]), '--out'); "
+                               "from benchmark.output_folder import FolderLock; "
+                               "held = FolderLock(Path(sys.argv[1]), '--out'); "
                                "print('locked', flush=True); time.sleep(600)", str(out)],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -17,7 +17,7 @@ import benchmark.preparation
 import methods.lmac
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.store import sha256_of
+from benchmark.files import sha256_of
 from tests.conftest import ESC50
 
 METRICS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
@@ -181,7 +181,7 @@ def test_explain_one_file_writes_listenable_audio_and_a_picture(first_run, tmp_p
 
 def test_save_audio_writes_each_samples_interpretations(first_run, tmp_path):
     assert run_cli(tmp_path / "out", first_run / "cache", "--save-audio") == 0
-    written = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir())
+    written = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir() if not p.name.startswith("."))
     assert written[:6] == ["0000-all-ones.wav", "0000-energy.wav", "0000-input.wav", "0000-lmac.wav",
                            "0000-random.wav", "0000-saliency.wav"]
     assert len(written) == 4 * 6  # 4 samples × (input + 5 methods), listenable only: mel masks write none
@@ -189,7 +189,7 @@ def test_save_audio_writes_each_samples_interpretations(first_run, tmp_path):
 
 def _snapshot(folder):
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
-            if path.is_file() and not path.name.startswith(".lock")}  # the run's lock is not a result
+            if path.is_file() and not path.name.startswith(".")}  # the run's lock and mark are not results
 
 
 def test_a_rerun_that_fails_leaves_the_earlier_results_byte_identical(first_run, tmp_path, monkeypatch):
@@ -208,16 +208,25 @@ def test_a_rerun_that_fails_leaves_the_earlier_results_byte_identical(first_run,
     assert _snapshot(out) == before
 
 
-def test_resume_with_a_smaller_limit_evaluates_exactly_the_new_samples(first_run, tmp_path):
+def test_a_smaller_limit_is_refused_and_keeps_every_finished_row(first_run, tmp_path, capsys):
     out = tmp_path / "out"
     shutil.copytree(first_run / "out", out)  # --limit 2: 4 samples
-    assert run_cli(out, first_run / "cache", "--resume", "--limit", "1") == 0
-    per_sample = pd.read_csv(out / "per_sample.csv")
-    assert set(per_sample["sample_id"]) == {0, 1}
-    assert "n = 2" in (out / "table.md").read_text().splitlines()[0]
-    assert set(pd.read_csv(out / "table.csv")["n"]) == {2}
-    record = json.loads((out / "run.json").read_text())
-    assert record["evaluated_samples"] == 2 and record["evaluated_clips"] == 1
+    before = _snapshot(out)
+    for extra in ((), ("--resume",)):
+        assert run_cli(out, first_run / "cache", *extra, "--limit", "1") == 2
+        error = capsys.readouterr().err
+        assert f"--limit 1: {out} holds results of 2 evaluation clips" in error and "pass --limit 2" in error
+        assert _snapshot(out) == before
+
+
+def test_resume_with_a_larger_limit_keeps_the_rows_and_adds_the_new_samples(first_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(first_run / "out", out)
+    before = pd.read_csv(out / "per_sample.csv")
+    assert run_cli(out, first_run / "cache", "--resume", "--limit", "3") == 0
+    after = pd.read_csv(out / "per_sample.csv")
+    assert set(after["sample_id"]) == set(range(6))
+    pd.testing.assert_frame_equal(after[after["sample_id"] < 4].reset_index(drop=True), before)
 
 
 def test_a_same_named_copy_with_other_audio_trains_a_new_classifier(tmp_path):

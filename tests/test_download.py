@@ -1,5 +1,5 @@
-"""``run_benchmark.py download`` against a local HTTP server on 127.0.0.1 that serves a small ESC-50
-archive the test builds from real clips: the real download code runs, nothing leaves the machine."""
+"""``run_benchmark.py download`` against a local HTTP server on 127.0.0.1 (or a ``file://`` URL) that serves
+a small ESC-50 archive the test builds from real clips: the real download code runs, nothing leaves the machine."""
 import functools
 import hashlib
 import http.server
@@ -118,3 +118,75 @@ def test_an_archive_without_the_dataset_folder_is_not_unpacked(server, tmp_path,
     assert "holds no folder ESC-50-master" in capsys.readouterr().err
     assert not root.exists() and not (tmp_path / "esc50.unpacking").exists()
     shutil.rmtree(tmp_path / "esc50.download", ignore_errors=True)
+
+
+def esc50_zip(path: Path, listed: list[str], held: list[str], extra: dict[str, str] | None = None) -> Path:
+    """A zip at ``path`` with ESC-50-master/: meta/esc50.csv with the real rows of ``listed`` (none: no CSV),
+    the real clips ``held`` under audio/ (none: no audio/) and ``extra`` files (name: text)."""
+    lines = (ESC50 / "meta" / "esc50.csv").read_text().splitlines()
+    with zipfile.ZipFile(path, "w") as bundle:
+        if listed:
+            rows = [lines[0]] + [line for line in lines[1:] if line.split(",")[0] in listed]
+            bundle.writestr("ESC-50-master/meta/esc50.csv", "\n".join(rows) + "\n")
+        for clip in held:
+            bundle.write(ESC50 / "audio" / clip, f"ESC-50-master/audio/{clip}")
+        for name, text in (extra or {}).items():
+            bundle.writestr(f"ESC-50-master/{name}", text)
+    return path
+
+
+def test_an_archive_without_meta_and_audio_is_refused_and_leaves_no_data_root(server, tmp_path, capsys):
+    url, served = server
+    archive = esc50_zip(served / "bare.zip", [], [], {"README.md": "not the dataset", "LICENSE": "x"})
+    root = tmp_path / "data" / "esc50"
+    assert main(["download", "esc50", "--data-root", str(root), "--url", f"{url}/bare.zip",
+                 "--checksum", sha256(archive)]) == 2
+    err = capsys.readouterr().err
+    line = err.splitlines()[-1]  # after the progress bar: the one-line message
+    assert line.startswith("error: ") and "Traceback" not in err
+    assert "ESC-50-master/ holds LICENSE, README.md but no meta/esc50.csv and no audio/" in line
+    assert "give --url the official archive" in line
+    assert list((tmp_path / "data").iterdir()) == []  # no data root, no staging folder, no archive left
+
+
+def test_an_archive_whose_csv_lists_a_clip_it_lacks_is_refused(server, tmp_path, capsys):
+    url, served = server
+    archive = esc50_zip(served / "gap.zip", CLIPS, CLIPS[:2])
+    root = tmp_path / "esc50"
+    assert main(["download", "esc50", "--data-root", str(root), "--url", f"{url}/gap.zip",
+                 "--checksum", sha256(archive)]) == 2
+    err = capsys.readouterr().err
+    assert f"1 of the 3 clips it lists are absent (first: audio/{CLIPS[2]})" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
+
+
+def test_a_file_url_of_a_valid_archive_is_copied_checked_and_unpacked(server, tmp_path, capsys):
+    _, served = server
+    root = tmp_path / "esc50"
+    assert main(["download", "esc50", "--data-root", str(root), "--url", (served / "master.zip").as_uri(),
+                 "--checksum", sha256(served / "master.zip")]) == 0
+    assert sorted(esc50.load_metadata(root)["filename"]) == sorted(CLIPS)
+    assert (served / "master.zip").is_file() and RangeHandler.ranges == []  # read in place, not over HTTP
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["esc50", "served"]
+
+
+def test_a_file_url_of_a_missing_file_names_it(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "master.zip"
+    assert main(["download", "esc50", "--data-root", str(tmp_path / "esc50"), "--url", missing.as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert f"no such file {missing}" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:{port}/master.zip", "data:application/zip;base64,UEsFBg==",
+                                 "{served}/master.zip"])
+def test_a_url_of_another_scheme_is_refused_before_any_transfer(url, server, tmp_path, capsys):
+    _, served = server
+    closed = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    closed.server_close()  # were the URL tried, the connection would fail at once, not hang
+    url = url.format(port=closed.server_address[1], served=served)
+    assert main(["download", "esc50", "--data-root", str(tmp_path / "esc50"), "--url", url]) == 2
+    err = capsys.readouterr().err
+    assert f"--url {url}: expected an http://, https:// or file:// URL" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and RangeHandler.ranges == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]  # no .download folder

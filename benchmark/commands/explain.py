@@ -28,13 +28,15 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
         a one-line description of the prediction.
     Raises:
         AudioError: unreadable or silent file (checked before anything trains).
-        ValueError: the method cannot explain the listenable domain.
+        ValueError: ``audio`` is a folder (``check_one_file``), or the method cannot explain the listenable
+            domain.
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     audio = Path(audio)
+    check_one_file(audio)
     waveform = load_clip(audio, peak_normalisation=config.peak_normalisation).unsqueeze(0)
     torch.manual_seed(config.seed)
     inputs, classifier, explainers = prepare(config, {}, evaluation_part=False)
@@ -71,6 +73,15 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
             f"wrote {stem}.wav, {stem}.png and {audio.stem}-input.wav to {out}")
 
 
+def check_one_file(audio: str | os.PathLike) -> None:
+    """Raise ``ValueError`` when ``audio`` is a folder: explain takes one file; the message names the benchmark's
+    options that explain a folder of recordings."""
+    if Path(audio).is_dir():
+        raise ValueError(f"explain {audio}: a folder; explain takes one audio file. To explain a folder of "
+                         f"recordings, run the benchmark on it: python run_benchmark.py --dataset folder --data-root "
+                         f"{audio} (one sub-folder per class, or unlabelled files with --classifier hf:FOLDER)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``run_benchmark.py explain``."""
     parser = argparse.ArgumentParser(
@@ -92,5 +103,6 @@ def main(args: argparse.Namespace) -> str:
     (and refused if bad) before anything trains."""
     args.methods = args.method
     args.out = args.out or "explanations"
+    check_one_file(args.audio)
     load_clip(args.audio, peak_normalisation=args.peak_normalisation)
     return explain_file(config_from_args(args), args.audio)

@@ -43,7 +43,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from benchmark.arguments import check_writable_folder
-from benchmark.store import write_then_replace
+from benchmark.files import write_then_replace
 
 COLUMNS = ("listener", "sample_id", "clip", "condition", "question", "rating")
 REFERENCE = "reference"

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from benchmark.checkpoints import REFERENCE_MODELS
-from benchmark.store import sha256_of
+from benchmark.files import sha256_of
 
 
 def ship_models(run_dirs: list[Path], reference_dir: Path = REFERENCE_MODELS) -> Path:

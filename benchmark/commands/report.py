@@ -33,10 +33,11 @@ from PIL import Image
 from benchmark.arguments import UsageError
 from benchmark.commands.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.config import RunConfig
+from benchmark.files import write_then_replace
 from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
 from benchmark.pipeline import explain, prepare_batch, write_audio
 from benchmark.preparation import prepare
-from benchmark.store import write_then_replace
+from benchmark.run_identity import model_identity
 from benchmark.tables import cell_text, is_marked
 from classifiers.base import DomainModel
 from metrics import arrow, paper_columns, table_columns
@@ -161,11 +162,13 @@ def media_paths(report: Path, sample_id: int, methods: list[str]) -> list[Path]:
     return [report / media_file(sample_id, what, kind) for what in ["input", *methods] for kind in ("audio", "image")]
 
 
-def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[str]) -> list[str]:
+def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[str],
+                models: dict[str, str] | None) -> list[str]:
     """Write the missing media of samples ``ids`` and return the dataset's class names.
 
-    Rebuilds the classifier and explainers as the run did (``prepare``: loaded from the
-    checkpoint cache ``config.cache_dir``, trained only if it lost them), recomputes the
+    Rebuilds the classifier and explainers as the run did (``prepare``: the shipped models or the checkpoint
+    cache ``config.cache_dir``; with ``models``, the run's file name → SHA-256, each must be found with exactly
+    those bytes and nothing trains, else ``CheckpointError``), recomputes the
     samples' waveforms and, in the listenable domain, each method's mask with the run's
     per-sample seeds (``pipeline.explain``; on CPU the masks are the run's). Writes
     ``audio/<id>-input.wav``, ``audio/<id>-<method>.wav`` (listenable interpretation:
@@ -176,7 +179,7 @@ def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[s
     for module in config.imports:
         importlib.import_module(module)
     torch.manual_seed(config.seed)
-    inputs, classifier, explainers = prepare(config, {})
+    inputs, classifier, explainers = prepare(config, {}, expected_models=models)
     if not ids:
         return inputs.data.class_names
     device = torch.device(config.device)
@@ -226,7 +229,8 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
     The media are computed once (``write_media``); a later build keeps the files it finds and
     rebuilds only the pages. Class names come from run.json's ``class_names`` when it has them,
     else from the dataset that ``prepare`` opens (then the data and cache are read even when
-    every medium exists).
+    every medium exists). The models must be the run's: each is checked against the SHA-256 that run.json
+    records (``write_media``), and none is trained.
 
     Raises:
         ValueError: not a finished run folder, or ``samples`` < 1.
@@ -242,7 +246,8 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
     missing = [i for i in ids if not all(p.exists() for p in media_paths(report, i, methods))]
     class_names = record.get("class_names")
     if missing or class_names is None:
-        class_names = write_media(report, config, missing, methods)
+        models = model_identity(record["models"]) if "models" in record else None
+        class_names = write_media(report, config, missing, methods, models)
 
     def name(label: int) -> str:
         return class_names[label] if label >= 0 else "unlabelled"

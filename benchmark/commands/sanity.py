@@ -47,13 +47,13 @@ from tqdm import tqdm
 
 from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig, condition_name
+from benchmark.files import write_then_replace
 from benchmark.frontend import DOMAINS
 from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
 from benchmark.pipeline import batch_ids, explain, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.profiles import default_profile
 from benchmark.provenance import versions
-from benchmark.store import write_then_replace
 from classifiers.base import Classifier, ClassifierPass, DomainModel
 from methods import available_methods
 
