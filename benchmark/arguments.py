@@ -118,9 +118,9 @@ def _names_a_file(module: str) -> bool:
 
 def import_user_module(module: str) -> types.ModuleType:
     """Import a user's module that registers explainers or classifiers (``--import``), wherever a run's
-    imports are imported: a module name (``my_explainer``, on PYTHONPATH) or the path of a .py file
-    (``./my_explainer.py``, ``some/dir/my_explainer.py``), loaded under its stem name and registered in
-    ``sys.modules``; a file imported before is not run again.
+    imports are imported: a module name (``my_explainer``, in the repository's folder or on PYTHONPATH) or the
+    path of a .py file (``./my_explainer.py``, ``some/dir/my_explainer.py``), loaded under its stem name and
+    registered in ``sys.modules``; a file imported before is not run again.
 
     Returns:
         the module.
@@ -135,9 +135,9 @@ def import_user_module(module: str) -> types.ModuleType:
             return importlib.import_module(module)
         except ModuleNotFoundError as error:
             if error.name and f"{module}.".startswith(f"{error.name}."):
-                raise UsageError(f"{flag}: no module {error.name} on the module path; pass the path of its file "
-                                 f"(--import path/to/{module.rsplit('.', 1)[-1]}.py) or put its folder on "
-                                 "PYTHONPATH") from None
+                raise UsageError(f"{flag}: no module {error.name} in the repository's folder or on PYTHONPATH; pass "
+                                 f"the path of its file (--import path/to/{module.rsplit('.', 1)[-1]}.py) or put its "
+                                 "folder on PYTHONPATH") from None
             raise UsageError(_import_failure(flag, error)) from None
         except Exception as error:  # the user's module raised while importing
             raise UsageError(_import_failure(flag, error)) from None
@@ -148,13 +148,14 @@ def import_user_module(module: str) -> types.ModuleType:
     name = path.stem
     if not name.isidentifier():
         raise UsageError(f"{flag}: {name!r} is not a Python module name; rename the file (letters, digits, _)")
-    loaded = sys.modules.get(name)
-    spec = None if loaded else importlib.util.find_spec(name)
-    origin = getattr(loaded, "__file__", None) if loaded else spec and spec.origin
-    if origin and Path(origin).resolve() == path:
-        return loaded or importlib.import_module(name)
-    if loaded or spec:
-        raise UsageError(f"{flag}: the module name {name} is taken ({origin or 'a package'}); rename {path.name}")
+    loaded = sys.modules.get(name)  # "" below: no module of that name; None: one without a file
+    origin = getattr(loaded, "__file__", None) if loaded else getattr(importlib.util.find_spec(name), "origin", "")
+    same = bool(origin) and Path(origin).resolve() == path
+    if loaded and same:
+        return loaded
+    if origin != "" and not same:
+        raise UsageError(f"{flag}: the module name {name} is taken ({origin or 'a built-in module or a package'}); "
+                         f"rename {path.name}")
     spec = importlib.util.spec_from_file_location(name, path)
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[name] = loaded

@@ -4,6 +4,7 @@ around it (``benchmark.commands``). The options are parsed and checked by ``benc
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import shlex
 import sys
@@ -20,9 +21,9 @@ from benchmark.options import COMMANDS, build_parser
 from methods.base import InvalidExplanationError
 
 
-def kept_on_interrupt(command: str, args: argparse.Namespace) -> str:
-    """What an interrupted command kept, in words: every file is written under a temporary name and moved into
-    place, so none is half-written; a run keeps its finished samples in ``OUT/unfinished/``."""
+def what_was_kept(command: str, args: argparse.Namespace) -> str:
+    """What a command that stopped (Ctrl-C, a full disk) kept, in words: every file is written under a temporary
+    name and moved into place, so none is half-written; a run keeps its finished samples in ``OUT/unfinished/``."""
     out = Path(getattr(args, "out", None) or ".")
     if command == "run" and list((out / "unfinished").glob("per_sample*.csv")):
         return (f"the finished samples are in {out / 'unfinished'} and the earlier results in {out} are untouched; "
@@ -77,11 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             markdown = run_seeds(config, seeds) if seeds else run(config)
             if markdown is not None:
                 print(markdown)
-    except (OSError, ValueError, InvalidExplanationError) as error:  # bad option or input; --out taken; disk full
+    except OSError as error:  # bad option or input; --out taken; a full disk
+        if error.errno == errno.ENOSPC and error.filename:  # raised by a write of its own, not ours with its message
+            error = f"no space left on the device of {Path(error.filename).parent}: {what_was_kept(command, args)}"
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, InvalidExplanationError) as error:  # bad option or input
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {kept_on_interrupt(command, args)}", file=sys.stderr)
+        print(f"\ninterrupted: {what_was_kept(command, args)}", file=sys.stderr)
         return 130
     finally:
         distributed.stop()

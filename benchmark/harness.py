@@ -28,7 +28,6 @@ from benchmark.pipeline import (
     sample_rows,
     sample_seed,
     score,
-    write_audio,
 )
 from benchmark.precision import autocast
 from benchmark.preparation import load_inputs, prepare_models
@@ -37,7 +36,7 @@ from benchmark.reliance import MIN_ACCURACY, Reliance
 from benchmark.run_identity import data_identity, input_files, model_identity, run_settings
 from benchmark.store import ResultWriter, RunStore
 from classifiers.base import Classifier, DomainModel
-from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS
+from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS, write_audio
 from methods.base import Explainer
 from metrics import arrow, reported_metrics
 

@@ -108,6 +108,20 @@ def check_contents(folder: Path, own_names: set[str], marked_folders: set[str], 
                                   f"replaces it; {fix}")
 
 
+def claim_folder(folder: Path, own_names: set[str], flag: str = "--out") -> None:
+    """Take ``folder`` for a command that writes ``own_names`` there, marking it as a run's own when it is new or
+    empty: it may not be ``/`` nor hold or lie in the committed results (``check_location``), and must hold only
+    what such a command writes (``check_contents``).
+
+    Raises:
+        ValueError: as ``check_location``; FileExistsError: as ``check_contents``.
+    """
+    check_location(folder, [("the repository's committed results", f) for f in committed_results()], flag)
+    check_contents(folder, own_names, set(), flag)
+    if read_mark(folder) is None:
+        write_mark(folder, {"identity": None})
+
+
 class FolderLock:
     """An exclusive lock on a folder (``filelock``: an OS lock on ``<folder>/.lock``), held until
     ``release`` or the process's end; the OS frees it when the holder dies, so a lock left by a killed

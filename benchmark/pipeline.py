@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from benchmark.config import RunConfig
 from benchmark.frontend import WIN_LENGTH, apply_mask, log1p_magnitude, stft
 from classifiers.base import ClassifierPass, DomainModel
 from datasets import controlled
-from datasets.audio import CLIP_SAMPLES, SAMPLE_RATE, load_clips
+from datasets.audio import load_clips
 from datasets.contamination import (
     ContaminatedSample,
     clean_samples,
+    contaminant,
     draw_from_files,
     draw_ood_mixtures,
     draw_white_noise,
@@ -131,13 +131,6 @@ def truth_floor(term: torch.Tensor, seed: int) -> torch.Tensor:
     window = torch.hamming_window(WIN_LENGTH, dtype=torch.float64)
     sigma = float(term.abs().max()) * float(window.sum() / (2 * window.square().sum().sqrt()))
     return (sigma * 10 ** (-TRUTH_FLOOR_DB / 20)) * white_noise(seed, term.shape[-1])
-
-
-def contaminant(sample: ContaminatedSample, waveforms: dict) -> torch.Tensor | None:
-    """The loaded contaminant of ``sample`` (white noise is generated from its seed)."""
-    if sample.contamination == "white_noise":
-        return white_noise(sample.noise_seed, CLIP_SAMPLES)
-    return waveforms.get(sample.contaminant_file)
 
 
 def evaluation_set(config: RunConfig, data: AudioData) -> tuple[list[ContaminatedSample], dict]:
@@ -322,10 +315,3 @@ def sample_rows(evaluation: EvaluationSamples, batch: EvaluationBatch, domain: s
                      "predicted": predicted[k], "confidence": confidence[k], "domain": domain, "method": method,
                      **{m: v[k] for m, v in values.items()}})
     return rows
-
-
-def write_audio(path: Path, waveform: torch.Tensor) -> None:
-    """16 kHz mono 32-bit float WAV of a waveform (N,), unclipped (a reference-normalised
-    clip may hold samples below −1)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, waveform.detach().cpu().numpy(), SAMPLE_RATE, subtype="FLOAT")

@@ -18,7 +18,7 @@ from benchmark.speechbrain_import import load_classifier_checkpoint
 from benchmark.training import accuracy, classifier_features, train_classifier
 from classifiers import Classifier, classifier_class, load_pretrained
 from classifiers.base import REQUIREMENTS
-from classifiers.huggingface import weights_key
+from classifiers.huggingface import check_class_names, weights_key
 from datasets.audio import PEAK_NORMALISATIONS, SAMPLE_RATE, load_clips
 from datasets.folder import recordings
 from datasets.sources import AudioData, open_dataset
@@ -100,11 +100,8 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
                         None if given is None else given[0].class_names, config.data_folds, cache_dir)
     if config.shuffle_labels:
         shuffle_training_labels(data, config.seed)
-    if given is not None and (len(given[0].class_names) != len(data.class_names)
-                              or given[2] not in (None, data.class_names)):
-        raise ValueError(f"{flag} knows {len(given[0].class_names)} classes, the dataset has "
-                         f"{len(data.class_names)} (or other names); use a model of this dataset's classes, or "
-                         "explain a folder of recordings with --dataset folder (no labels needed)")
+    if given is not None:
+        check_class_names(flag, given[0].class_names, data.class_names, names_known=given[2] is not None)
     if given is None:
         torch.manual_seed(config.effective_training_seed)  # the same initial weights whatever ran before
         classifier = classifier_class(config.classifier).build(data.class_names, config.profile)

@@ -42,7 +42,7 @@ def input_files(data: AudioData, evaluation: EvaluationSamples, noise_dir: str |
     recordings (``--noise-dir``)."""
     split = data.split
     evaluated = split.evaluation.iloc[: max(s.base_index for s in evaluation.samples) + 1]
-    mixed = {s.contaminant_file for s in evaluation.samples if s.contamination != "white_noise"}
+    mixed = {s.contaminant_file for s in evaluation.samples if s.contamination not in ("clean", "white_noise")}
     pool = split.contaminant_pool[split.contaminant_pool["filename"].isin(mixed)]
     parts = {"training clip": data.provenance(split.train)[0], "validation clip": data.provenance(split.valid)[0],
              "evaluation clip": data.provenance(evaluated)[0],

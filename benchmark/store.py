@@ -129,11 +129,11 @@ class RunStore:
             if differ:
                 raise FileExistsError(f"{folder} holds {what} of another configuration: {'; '.join(differ)}; pass "
                                       f"the same options, another --out, or move {folder} away")
-            if not covers(limit, identity["limit"]):
-                raise FileExistsError(
-                    f"--limit {limit}: {folder} holds {what} of {identity['limit'] or 'all'} evaluation clips, and "
-                    f"this run would drop the rows of the others; pass --limit {identity['limit'] or '(none)'} or "
-                    "more, or another --out")
+            earlier = identity.get("limit")
+            if not covers(limit, earlier):
+                fix = "leave --limit out" if earlier is None else f"pass --limit {earlier} or more"
+                raise FileExistsError(f"--limit {limit}: {folder} holds {what} of {earlier or 'all'} evaluation clips, "
+                                      f"and this run would drop the rows of the others; {fix}, or another --out")
         self.continued = None
         if resume:
             self.continued = self.unfinished if self.row_files() else self.finished

@@ -159,3 +159,10 @@ def load_clips(paths: list[Path], peak_normalisation: str = "max") -> torch.Tens
     clips = [load_clip(path, peak_normalisation=peak_normalisation)
              for path in tqdm(paths, desc="load audio", unit="clip", leave=False)]
     return torch.stack(clips) if clips else torch.zeros(0, CLIP_SAMPLES)
+
+
+def write_audio(path: Path, waveform: torch.Tensor) -> None:
+    """16 kHz mono 32-bit float WAV of a waveform (N,), unclipped (a reference-normalised
+    clip may hold samples below −1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, waveform.detach().cpu().numpy(), SAMPLE_RATE, subtype="FLOAT")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datasets.audio import peak_normalise
+from datasets.audio import CLIP_SAMPLES, peak_normalise
 
 OOD_GAIN_X = 0.8
 OOD_GAIN_C = 0.2
@@ -160,3 +160,10 @@ def draw_ood_mixtures(evaluation: pd.DataFrame, pool: pd.DataFrame, seed: int,
         out += [ContaminatedSample(i, str(base_file), str(cand[j]), OOD_GAIN_X, OOD_GAIN_C)
                 for j in picks]
     return out
+
+
+def contaminant(sample: ContaminatedSample, waveforms: dict) -> torch.Tensor | None:
+    """The loaded contaminant of ``sample`` (white noise is generated from its seed)."""
+    if sample.contamination == "white_noise":
+        return white_noise(sample.noise_seed, CLIP_SAMPLES)
+    return waveforms.get(sample.contaminant_file)

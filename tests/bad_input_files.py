@@ -105,7 +105,7 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         (made["us8k"] / "audio" / f"fold{fold}").mkdir(parents=True, exist_ok=True)
         (made["us8k"] / "audio" / f"fold{fold}" / row.filename).symlink_to(ESC50 / "audio" / row.filename)
         rows.append({"slice_file_name": row.filename, "fsID": i, "start": 0.0, "end": 4.0, "salience": 1,
-                     "fold": fold, "classID": row.target, "class": row.category})
+                     "fold": fold, "classID": (0, 1, 10).index(row.target), "class": row.category})
     (made["us8k"] / "metadata").mkdir()
     pd.DataFrame(rows).to_csv(made["us8k"] / "metadata" / "UrbanSound8K.csv", index=False)
     made["a_file"] = tmp_path / "a-file"
@@ -160,4 +160,26 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         "nn.Linear(80, len(class_names))", "nn.Linear(80, 3)"))
     (tmp_path / "lmac_test_nan_classifier.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"nan"').replace(
         "self.head(features.mean(1))", "self.head(features.mean(1)) * float('nan')"))
+    made["unclear_missing_module_file"] = tmp_path / "nowhere" / "my_explainer.py"  # --import of a path
+    made["unclear_raising_file"] = tmp_path / "plugins" / "lmac_test_unclear_raising.py"
+    made["unclear_raising_file"].parent.mkdir()
+    made["unclear_raising_file"].write_text("raise RuntimeError('loaded from its path')\n")
+    (tmp_path / "lmac_test_unclear_hf_user.py").write_text("from datasets import load_dataset\n")  # Hugging Face's
+    made["unclear_hf_attribute_user"] = tmp_path / "plugins" / "lmac_test_unclear_hf_attribute.py"
+    made["unclear_hf_attribute_user"].write_text("import datasets\nclips = datasets.load_dataset('ashraq/esc50')\n")
+    made["unclear_recordings"] = tmp_path / "recordings"  # a folder of recordings: dog/*.wav
+    (made["unclear_recordings"] / "dog").mkdir(parents=True)
+    for name in clips_per_class(2, targets=(0,))["filename"]:
+        (made["unclear_recordings"] / "dog" / name).symlink_to(ESC50 / "audio" / name)
+    for key, target in (("unclear_target_minus_one", -1), ("unclear_target_50", 50), ("unclear_target_text", "dog")):
+        rows = clips_per_class(2).astype({"target": object})
+        rows.iloc[2, rows.columns.get_loc("target")] = target  # CSV line 4
+        made[key] = esc50_tree(tmp_path / key, rows)
+    made["unclear_us8k_class_id"] = tmp_path / "us8k-class-id"  # UrbanSound8K's classIDs are 0 … 9
+    (made["unclear_us8k_class_id"] / "metadata").mkdir(parents=True)
+    (made["unclear_us8k_class_id"] / "audio").symlink_to(made["us8k"] / "audio")
+    slices = pd.read_csv(made["us8k"] / "metadata" / "UrbanSound8K.csv")
+    slices["classID"] = slices["class"].map({"dog": 0, "rooster": 1, "rain": 2})
+    slices.loc[3, "classID"] = 10  # CSV line 5
+    slices.to_csv(made["unclear_us8k_class_id"] / "metadata" / "UrbanSound8K.csv", index=False)
     return made

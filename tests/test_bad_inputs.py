@@ -89,6 +89,19 @@ explain '{random}'                                         => cannot read audio 
 --set lmac.lambda_l1=[0.4,0.4]                             => no value twice
 --methods lmac-ft --set lmac-ft.cth=-2                     => lmac-ft.cth takes a finite number in [-1.0, 1.0]
 --import lmac_test_raising_module                          => importing it raised RuntimeError: broken on purpose
+--import '{unclear_missing_module_file}'                   => --import {unclear_missing_module_file}: no such file
+--import '{unclear_raising_file}'                          => importing it raised RuntimeError: loaded from its path
+--import lmac_test_unclear_absent                          => (--import path/to/lmac_test_unclear_absent.py)
+--import lmac_test_unclear_hf_user                         => so Hugging Face datasets cannot be imported there
+--import '{unclear_hf_attribute_user}'                     => line 2); the module wants Hugging Face datasets
+--set saliency.x=1                                         => saliency has no hyperparameter 'x'; saliency has none
+explain '{unclear_recordings}'                             => a folder; explain takes one audio file
+--dataset folder --data-root '{unclear_recordings}' --folds 1:1:1:1 => --folds 1:1:1:1: --dataset folder has no folds
+--dataset folder --data-root '{unclear_recordings}' --data-folds 4 => --data-folds 4: --dataset folder has no folds
+--data-root '{unclear_target_minus_one}'                   => , line 4: target -1 is not a class id of this dataset
+--data-root '{unclear_target_50}'                          => esc50.csv, line 4: target 50 is not a class id
+--data-root '{unclear_target_text}'                        => esc50.csv, line 4: target 'dog' is not an integer
+--dataset us8k --data-root '{unclear_us8k_class_id}'       => , line 5: classID 10 is not a class id of this dataset
 --data-root '{repeated_row}'                               => is listed more than once
 --data-root '{bad_fold}'                                   => line 5: fold 'x' is not an integer
 --data-root '{truncated}'                                  => {truncated_clip} is truncated
@@ -123,10 +136,10 @@ download esc50 --data-root '{download_root}' --url 'file://{download_gap}' --che
 --out '{esc50_root}/audio'                                 => lies inside the data root (--data-root)
 --out '{cache_inside}'                                     => lies inside the checkpoint cache (--cache-dir)
 --out '{committed}'                                        => is the repository's committed results
---save-audio --out '{user_audio}'                          => is not a run's folder (no .benchmark-run.json); it holds audio
---out '{user_unfinished}'                                  => is not a run's folder (no .benchmark-run.json); it holds unfinished
---import lmac_test_three_outputs --classifier three-outputs => gives logits of shape (1, 3) for one clip; the dataset has 50 classes
---import lmac_test_nan_classifier --classifier nan         => --classifier nan gives NaN or infinite logits on 80000 samples
+--save-audio --out '{user_audio}'                          => is not a run's folder (no .benchmark-run.json); it holds
+--out '{user_unfinished}'                                  => is not a run's folder (no .benchmark-run.json)
+--import lmac_test_three_outputs --classifier three-outputs --methods saliency => gives logits of shape (1, 3)
+--import lmac_test_nan_classifier --classifier nan --methods saliency => --classifier nan gives NaN or infinite
 """
 CASES = [(shlex.split(arguments), expected.strip())
          for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]

@@ -14,6 +14,7 @@ import benchmark.commands.explain
 import benchmark.preparation
 from benchmark.checkpoints import cached_training
 from benchmark.cli import main
+from benchmark.output_folder import write_mark
 from tests.conftest import ESC50
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +163,54 @@ def test_an_unknown_command_lists_the_commands():
                             text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: unknown command 'explian'; the commands are explain, bench")
+
+
+def test_a_users_audio_or_unfinished_folder_inside_a_run_folder_is_never_replaced(finished, tmp_path, capsys):
+    for name, extra in (("audio", ("--save-audio",)), ("unfinished", ())):
+        out = tmp_path / name / "out"
+        shutil.copytree(finished / "out", out)
+        (out / name / "thesis").mkdir(parents=True)
+        (out / name / "thesis" / "chapter1.txt").write_text("chapter 1")
+        assert main(arguments(finished / "data", out, finished / "cache", *extra)) == 2
+        error = capsys.readouterr().err
+        assert "was not written by a run (no .benchmark-run.json in it)" in error or "not a run's folder" in error
+        assert (out / name / "thesis" / "chapter1.txt").read_text() == "chapter 1"
+
+
+def test_a_rerun_with_fewer_clips_after_a_kill_is_refused_with_or_without_resume(finished, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(finished / "out", out)
+    (out / "unfinished").mkdir()  # as a kill leaves it: the rows so far and the run's mark
+    shutil.move(out / "per_sample.csv", out / "unfinished" / "per_sample.csv")
+    shutil.copy(out / ".benchmark-run.json", out / "unfinished" / ".benchmark-run.json")
+    write_mark(out, {"identity": None})  # killed before it ever finished
+    rows = (out / "unfinished" / "per_sample.csv").read_bytes()
+    for extra in ((), ("--resume",)):
+        assert main(arguments(finished / "data", out, finished / "cache", *extra, "--limit", "1")) == 2  # the last wins
+        assert "holds unfinished results of 2 evaluation clips" in capsys.readouterr().err
+        assert (out / "unfinished" / "per_sample.csv").read_bytes() == rows
+
+
+def test_report_names_its_run_json_when_the_data_moved(finished, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "out", run)
+    record = json.loads((run / "run.json").read_text())
+    record["config"]["data_root"] = str(tmp_path / "moved")
+    (run / "run.json").write_text(json.dumps(record))
+    assert main(["report", str(run), "--samples", "1"]) == 2
+    error = capsys.readouterr().err
+    assert "esc50 not found" in error and f"{run / 'run.json'} records: restore them there" in error
+
+
+def test_a_full_disk_under_out_ends_with_one_line_naming_the_folder(finished, tmp_path, capsys):
+    device = tmp_path / "small"
+    device.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(device)]).returncode:
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    try:
+        assert main(arguments(finished / "data", device / "out", finished / "cache")) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: no space left on the device of {device / 'out'}") and "Traceback" not in error
+        assert "untouched" in error
+    finally:
+        subprocess.run(["umount", str(device)])

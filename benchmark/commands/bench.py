@@ -54,6 +54,7 @@ from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, apply_mask
 from benchmark.harness import evaluate
 from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
+from benchmark.output_folder import claim_folder
 from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.profiles import default_profile
@@ -174,6 +175,7 @@ def run_bench(config: RunConfig, per_sample_methods: list[str], repeats: int = 3
     ``repeats``: each timing is the fastest of this many runs.
     """
     out = Path(config.out)
+    claim_folder(out, {"bench.csv", "bench.md", "per_sample"})
     folder = out / "per_sample"
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)

@@ -11,10 +11,9 @@ from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig
 from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
 from benchmark.options import add_common_options
-from benchmark.pipeline import write_audio
 from benchmark.preparation import prepare
 from classifiers.base import DomainModel
-from datasets.audio import load_clip
+from datasets.audio import load_clip, write_audio
 
 
 def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:

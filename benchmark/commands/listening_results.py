@@ -44,6 +44,7 @@ from scipy import stats
 
 from benchmark.arguments import check_writable_folder
 from benchmark.files import write_then_replace
+from benchmark.output_folder import claim_folder
 
 COLUMNS = ("listener", "sample_id", "clip", "condition", "question", "rating")
 REFERENCE = "reference"
@@ -292,7 +293,7 @@ def write_summary(paths: Iterable[str | Path] | str | Path, out: Path) -> str:
     ]
     markdown = to_markdown(table, notes)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_folder(out, {"listening.csv", "listening.md", "listening.png"})
     write_then_replace(out / "listening.csv", lambda path: table.to_csv(path, index=False))
     write_then_replace(out / "listening.md", lambda path: path.write_text(markdown))
     write_then_replace(out / "listening.png", lambda path: plot(table).savefig(path, format="png", dpi=120))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib
 import json
 import shutil
 from dataclasses import fields
@@ -30,16 +29,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from benchmark.arguments import UsageError
+from benchmark.arguments import UsageError, import_user_module
 from benchmark.commands.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.config import RunConfig
 from benchmark.files import write_then_replace
 from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
-from benchmark.pipeline import explain, prepare_batch, write_audio
+from benchmark.pipeline import explain, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.run_identity import model_identity
 from benchmark.tables import cell_text, is_marked
 from classifiers.base import DomainModel
+from datasets.audio import write_audio
 from metrics import arrow, paper_columns, table_columns
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -177,7 +177,7 @@ def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[s
     returns the class names.
     """
     for module in config.imports:
-        importlib.import_module(module)
+        import_user_module(module)
     torch.manual_seed(config.seed)
     inputs, classifier, explainers = prepare(config, {}, expected_models=models)
     if not ids:
@@ -247,7 +247,12 @@ def build_report(run_dir: Path, samples: int = 12, seed: int | None = None) -> P
     class_names = record.get("class_names")
     if missing or class_names is None:
         models = model_identity(record["models"]) if "models" in record else None
-        class_names = write_media(report, config, missing, methods, models)
+        try:
+            class_names = write_media(report, config, missing, methods, models)
+        except (OSError, ValueError) as error:  # its fix may name a run's option, which report does not take
+            raise ValueError(f"{error} (report {run_dir} reads the data, cache and models that "
+                             f"{run_dir / 'run.json'} records: restore them there; report takes no such "
+                             "option)") from None
 
     def name(label: int) -> str:
         return class_names[label] if label >= 0 else "unlabelled"

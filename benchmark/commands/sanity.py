@@ -50,6 +50,7 @@ from benchmark.config import RunConfig, condition_name
 from benchmark.files import write_then_replace
 from benchmark.frontend import DOMAINS
 from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
+from benchmark.output_folder import claim_folder
 from benchmark.pipeline import batch_ids, explain, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.profiles import default_profile
@@ -57,6 +58,8 @@ from benchmark.provenance import versions
 from classifiers.base import Classifier, ClassifierPass, DomainModel
 from methods import available_methods
 
+SANITY_FILES = ("sanity.csv", "sanity_table.csv", "sanity.md", "sanity.png", "sanity.json")
+"""What ``sanity`` writes to ``--out``."""
 BIAS = 0.01
 """Value of every re-initialised bias (the authors' code)."""
 
@@ -188,6 +191,7 @@ def run_sanity(config: RunConfig) -> str:
     record = {"config": asdict(config),
               "versions": {**versions(), "scipy": scipy.__version__, "scikit-image": skimage.__version__,
                            "matplotlib": matplotlib.__version__}}
+    claim_folder(Path(config.out), set(SANITY_FILES))
     inputs, classifier, explainers = prepare(config, record)
     evaluation = inputs.evaluation
     prepared = time.time()
@@ -243,7 +247,6 @@ def run_sanity(config: RunConfig) -> str:
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "sanity": round(time.time() - prepared, 1)}
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_then_replace(out / "sanity.csv", lambda path: per_sample.to_csv(path, index=False))
     write_then_replace(out / "sanity_table.csv", lambda path: table.to_csv(path, index=False))
     write_then_replace(out / "sanity.md", lambda path: path.write_text(markdown))

@@ -23,6 +23,7 @@ import scipy.stats
 from benchmark import tables
 from benchmark.config import RunConfig, condition_name
 from benchmark.harness import run
+from benchmark.output_folder import claim_folder
 from methods import build_explainers
 from metrics import reported_metrics
 
@@ -63,6 +64,7 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str | None:
         seed; later seeds are checked by their own runs).
     """
     out = Path(config.out)
+    claim_folder(out, {*SEED_FILES, "seed-*", ".seeds-unfinished"})  # each seed-<s>/ is a run's own folder
     frames, accuracies = {}, {}
     for training_seed in training_seeds:
         seed_config = seed_run_config(config, training_seed)

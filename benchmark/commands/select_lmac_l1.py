@@ -20,6 +20,7 @@ from benchmark.arguments import UsageError, config_from_args, number_list
 from benchmark.config import RunConfig
 from benchmark.harness import evaluate
 from benchmark.options import add_common_options
+from benchmark.output_folder import claim_folder
 from benchmark.pipeline import EvaluationSamples
 from benchmark.preparation import prepare
 from benchmark.store import ResultWriter
@@ -43,13 +44,13 @@ def select_lmac_l1(config: RunConfig, grid: list[float], margin: float) -> str:
     """
     config = replace(config, methods=["lmac"], method_options={"lmac": {"lambda_l1": list(grid)}},
                      domains=["listenable"], setting="ood", contamination="mixtures", limit=None)
+    claim_folder(Path(config.out), {"validation_per_sample.csv", "selection.csv", "selection.md"})
     inputs, classifier, explainers = prepare(config, {}, evaluation_part=False)
     valid = inputs.data.split.valid
     evaluation = EvaluationSamples(draw_ood_mixtures(valid, valid, seed=config.seed), inputs.valid_waves,
                                    dict(zip(valid["filename"], inputs.valid_waves)), valid["target"].tolist(),
                                    config.peak_normalisation)
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = out / "validation_per_sample.csv"
     rows.unlink(missing_ok=True)
     evaluate(config, classifier, [*explainers, build_explainer("all-ones")], evaluation, ResultWriter(rows), out)
