@@ -30,7 +30,7 @@ from filelock import FileLock
 from torch import nn
 
 from benchmark import distributed
-from benchmark.files import sha256_of, write_then_replace
+from benchmark.files import DiskFullError, sha256_of, write_then_replace
 from benchmark.provenance import versions
 from datasets import roots
 
@@ -293,9 +293,10 @@ def cached_training(
                 if error.errno != errno.ENOSPC:
                     raise
                 path.with_suffix(".json").unlink(missing_ok=True)
-                raise OSError(errno.ENOSPC, f"--cache-dir {cache_dir}: no space left on its device, so the trained "
-                                            f"{kind} was not cached (the cache holds what it held before); free space "
-                                            "or pass another --cache-dir and run again (it trains again)") from None
+                raise DiskFullError(errno.ENOSPC, f"--cache-dir {cache_dir}: no space left on its device, so the "
+                                                  f"trained {kind} was not cached (the cache holds what it held "
+                                                  "before); free space or pass another --cache-dir and run again "
+                                                  "(it trains again)") from None
         distributed.barrier(current)
         if not current.leader:
             load_state(module, path)  # the others use rank 0's weights

@@ -16,6 +16,7 @@ import torch
 from benchmark import distributed
 from benchmark.arguments import UsageError, config_from_args, seed_list
 from benchmark.commands.seeds import run_seeds
+from benchmark.files import DiskFullError
 from benchmark.harness import run
 from benchmark.options import COMMANDS, build_parser
 from methods.base import InvalidExplanationError
@@ -79,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             if markdown is not None:
                 print(markdown)
     except OSError as error:  # bad option or input; --out taken; a full disk
-        if error.errno == errno.ENOSPC and error.filename:  # raised by a write of its own, not ours with its message
-            error = f"no space left on the device of {Path(error.filename).parent}: {what_was_kept(command, args)}"
-        print(f"error: {error}", file=sys.stderr)
+        text = str(error)
+        if error.errno == errno.ENOSPC:
+            if not isinstance(error, DiskFullError):  # raised by a library's write, without our message
+                where = Path(error.filename).parent if error.filename else Path(getattr(args, "out", None) or ".")
+                text = f"no space left on the device of {where}"
+            text += f"; {what_was_kept(command, args)}"
+        print(f"error: {text}", file=sys.stderr)
         return 2
     except (ValueError, InvalidExplanationError) as error:  # bad option or input
         print(f"error: {error}", file=sys.stderr)

@@ -8,6 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+class DiskFullError(OSError):
+    """A write found its device full (``errno.ENOSPC``); its text names the folder and what was not written."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def sha256_of(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -23,7 +30,7 @@ def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
     leaves an earlier ``path`` as it was, and no partial file behind.
 
     Raises:
-        OSError: the device is full (``errno.ENOSPC``; also when a writer such as ``torch.save`` reports it
+        DiskFullError: the device is full (``errno.ENOSPC``; also when a writer such as ``torch.save`` reports it
             as a RuntimeError): the message names the folder and says that ``path`` was not written.
     """
     partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
@@ -33,7 +40,7 @@ def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
     except (OSError, RuntimeError) as error:
         if isinstance(error, OSError) and error.errno != errno.ENOSPC or not _device_full(path.parent, error):
             raise
-        raise OSError(errno.ENOSPC, f"no space left on the device of {path.parent}: {path.name} was not written "
+        raise DiskFullError(errno.ENOSPC, f"no space left on the device of {path.parent}: {path.name} was not written "
                                     "(what the folder held before is as it was); free space and run again") from None
     finally:
         partial.unlink(missing_ok=True)

@@ -91,9 +91,10 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                         help="write, for every evaluated sample, the input WAV and each method's listenable "
                              "interpretation (ISTFT of the masked spectrogram with the input's phase) under OUT/audio/")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its per_sample.csv (an interrupted run): finished "
-                             "samples are not computed again. Without it, results of the same configuration in "
-                             "--out are replaced")
+                        help="continue the run in --out (an interrupted or finished run): finished samples are not "
+                             "computed again. Only the same run is continued: the same settings, data (by content) "
+                             "and model weights; a larger --limit extends it, a smaller one is refused. Without it, "
+                             "results of the same settings in --out are replaced when the run finishes")
     parser.add_argument("--ad-single-softmax", action="store_true",
                         help="AD with one softmax (default: twice, as the published code)")
     add_common_options(parser)

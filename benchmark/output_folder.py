@@ -16,6 +16,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from benchmark.files import write_then_replace
+
 MARK = ".benchmark-run.json"
 """The mark of a folder that a run made: JSON, ``{"identity": ...}`` for a run folder (the identity of the rows
 it holds, ``benchmark.run_identity``; None before any finished), ``{}`` for a run's ``audio/``."""
@@ -65,9 +67,7 @@ def read_mark(folder: Path) -> dict | None:
 def write_mark(folder: Path, mark: dict) -> None:
     """Create ``folder`` if missing and mark it as a run's own with ``mark`` (JSON), replacing an earlier mark."""
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{MARK}.partial"
-    partial.write_text(json.dumps(mark, indent=1, default=str))
-    partial.replace(folder / MARK)
+    write_then_replace(folder / MARK, lambda path: path.write_text(json.dumps(mark, indent=1, default=str)))
 
 
 def contents(folder: Path) -> list[str]:

@@ -76,19 +76,20 @@ def _flag(field: str) -> str:
     return FLAGS.get(field, f"--{field.replace('_', '-')}")
 
 
-def _files_differ(part: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
+def _files_differ(part: str, old: dict[str, str], new: dict[str, str], extends: bool) -> list[str]:
     changed = [n for n in new if n in old and old[n] != new[n]]
-    added, removed = [n for n in new if n not in old], [n for n in old if n not in new]
+    added, removed = [] if extends else [n for n in new if n not in old], [n for n in old if n not in new]
     said = [f"{part} {n} changed (SHA-256 {old[n][:12]}… then, {new[n][:12]}… now)" for n in changed[:3]]
     said += [f"{part} {n} is new" for n in added[:3]] + [f"{part} {n} is gone" for n in removed[:3]]
     hidden = len(changed) + len(added) + len(removed) - len(said)
     return said + ([f"{hidden} more {part}s"] if hidden > 0 else [])
 
 
-def differences(old: dict, new: dict, parts: tuple[str, ...]) -> list[str]:
+def differences(old: dict, new: dict, parts: tuple[str, ...], extends: bool = False) -> list[str]:
     """What differs between two identities in ``parts`` (of "settings", "limit", "data", "models"), each as a
     phrase naming the option or the file, e.g. "--seed (0 then, 1 now)", "training clip audio/1-1.wav changed
-    (…)", "model classifier-ab12.pt (SHA-256 …)"; [] when they agree."""
+    (…)", "model classifier-ab12.pt (SHA-256 …)"; [] when they agree. ``extends``: ``new`` evaluates more clips
+    than ``old`` (a larger ``--limit``), so files that only ``new`` read do not count."""
     said: list[str] = []
     if "settings" in parts:
         before, now = old.get("settings", {}), new.get("settings", {})
@@ -100,7 +101,7 @@ def differences(old: dict, new: dict, parts: tuple[str, ...]) -> list[str]:
         before, now = old.get("data", {}), new.get("data", {})
         files = [phrase for part in sorted(set(before.get("files", {})) | set(now.get("files", {})))
                  for phrase in _files_differ(part, before.get("files", {}).get(part, {}),
-                                             now.get("files", {}).get(part, {}))]
+                                             now.get("files", {}).get(part, {}), extends)]
         keys = [k for k in sorted(set(before.get("keys", {})) | set(now.get("keys", {})))
                 if before.get("keys", {}).get(k) != now.get("keys", {}).get(k)]
         said += files or [f"the {k} part's labels or content (metadata CSV)" for k in keys]

