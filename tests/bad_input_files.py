@@ -1,8 +1,10 @@
 """Bad inputs made on disk for ``test_bad_inputs.py``: checkpoints, data trees, saved models and
 modules, each named as the ``{name}`` of its cases."""
+import hashlib
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -133,9 +135,6 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
         shutil.copyfile(ROOT / "results" / "esc50-ood-mixtures-cpu" / name, made["run_without_column"] / name)
     pd.read_csv(ROOT / "results" / "esc50-ood-mixtures-cpu" / "per_sample.csv").drop(columns="AI").to_csv(
         made["run_without_column"] / "per_sample.csv", index=False)
-    import hashlib
-    import zipfile
-
     made["download_root"] = tmp_path / "download" / "esc50"
     made["download_missing"] = tmp_path / "download-missing.zip"
     made["download_bare"] = tmp_path / "download-bare.zip"  # ESC-50-master/ without meta/ and audio/
