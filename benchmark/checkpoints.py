@@ -225,7 +225,8 @@ def cached_training(
         used: if given, gets one entry per call: kind, key, source ("shipped", "cache" or
             "trained"), path and SHA-256 of the weights used (for run.json and the table's notes).
         expected: file name → SHA-256 of the models of a run that is resumed or reported on (its run.json's
-            ``models``): the weights must be found with exactly these bytes, and nothing is trained.
+            ``models``): the weights must be found under one of these names with exactly these bytes, and
+            nothing is trained.
     Returns:
         the configuration key (to chain into dependants' configurations).
     Raises:
@@ -247,10 +248,10 @@ def cached_training(
 
     def note(source: str, path: Path, known: str) -> str:
         digest = sha256_of(path)
-        if expected is not None and expected.get(path.name, digest) != digest:
+        if expected is not None and expected.get(path.name) != digest:
+            recorded = f"{expected[path.name][:12]}…" if path.name in expected else "no model of that name"
             raise CheckpointError(f"{path} is not the model the run used: SHA-256 {digest[:12]}…, its run.json "
-                                  f"records {expected[path.name][:12]}…; restore that file, or run anew into another "
-                                  "--out")
+                                  f"records {recorded}; restore that file, or run anew into another --out")
         if current.leader:
             print(f"{kind}: {'shipped reference model' if source == 'shipped' else source} {path}")
         if used is not None:

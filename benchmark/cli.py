@@ -50,12 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else "run"
-    if argv and not argv[0].startswith("-"):
-        if command == "run":
-            print(f"error: unknown command {argv[0]!r}; the commands are {', '.join(COMMANDS)} (run_benchmark.py "
-                  "--help lists them; without a command, run_benchmark.py [options] runs the benchmark)",
-                  file=sys.stderr)
-            return 2
+    if command == "run" and argv and not argv[0].startswith("-"):
+        print(f"error: unknown command {argv[0]!r}; the commands are {', '.join(COMMANDS)} (run_benchmark.py "
+              "--help lists them; without a command, run_benchmark.py [options] runs the benchmark)", file=sys.stderr)
+        return 2
     try:
         args = build_parser(command).parse_args(argv if command == "run" else argv[1:])
     except SystemExit as exit_:  # argparse has printed its message (code 2) or the help (code 0)

@@ -38,7 +38,7 @@ def write_then_replace(path: Path, write: Callable[[Path], None]) -> None:
         write(partial)
         os.replace(partial, path)
     except (OSError, RuntimeError) as error:
-        if isinstance(error, OSError) and error.errno != errno.ENOSPC or not _device_full(path.parent, error):
+        if not _device_full(path.parent, error):
             raise
         raise DiskFullError(errno.ENOSPC, f"no space left on the device of {path.parent}: {path.name} was not written "
                                     "(what the folder held before is as it was); free space and run again") from None
@@ -52,6 +52,7 @@ def _device_full(folder: Path, error: Exception) -> bool:
     if isinstance(error, OSError):
         return error.errno == errno.ENOSPC
     try:
-        return os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize < (1 << 20)
+        device = os.statvfs(folder)
     except OSError:
         return False
+    return device.f_bavail * device.f_frsize < (1 << 20)

@@ -133,7 +133,6 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
     store.check_data(data)  # before anything trains
     classifier, explainers = prepare_models(config, inputs, record, store.expected_models())  # every rank
     models = model_identity(record["models"])
-    store.check_models(models)
     record["class_names"] = inputs.data.class_names
     record["evaluated_clips"] = len({s.base_index for s in evaluation.samples})
     record["evaluated_samples"] = len(evaluation.samples)

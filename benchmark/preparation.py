@@ -256,8 +256,9 @@ def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
     models: list[dict] = []
     classifier, classifier_key = prepare_classifier(config, inputs, profile, device, models, expected_models)
     classifier.eval().requires_grad_(False)
-    check_classifier_outputs(classifier, inputs.train_waves[:1].to(device), len(inputs.data.class_names),
-                             f"--classifier {config.classifier} ({describe_models(models)})")
+    if inputs.given_key is None:  # a given classifier was checked as loaded (load_inputs); this one's weights now
+        check_classifier_outputs(classifier, inputs.train_waves[:1].to(device), len(inputs.data.class_names),
+                                 f"--classifier {config.classifier} ({describe_models(models)})")
     record["classifier"] = {"checkpoint": classifier_key, **classifier.describe()}
     if len(split.valid) and (split.valid["target"] >= 0).all():
         record["classifier"]["valid_accuracy"] = accuracy(

@@ -86,17 +86,16 @@ def _files_differ(part: str, old: dict[str, str], new: dict[str, str], extends: 
 
 
 def differences(old: dict, new: dict, parts: tuple[str, ...], extends: bool = False) -> list[str]:
-    """What differs between two identities in ``parts`` (of "settings", "limit", "data", "models"), each as a
-    phrase naming the option or the file, e.g. "--seed (0 then, 1 now)", "training clip audio/1-1.wav changed
-    (…)", "model classifier-ab12.pt (SHA-256 …)"; [] when they agree. ``extends``: ``new`` evaluates more clips
-    than ``old`` (a larger ``--limit``), so files that only ``new`` read do not count."""
+    """What differs between two identities in ``parts`` ("settings" and / or "data"), each as a phrase naming the
+    option or the file, e.g. "--seed (0 then, 1 now)", "training clip audio/1-1.wav changed (…)"; [] when they
+    agree. ``extends``: ``new`` evaluates more clips than ``old`` (a larger ``--limit``), so files that only
+    ``new`` read do not count. (``--limit`` is compared by ``covers``, the models by
+    ``benchmark.checkpoints.cached_training``.)"""
     said: list[str] = []
     if "settings" in parts:
         before, now = old.get("settings", {}), new.get("settings", {})
         said += [f"{_flag(k)} ({before.get(k)!r} then, {now.get(k)!r} now)" for k in sorted(set(before) | set(now))
                  if before.get(k) != now.get(k)]
-    if "limit" in parts and old.get("limit") != new.get("limit"):
-        said.append(f"--limit ({old.get('limit') or 'none'} then, {new.get('limit') or 'none'} now)")
     if "data" in parts:
         before, now = old.get("data", {}), new.get("data", {})
         files = [phrase for part in sorted(set(before.get("files", {})) | set(now.get("files", {})))
@@ -105,10 +104,6 @@ def differences(old: dict, new: dict, parts: tuple[str, ...], extends: bool = Fa
         keys = [k for k in sorted(set(before.get("keys", {})) | set(now.get("keys", {})))
                 if before.get("keys", {}).get(k) != now.get("keys", {}).get(k)]
         said += files or [f"the {k} part's labels or content (metadata CSV)" for k in keys]
-    if "models" in parts:
-        before, now = old.get("models", {}), new.get("models", {})
-        said += [f"model {name} (SHA-256 {str(before.get(name))[:12]}… then, {str(now.get(name))[:12]}… now)"
-                 for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
     return said
 
 

@@ -162,14 +162,6 @@ class RunStore:
         run must load the very same (``benchmark.checkpoints.cached_training``); else None."""
         return None if self.continued is None else self.continued.get("models", {})
 
-    def check_models(self, models: dict[str, str]) -> None:
-        """Raise ``ValueError`` when a resumed run uses other weights than the rows it continues (named)."""
-        if self.continued is not None:
-            differ = differences(self.continued, {"models": models}, ("models",))
-            if differ:
-                raise ValueError(f"--resume: the rows in {self.out} were computed with other models: "
-                                 f"{'; '.join(differ)}; run without --resume, or into another --out")
-
     def start(self, record: dict, identity: dict, save_audio: bool) -> None:
         """Prepare ``OUT/unfinished/`` (rank 0 only, before any rank writes), marked with ``identity``.
 
