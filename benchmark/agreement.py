@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from benchmark.figures import plot_agreement
-from benchmark.frontend import DOMAINS
+from foundation.frontend import DOMAINS
 from metrics import registered_metrics
 
 FAITHFULNESS_METRICS = ("AI", "AD", "AG", "FF", "Fid-In", "Ins-AUC", "Del-AUC")

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import torch
 
-from benchmark import distributed
-from benchmark.checkpoints import default_cache_dir
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS
 from benchmark.output_folder import check_location, committed_results
-from benchmark.profiles import default_profile
 from classifiers import classifier_class
 from datasets import roots
 from datasets.sources import shadowed_hugging_face
 from datasets.split import FoldPlan
+from foundation import distributed
+from foundation.checkpoints import default_cache_dir
+from foundation.frontend import DOMAINS
+from foundation.profiles import default_profile
 from methods import available_methods
 from methods.registry import control_methods, parse_hyperparameter
 

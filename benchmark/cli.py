@@ -13,12 +13,12 @@ from pathlib import Path
 
 import torch
 
-from benchmark import distributed
 from benchmark.arguments import UsageError, config_from_args, seed_list
 from benchmark.commands.seeds import run_seeds
-from benchmark.files import DiskFullError
 from benchmark.harness import run
 from benchmark.options import COMMANDS, build_parser
+from foundation import distributed
+from foundation.files import DiskFullError
 from methods.base import InvalidExplanationError
 
 

@@ -21,8 +21,8 @@ class RunConfig:
     deletion and insertion curves (12 more classifier passes per map); training_seed: seed of
     training the classifier and the trainable explainers when it differs from ``seed`` (``--seeds``),
     which still seeds the split, the contaminant draws and the explainers' random draws;
-    precision: "fp32" or "bf16" (autocast in evaluation and training, ``benchmark.precision``);
-    retrain: ignore the shipped reference models (``benchmark.checkpoints.REFERENCE_MODELS``) and
+    precision: "fp32" or "bf16" (autocast in evaluation and training, ``foundation.precision``);
+    retrain: ignore the shipped reference models (``foundation.checkpoints.REFERENCE_MODELS``) and
     train into the checkpoint cache, or load what was trained there before; shuffle_labels: the controlled
     dataset's training and validation labels permuted (``benchmark.reliance`` must refuse the classifier);
     command: the command

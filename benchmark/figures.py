@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmark.frontend import DOMAINS  # noqa: E402
+from foundation.frontend import DOMAINS  # noqa: E402
 from metrics import CURVE_FRACTIONS, arrow, curve_columns, table_columns  # noqa: E402
 
 

@@ -14,10 +14,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmark import agreement, distributed, tables
-from benchmark.checkpoints import config_key, describe_models
+from benchmark import agreement, tables
 from benchmark.config import RunConfig, condition_name
-from benchmark.frontend import DOMAINS, listenable_waveform
 from benchmark.output_folder import FolderLock
 from benchmark.pipeline import (
     EvaluationBatch,
@@ -29,14 +27,17 @@ from benchmark.pipeline import (
     sample_seed,
     score,
 )
-from benchmark.precision import autocast
 from benchmark.preparation import load_inputs, prepare_models
-from benchmark.provenance import versions
 from benchmark.reliance import MIN_ACCURACY, Reliance
 from benchmark.run_identity import data_identity, input_files, model_identity, run_settings
 from benchmark.store import ResultWriter, RunStore
 from classifiers.base import Classifier, DomainModel
 from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS, write_audio
+from foundation import distributed
+from foundation.checkpoints import config_key, describe_models
+from foundation.frontend import DOMAINS, listenable_waveform
+from foundation.precision import autocast
+from foundation.provenance import versions
 from methods.base import Explainer
 from metrics import arrow, reported_metrics
 
@@ -52,7 +53,7 @@ def evaluate(config: RunConfig, classifier: Classifier, explainers: list[Explain
     to ``writer`` as each method finishes a batch; batches already on disk are skipped.
     In a launch of several processes, ``current`` rank evaluates its share of the batches
     (``distributed.shard``). With ``config.precision`` "bf16" the model passes run under autocast
-    (``benchmark.precision``); inputs, masks and metrics stay float32 / float64.
+    (``foundation.precision``); inputs, masks and metrics stay float32 / float64.
     """
     device = torch.device(config.device)
     batches = distributed.shard(batch_ids(len(evaluation.samples), config.batch_size), current)
@@ -98,7 +99,7 @@ def run(config: RunConfig) -> str | None:
     ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, run.json;
     ``benchmark.store``).
 
-    Launched by torchrun (``benchmark.distributed``), the ranks train together (DDP) or load
+    Launched by torchrun (``foundation.distributed``), the ranks train together (DDP) or load
     every model; each rank evaluates its share of the batches into its own row file; rank 0
     merges them, in a single process's order, and writes the tables.
 

@@ -8,12 +8,12 @@ import importlib
 
 import torch
 
-from benchmark.checkpoints import default_cache_dir
-from benchmark.precision import PRECISIONS
-from benchmark.profiles import PROFILES
 from classifiers import available_classifiers
 from datasets.audio import PEAK_NORMALISATIONS
 from datasets.sources import DATASETS
+from foundation.checkpoints import default_cache_dir
+from foundation.precision import PRECISIONS
+from foundation.profiles import PROFILES
 from methods import available_methods
 from methods.registry import control_methods
 

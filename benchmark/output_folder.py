@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from benchmark.files import write_then_replace
+from foundation.files import write_then_replace
 
 MARK = ".benchmark-run.json"
 """The mark of a folder that a run made: JSON, ``{"identity": ...}`` for a run folder (the identity of the rows

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from benchmark.config import RunConfig
-from benchmark.frontend import WIN_LENGTH, apply_mask, log1p_magnitude, stft
 from classifiers.base import ClassifierPass, DomainModel
 from datasets import controlled
 from datasets.audio import load_clips
@@ -32,6 +31,7 @@ from datasets.contamination import (
 )
 from datasets.folder import recordings
 from datasets.sources import AudioData
+from foundation.frontend import WIN_LENGTH, apply_mask, log1p_magnitude, stft
 from methods.base import Explainer
 from metrics import (
     CURVE_FRACTIONS,

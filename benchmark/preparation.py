@@ -8,11 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark import precision
-from benchmark.checkpoints import REFERENCE_MODELS, cached_training, config_key, content_key, describe_models
 from benchmark.config import RunConfig
 from benchmark.pipeline import EvaluationSamples, evaluation_samples
-from benchmark.profiles import PROFILES
 from benchmark.reliance import as_record, check_reliance
 from benchmark.speechbrain_import import load_classifier_checkpoint
 from benchmark.training import accuracy, classifier_features, train_classifier
@@ -22,6 +19,9 @@ from classifiers.huggingface import check_class_names, weights_key
 from datasets.audio import PEAK_NORMALISATIONS, SAMPLE_RATE, load_clips
 from datasets.folder import recordings
 from datasets.sources import AudioData, open_dataset
+from foundation import precision
+from foundation.checkpoints import REFERENCE_MODELS, cached_training, config_key, content_key, describe_models
+from foundation.profiles import PROFILES
 from methods import build_explainers
 from methods.base import Explainer, TrainingResources
 
@@ -239,7 +239,7 @@ def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
 
     Fills ``record`` (for run.json) with the data root, split, classifier and methods. ``expected_models``
     (file name → SHA-256, the models of a run that is resumed or reported on): every model must then be
-    loaded with exactly these bytes, and none is trained (``benchmark.checkpoints.cached_training``).
+    loaded with exactly these bytes, and none is trained (``foundation.checkpoints.cached_training``).
 
     Raises:
         CheckpointError: an expected model is missing or differs; ValueError: the classifier breaks its

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from scipy import stats
 
-from benchmark.frontend import DOMAINS
 from benchmark.pipeline import EvaluationSamples, batch_ids, prepare_batch
 from classifiers.base import Classifier, DomainModel
+from foundation.frontend import DOMAINS
 
 MIN_ACCURACY = 0.8
 """Accuracy a ground-truth model needs on the clips and with only their cue, in [0, 1]."""

@@ -1,6 +1,6 @@
 """Whether two runs' per-sample rows agree within the rounding of another machine.
 
-With the shipped reference models (``benchmark.checkpoints.REFERENCE_MODELS``), the main job on any
+With the shipped reference models (``foundation.checkpoints.REFERENCE_MODELS``), the main job on any
 x86-64 CPU must give the committed rows: the same predicted class on every row, every continuous
 column within ``TOLERANCE`` · max(1, |value|) (absolute on the probability scale, relative for the
 columns of larger magnitude: AD and AG in percent, COMP in nats), and a binary metric (AI, Fid-In)

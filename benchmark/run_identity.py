@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmark.checkpoints import file_digests
 from benchmark.config import RunConfig
 from benchmark.pipeline import EvaluationSamples
 from datasets.folder import recordings
 from datasets.sources import AudioData
+from foundation.checkpoints import file_digests
 
 PATH_SETTINGS = ("data_root", "noise_dir", "speech_dir", "classifier_checkpoint")
 """Options that name where inputs are; what they hold enters the identity by content (``data``, ``models``)."""
@@ -56,7 +56,7 @@ def data_identity(parts: dict[str, list[Path]], root: Path, keys: dict[str, str 
                   cache_dir: Path | None) -> dict:
     """The ``data`` part: for each part (e.g. "training clip") the SHA-256 of each of its files, named relative
     to the data root ``root`` when inside it, and ``keys``, the parts' content keys (audio, labels and
-    normalisation, ``benchmark.checkpoints.content_key``)."""
+    normalisation, ``foundation.checkpoints.content_key``)."""
     root = Path(os.path.abspath(root))
 
     def name(path: Path) -> str:  # links are not followed: a clip is named where the dataset lists it
@@ -90,7 +90,7 @@ def differences(old: dict, new: dict, parts: tuple[str, ...], extends: bool = Fa
     option or the file, e.g. "--seed (0 then, 1 now)", "training clip audio/1-1.wav changed (…)"; [] when they
     agree. ``extends``: ``new`` evaluates more clips than ``old`` (a larger ``--limit``), so files that only
     ``new`` read do not count. (``--limit`` is compared by ``covers``, the models by
-    ``benchmark.checkpoints.cached_training``.)"""
+    ``foundation.checkpoints.cached_training``.)"""
     said: list[str] = []
     if "settings" in parts:
         before, now = old.get("settings", {}), new.get("settings", {})

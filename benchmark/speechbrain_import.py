@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.checkpoints import CheckpointError, content_key, load_state, read_state_dict
 from classifiers.cnn14 import CNN14Classifier
+from foundation.checkpoints import CheckpointError, content_key, load_state, read_state_dict
 
 FLAG = "--classifier-checkpoint"
 

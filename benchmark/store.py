@@ -11,7 +11,7 @@ copy of its rows) only when it is the same run: the same settings, data and mode
 ``--limit`` extends it. No run drops rows it does not compute again: a smaller ``--limit`` than the
 rows in ``OUT`` is refused.
 
-In a launch of several processes (``torchrun``, ``benchmark.distributed``) each rank appends
+In a launch of several processes (``torchrun``, ``foundation.distributed``) each rank appends
 to its own ``OUT/unfinished/per_sample.rank-<r>.csv``; a rank that dies loses only the batch
 it was computing. When all have finished, rank 0 merges every row file of the folder into
 ``per_sample.csv`` in the order a single process writes (``RunStore.merge_rows``), so the
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.files import sha256_of, write_then_replace
 from benchmark.output_folder import check_contents, read_mark, write_mark
 from benchmark.run_identity import covers, differences
+from foundation.files import sha256_of, write_then_replace
 
 RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
 AGREEMENT_FILES = ("agreement.csv", "agreement.md", "agreement.png")
@@ -159,7 +159,7 @@ class RunStore:
 
     def expected_models(self) -> dict[str, str] | None:
         """With ``--resume``, the weights (file name → SHA-256) that the continued rows were computed with: the
-        run must load the very same (``benchmark.checkpoints.cached_training``); else None."""
+        run must load the very same (``foundation.checkpoints.cached_training``); else None."""
         return None if self.continued is None else self.continued.get("models", {})
 
     def start(self, record: dict, identity: dict, save_audio: bool) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.figures import plot_run
-from benchmark.frontend import DOMAINS
 from benchmark.pipeline import TRUTH_FLOOR_DB
 from benchmark.statistics import ALPHA, CONFIDENCE, RESAMPLES, bootstrap_interval, cell_seed, top_methods
+from foundation.frontend import DOMAINS
 from metrics import arrow, registered_metrics, table_columns
 
 

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from benchmark import distributed
-from benchmark.precision import autocast
 from classifiers.base import Classifier
+from foundation import distributed
+from foundation.precision import autocast
 
 
 @torch.no_grad()
@@ -43,7 +43,7 @@ def train_classifier(
         epochs, lr, batch_size, seed: schedule (random circular time shifts augment the batches).
             In a torchrun launch every rank trains its share of each batch with DDP
             (``distributed.epoch_batches``, ``distributed.parallel``).
-        precision: "fp32" or "bf16" (forward passes under autocast, ``benchmark.precision``).
+        precision: "fp32" or "bf16" (forward passes under autocast, ``foundation.precision``).
     Returns:
         a log: per-epoch training loss and validation accuracy, and the best epoch.
     """

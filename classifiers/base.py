@@ -33,7 +33,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from benchmark.frontend import SAMPLE_RATE, Domain, log1p_magnitude, stft, waveform_from_log1p
+from foundation.frontend import SAMPLE_RATE, Domain, log1p_magnitude, stft, waveform_from_log1p
 
 REQUIREMENTS = {
     "representations": "representations for decoders (forward_with_representations gives none)",

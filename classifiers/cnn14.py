@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.frontend import N_MELS, log1p_mel, stft, stft_to_mel
-from benchmark.profiles import PROFILES
 from classifiers.base import Classifier, ClassifierPass, register_classifier
+from foundation.frontend import N_MELS, log1p_mel, stft, stft_to_mel
+from foundation.profiles import PROFILES
 
 
 class ConvBlock(nn.Module):

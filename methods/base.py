@@ -42,20 +42,20 @@ class TrainingResources:
         noise_waveforms: (K, 80000) noise clips for 0 dB augmentation, or None
             (then other training clips serve as the noise).
         cache_dir: directory for checkpoints.
-        profile: sizes and schedules of the chosen profile (``benchmark.profiles``).
+        profile: sizes and schedules of the chosen profile (``foundation.profiles``).
         device: torch device.
         seed: random seed.
         data_key: hash of the content of the training audio, its labels, the noise
             clips and the peak normalisation (part of cache keys).
         valid_key: the same for the validation clips.
         peak_normalisation: "max" or "absmax", for mixtures made in training.
-        precision: "fp32" or "bf16": training under autocast (``benchmark.precision``); part of
+        precision: "fp32" or "bf16": training under autocast (``foundation.precision``); part of
             the cache keys (``precision.key_part``).
         domains: the domains the run explains; explainers with a model per domain (L-MAC)
             fit one for each of them.
         log: explainers append what they trained or loaded (checkpoint keys), for run.json.
         reference_dir: shipped reference models looked up before the cache, or None (``--retrain``).
-        models: one entry per trained part used (``benchmark.checkpoints.cached_training``'s ``used``).
+        models: one entry per trained part used (``foundation.checkpoints.cached_training``'s ``used``).
         expected_models: file name → SHA-256 of the models a resumed or reported run used: loaded with exactly
             these bytes, never trained (``cached_training``'s ``expected``); None: train what is missing.
     """

@@ -24,12 +24,12 @@ from sklearn.decomposition import NMF
 from torch import nn
 from tqdm import tqdm
 
-from benchmark import distributed, precision
-from benchmark.checkpoints import cached_training, training_record
-from benchmark.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
-from benchmark.precision import autocast
 from classifiers.base import DomainModel
 from datasets.audio import CLIP_SAMPLES
+from foundation import distributed, precision
+from foundation.checkpoints import cached_training, training_record
+from foundation.frontend import DOMAINS, HOP_LENGTH, N_BINS, log1p_magnitude, stft
+from foundation.precision import autocast
 from methods.base import Explainer, TrainingResources
 from methods.registry import register
 

@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from benchmark import distributed, precision
-from benchmark.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
-from benchmark.frontend import DOMAINS, apply_mask, stft
-from benchmark.precision import autocast
 from classifiers.base import DomainModel
 from datasets.contamination import mix
+from foundation import distributed, precision
+from foundation.checkpoints import CheckpointError, cached_training, content_key, load_state, read_state_dict
+from foundation.frontend import DOMAINS, apply_mask, stft
+from foundation.precision import autocast
 from methods.base import Explainer, TrainingResources
 from methods.lmac_decoders import new_decoder
 from methods.registry import register

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.frontend import DOMAINS
 from classifiers.base import Classifier, DomainModel
 from datasets.audio import CLIP_SAMPLES
+from foundation.frontend import DOMAINS
 
 
 def _decoder_layers(domain: str, channels: tuple[int, int, int, int], d: int) -> list[tuple]:

@@ -6,12 +6,12 @@ import torch
 from benchmark.cli import main
 from benchmark.commands.timing import ModelPassTimer
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from benchmark.harness import evaluate
 from benchmark.pipeline import EvaluationSamples, explain, prepare_batch
 from benchmark.store import ResultWriter
 from classifiers.base import DomainModel
 from datasets.contamination import ContaminatedSample
+from foundation.frontend import DOMAINS, log1p_magnitude, stft
 from methods import build_explainer
 from methods.lmac_decoders import LMACDecoder
 from tests.conftest import ESC50

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, stft
 from classifiers import DomainModel, classifier_class, load_pretrained
 from classifiers.ast import CLIP_FRAMES, kaldi_fbank
+from foundation.frontend import DOMAINS, apply_mask, listenable_waveform, stft
 from methods import available_methods
 from tests.conftest import ESC50, ESC50_CLASSES, ROOT, save_tiny_ast
 
@@ -133,7 +133,7 @@ def test_cnn14_reads_the_stft_and_keeps_speechbrains_decoder_layout(small_classi
     assert small_classifier.capabilities() == {"representations", "cam_layer", "relu_modules"}
 
 
-PACKAGES = ("benchmark", "classifiers", "datasets", "methods", "metrics")
+PACKAGES = ("benchmark", "classifiers", "datasets", "foundation", "methods", "metrics")
 
 
 def imports_of(module: str) -> set[str]:
@@ -144,6 +144,9 @@ def imports_of(module: str) -> set[str]:
     for node in python_ast.walk(python_ast.parse(path.read_text())):
         names = [a.name for a in node.names] if isinstance(node, python_ast.Import) else \
             [node.module] if isinstance(node, python_ast.ImportFrom) and node.module else []
+        if isinstance(node, python_ast.ImportFrom) and node.module in PACKAGES:  # from foundation import distributed
+            names += [f"{node.module}.{a.name}" for a in node.names
+                      if (ROOT / node.module / f"{a.name}.py").exists()]
         for name in names:
             if name.split(".")[0] in PACKAGES:
                 found.add(name if (ROOT / Path(*name.split("."))).with_suffix(".py").exists()
@@ -171,3 +174,17 @@ def test_nothing_that_methods_metrics_or_classifiers_import_imports_them_back():
             assert back <= {f"{package}.{p.stem}" for p in (ROOT / package).glob("*.py")}
     for module in reachable("classifiers"):
         assert module.split(".")[0] not in ("methods", "metrics") and module != "benchmark.harness", module
+
+
+LAYERS = {"foundation": 0, "datasets": 0, "classifiers": 1, "methods": 1, "metrics": 1, "benchmark": 2}
+"""foundation ← classifiers, methods, metrics ← harness (benchmark/) ← commands (benchmark/commands/)."""
+
+
+def test_imports_run_one_way_from_the_commands_down_to_the_foundation():
+    for package, layer in LAYERS.items():
+        for path in (ROOT / package).rglob("*.py"):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            for imported in imports_of(module):
+                assert LAYERS[imported.split(".")[0]] <= layer, f"{module} imports {imported}, a layer above it"
+                if not module.startswith(("benchmark.commands", "benchmark.cli")):  # the command line dispatches
+                    assert not imported.startswith("benchmark.commands"), f"{module} imports the command {imported}"

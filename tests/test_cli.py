@@ -17,7 +17,7 @@ import benchmark.preparation
 import methods.lmac
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.files import sha256_of
+from foundation.files import sha256_of
 from tests.conftest import ESC50
 
 METRICS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]

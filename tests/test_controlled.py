@@ -14,7 +14,6 @@ import torch
 from benchmark.agreement import agreement, write_agreement
 from benchmark.cli import main
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, mel_filterbank
 from benchmark.pipeline import evaluation_samples, prepare_batch
 from benchmark.reliance import Reliance
 from benchmark.reproduction import agrees, compare_per_sample
@@ -23,6 +22,7 @@ from classifiers.cnn14 import CNN14Classifier
 from datasets import controlled
 from datasets.audio import load_clip
 from datasets.sources import open_dataset
+from foundation.frontend import DOMAINS, HOP_LENGTH, N_FFT, SAMPLE_RATE, WIN_LENGTH, mel_filterbank
 from metrics import distractor_mass, precision_at_truth_size
 from tests.bad_input_files import META, esc50_tree
 from tests.conftest import ESC50, ROOT

@@ -8,10 +8,10 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from benchmark.frontend import log1p_magnitude, log1p_mel, stft
 from benchmark.pipeline import curve_probabilities
 from datasets.audio import load_clip
 from datasets.contamination import ContaminatedSample
+from foundation.frontend import log1p_magnitude, log1p_mel, stft
 from metrics import (
     CURVE_FRACTIONS,
     curve_area,

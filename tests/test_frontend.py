@@ -2,7 +2,7 @@
 import torch
 from speechbrain.processing.features import ISTFT, STFT, Filterbank, spectral_magnitude
 
-from benchmark.frontend import (
+from foundation.frontend import (
     istft,
     listenable_waveform,
     log1p_magnitude,

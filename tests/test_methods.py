@@ -5,9 +5,9 @@ import pytest
 import torch
 from speechbrain.lobes.models.Cnn14 import CNN14PSI, CNN14PSI_stft
 
-from benchmark.frontend import DOMAINS, log1p_magnitude, stft
 from classifiers.base import DomainModel
 from classifiers.cnn14 import CNN14Classifier
+from foundation.frontend import DOMAINS, log1p_magnitude, stft
 from methods import available_methods, build_explainer, build_explainers
 from methods.base import Explainer, InvalidExplanationError, check_map, to_mask
 from methods.lmac import lmac_loss
@@ -112,8 +112,8 @@ def test_lmac_decoders_are_speechbrains_layouts(domain, reference, bins, small_c
 
 def test_the_mel_decoder_learns_on_real_clips(tmp_path):
     """A few L-MAC steps in the mel domain on real clips: the loss falls and the mask is on the 80-band grid."""
-    from benchmark.profiles import PROFILES
     from datasets.audio import load_clips
+    from foundation.profiles import PROFILES
     from methods.base import TrainingResources
     from tests.conftest import ESC50
 
@@ -149,7 +149,7 @@ def test_lmac_l1_term_batch_scaling(clips, small_classifier):
 
 
 def test_l2i_masks_shrink_with_the_relevance_threshold(clips, small_classifier, tmp_path):
-    from benchmark.profiles import PROFILES
+    from foundation.profiles import PROFILES
     from methods.base import TrainingResources
 
     resources = TrainingResources(small_classifier, "test", clips.repeat(4, 1), torch.tensor([49, 42] * 4), None,
@@ -205,7 +205,7 @@ def test_lmac_fine_tuning_guidance_terms(clips, small_classifier):
 
 
 def test_lmac_ft_starts_from_the_cached_lmac_decoder(clips, small_classifier, tmp_path):
-    from benchmark.profiles import PROFILES
+    from foundation.profiles import PROFILES
     from methods.base import TrainingResources
 
     resources = TrainingResources(small_classifier, "test", clips.repeat(4, 1), torch.tensor([49, 42] * 4), None,

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.frontend import stft as benchmark_stft
 from datasets.audio import load_clip
+from foundation.frontend import stft as benchmark_stft
 from metrics import (
     arrow,
     complexity,

@@ -8,11 +8,11 @@ import sys
 import pandas as pd
 
 from benchmark.arguments import config_from_args
-from benchmark.checkpoints import REFERENCE_MODELS, reference_manifest, sha256_of
 from benchmark.cli import main
 from benchmark.options import build_parser
 from benchmark.preparation import reference_dir
 from benchmark.reproduction import TOLERANCE, agrees, compare_per_sample
+from foundation.checkpoints import REFERENCE_MODELS, reference_manifest, sha256_of
 from tests.conftest import ESC50, ROOT
 
 MAIN_JOB = ROOT / "results" / "esc50-ood-mixtures-cpu"

@@ -12,9 +12,9 @@ import torch
 
 import benchmark.commands.explain
 import benchmark.preparation
-from benchmark.checkpoints import cached_training
 from benchmark.cli import main
 from benchmark.output_folder import write_mark
+from foundation.checkpoints import cached_training
 from tests.conftest import ESC50
 
 ROOT = Path(__file__).resolve().parents[1]

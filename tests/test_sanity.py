@@ -9,8 +9,8 @@ import torch
 
 from benchmark.cli import main
 from benchmark.commands.sanity import level_names, map_similarity, randomised_copy
-from benchmark.frontend import DOMAINS
 from classifiers.base import DomainModel
+from foundation.frontend import DOMAINS
 from methods import build_explainer
 from tests.conftest import ESC50
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from speechbrain.lobes.models.Cnn14 import CNN14PSI, Cnn14, CNN14PSI_stft
 
-from benchmark.frontend import DOMAINS
 from benchmark.speechbrain_import import load_classifier_checkpoint, speechbrain_paper_checkpoints
 from classifiers.base import DomainModel
 from classifiers.cnn14 import CNN14Classifier
+from foundation.frontend import DOMAINS
 from methods import build_explainer
 from methods.base import TrainingResources
 

@@ -48,20 +48,20 @@ import torch
 from torch import nn
 
 from benchmark.arguments import UsageError, config_from_args
-from benchmark.checkpoints import default_cache_dir
 from benchmark.commands.timing import ModelPassTimer, PeakMemory
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS, apply_mask
 from benchmark.harness import evaluate
 from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
 from benchmark.output_folder import claim_folder
 from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
-from benchmark.profiles import default_profile
 from benchmark.speechbrain_import import speechbrain_paper_checkpoints
 from benchmark.store import ResultWriter
 from classifiers.base import Classifier, DomainModel
 from datasets.sources import open_dataset
+from foundation.checkpoints import default_cache_dir
+from foundation.frontend import DOMAINS, apply_mask
+from foundation.profiles import default_profile
 from metrics import reported_metrics
 
 

@@ -9,11 +9,11 @@ import torch
 
 from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig
-from benchmark.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
 from benchmark.options import add_common_options
 from benchmark.preparation import prepare
 from classifiers.base import DomainModel
 from datasets.audio import load_clip, write_audio
+from foundation.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
 
 
 def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:

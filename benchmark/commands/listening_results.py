@@ -43,8 +43,8 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from benchmark.arguments import check_writable_folder
-from benchmark.files import write_then_replace
 from benchmark.output_folder import claim_folder
+from foundation.files import write_then_replace
 
 COLUMNS = ("listener", "sample_id", "clip", "condition", "question", "rating")
 REFERENCE = "reference"

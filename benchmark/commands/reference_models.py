@@ -1,5 +1,5 @@
 """``run_benchmark.py reference-models RUN_DIR...``: copy the trained parts that finished runs used from
-the checkpoint cache into the shipped reference models (``benchmark.checkpoints.REFERENCE_MODELS``) and
+the checkpoint cache into the shipped reference models (``foundation.checkpoints.REFERENCE_MODELS``) and
 list each in its ``manifest.json``: file, kind, key, SHA-256, size, the command of the run whose
 configuration trains it, the code version that trained it (from the training record beside the
 weights, else the run's), the training audio's content key, the training seed, the profile and
@@ -12,8 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmark.checkpoints import REFERENCE_MODELS
-from benchmark.files import sha256_of
+from foundation.checkpoints import REFERENCE_MODELS
+from foundation.files import sha256_of
 
 
 def ship_models(run_dirs: list[Path], reference_dir: Path = REFERENCE_MODELS) -> Path:

@@ -32,14 +32,14 @@ from PIL import Image
 from benchmark.arguments import UsageError, import_user_module
 from benchmark.commands.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.config import RunConfig
-from benchmark.files import write_then_replace
-from benchmark.frontend import DOMAINS, listenable_waveform, spectrogram_extent
 from benchmark.pipeline import explain, prepare_batch
 from benchmark.preparation import prepare
 from benchmark.run_identity import model_identity
 from benchmark.tables import cell_text, is_marked
 from classifiers.base import DomainModel
 from datasets.audio import write_audio
+from foundation.files import write_then_replace
+from foundation.frontend import DOMAINS, listenable_waveform, spectrogram_extent
 from metrics import arrow, paper_columns, table_columns
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

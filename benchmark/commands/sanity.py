@@ -47,15 +47,15 @@ from tqdm import tqdm
 
 from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig, condition_name
-from benchmark.files import write_then_replace
-from benchmark.frontend import DOMAINS
 from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
 from benchmark.output_folder import claim_folder
 from benchmark.pipeline import batch_ids, explain, prepare_batch
 from benchmark.preparation import prepare
-from benchmark.profiles import default_profile
-from benchmark.provenance import versions
 from classifiers.base import Classifier, ClassifierPass, DomainModel
+from foundation.files import write_then_replace
+from foundation.frontend import DOMAINS
+from foundation.profiles import default_profile
+from foundation.provenance import versions
 from methods import available_methods
 
 SANITY_FILES = ("sanity.csv", "sanity_table.csv", "sanity.md", "sanity.png", "sanity.json")

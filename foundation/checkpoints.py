@@ -29,10 +29,10 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from benchmark import distributed
-from benchmark.files import DiskFullError, sha256_of, write_then_replace
-from benchmark.provenance import versions
 from datasets import roots
+from foundation import distributed
+from foundation.files import DiskFullError, sha256_of, write_then_replace
+from foundation.provenance import versions
 
 REFERENCE_MODELS = Path(__file__).resolve().parents[1] / "results" / "reference-models"
 """The shipped reference models and their ``manifest.json``."""
