@@ -173,7 +173,9 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         *[f"reliance on the cue (clean evaluation clips; ≥ {100 * MIN_ACCURACY:.0f} % with the cue and with only the "
           f"cue, not above chance without it): {Reliance(**r).text()}" for r in record.get("reliance", [])],
         *([f"mel rows: masks on the {DomainModel(classifier, DOMAINS['mel']).grid(CLIP_SAMPLES)[1]}-band mel grid "
-           "are not listenable; no WAV is written for them"] if "mel" in config.domains else [])],
+           "are not listenable; no WAV is written for them"] if "mel" in config.domains else []),
+        *(["waveform rows: masks on the samples in 20 ms frames (the model's own input) are not listenable; no WAV "
+           "is written for them"] if "waveform" in config.domains else [])],
         controls, config.seed)
     if config.dataset == "controlled":
         agreement.write_agreement(store.work, pd.read_csv(store.work / "per_sample.csv"), title, config.seed)

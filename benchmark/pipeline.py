@@ -216,7 +216,8 @@ def prepare_batch(model: DomainModel, evaluation: EvaluationSamples, ids: list[i
         features = model.features(waves, spec)
         clean_target = evaluation.clean_targets(ids, device) if model.domain.name == "listenable" else None
         target_dominated, distractor_dominated = (
-            None if terms is None else ideal_binary_mask(*(model.features(term.to(device)) for term in terms))
+            None if terms is None else ideal_binary_mask(*(model.features(term.to(device)) for term in terms),
+                                                         by_frame=model.domain.name == "waveform")
             for terms in (evaluation.components(ids), evaluation.distractor_components(ids)))
     with torch.no_grad():
         unmasked = model.hearing(spec, waves.shape[1]).forward_with_representations(features)

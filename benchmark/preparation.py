@@ -16,7 +16,7 @@ from benchmark.training import accuracy, classifier_features, train_classifier
 from classifiers import Classifier, classifier_class, load_pretrained
 from classifiers.base import REQUIREMENTS
 from classifiers.huggingface import check_class_names, weights_key
-from datasets.audio import PEAK_NORMALISATIONS, SAMPLE_RATE, load_clips
+from datasets.audio import PEAK_NORMALISATIONS, load_clips
 from datasets.folder import recordings
 from datasets.sources import AudioData, open_dataset
 from foundation import precision
@@ -107,9 +107,11 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         classifier = classifier_class(config.classifier).build(data.class_names, config.profile)
     else:
         classifier = given[0]
-    if classifier.sample_rate != SAMPLE_RATE:
-        raise ValueError(f"{flag} expects audio at {classifier.sample_rate} Hz; the benchmark reads every clip at "
-                         f"{SAMPLE_RATE} Hz; use a model made for {SAMPLE_RATE} Hz audio")
+    foreign = [d for d in config.domains if d not in ("listenable", classifier.feature_domain)]
+    if foreign:
+        raise ValueError(f"--domains {','.join(config.domains)}: {flag} has no {foreign[0]} domain; its own features "
+                         f"are the {classifier.feature_domain} domain: pass --domains listenable,"
+                         f"{classifier.feature_domain}")
     explainers = build_explainers(config.methods, config.method_options)
     explainers = supported_explainers(explainers, classifier.eval(), flag, config.methods_all)
     for explainer in explainers:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classifiers.base import Classifier, ClassifierPass, register_classifier
+from foundation.frontend import resample
 
 CLIP_FRAMES = 498
 """Fbank frames of a 5 s clip at 16 kHz: 1 + (80,000 − 400) // 160."""
@@ -76,12 +77,20 @@ class ASTClassifier(Classifier):
         super().__init__(class_names)
         self.model = model
         settings = extractor if isinstance(extractor, dict) else vars(extractor)
-        self.fbank_settings = {k: settings[k] for k in ("num_mel_bins", "max_length", "do_normalize", "mean", "std",
+        self.extractor_settings = {k: settings[k] for k in ("num_mel_bins", "max_length", "do_normalize", "mean", "std",
                                                         "sampling_rate")}
-        self.sample_rate = int(self.fbank_settings["sampling_rate"])
+        self.sample_rate = int(self.extractor_settings["sampling_rate"])
         config = model.config
-        self.grid = ((self.fbank_settings["max_length"] - config.patch_size) // config.time_stride + 1,
-                     (self.fbank_settings["num_mel_bins"] - config.patch_size) // config.frequency_stride + 1)
+        bands, frames = self.extractor_settings["num_mel_bins"], self.extractor_settings["max_length"]
+        if (bands, frames) != (config.num_mel_bins, config.max_length):
+            raise ValueError(f"its feature extractor gives {bands} bands × {frames} frames where the model reads "
+                             f"{config.num_mel_bins} × {config.max_length}: save the model's own ASTFeatureExtractor")
+        clip = 1 + (5 * self.sample_rate - self.sample_rate // 40) // (self.sample_rate // 100)
+        if frames < clip:
+            raise ValueError(f"it reads at most {frames} frames ({frames / 100:.2f} s), fewer than the {clip} of a 5 s "
+                             "clip, which it would cut: use a model made for clips of 5 s or longer")
+        self.grid = ((self.extractor_settings["max_length"] - config.patch_size) // config.time_stride + 1,
+                     (self.extractor_settings["num_mel_bins"] - config.patch_size) // config.frequency_stride + 1)
         self.cam_grid = nn.Identity()
         layers = [m for m in model.modules() if type(m).__name__ == "ASTLayer"]
         layers[-1].register_forward_pre_hook(self._tokens_through_grid, with_kwargs=True)
@@ -107,13 +116,14 @@ class ASTClassifier(Classifier):
         return {"architecture": "ast", "patch_size": 16, "mel_bins": 128, "frames": CLIP_FRAMES, **AST_SIZES[profile]}
 
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(B, N) → log mel filterbank (B, T, 128): the extractor's features before padding and normalisation."""
-        return kaldi_fbank(waveform, self.fbank_settings["num_mel_bins"], self.sample_rate)
+        """(B, N) at 16 kHz → log mel filterbank (B, T, 128) at the model's rate: the extractor's features before
+        padding and normalisation."""
+        return kaldi_fbank(resample(waveform, self.sample_rate), self.extractor_settings["num_mel_bins"], self.sample_rate)
 
     def model_input(self, features: torch.Tensor) -> torch.Tensor:
         """(B, T, 128) → the model's ``input_values`` (B, max_length, 128): zero-padded or cropped, then
         normalised, as ``ASTFeatureExtractor`` does."""
-        settings = self.fbank_settings
+        settings = self.extractor_settings
         missing = settings["max_length"] - features.shape[1]
         values = F.pad(features, (0, 0, 0, missing)) if missing > 0 else features[:, : settings["max_length"]]
         return (values - settings["mean"]) / (2 * settings["std"]) if settings["do_normalize"] else values
@@ -155,7 +165,7 @@ class ASTClassifier(Classifier):
     def describe(self) -> dict[str, Any]:
         config = self.model.config
         return {**super().describe(), "hidden_size": config.hidden_size, "layers": config.num_hidden_layers,
-                "patch_grid": list(self.grid), **self.fbank_settings}
+                "patch_grid": list(self.grid), **self.extractor_settings}
 
 
 @register_classifier("ast")

@@ -3,9 +3,11 @@
 A ``Classifier`` says everything the benchmark needs to explain one audio classifier, and
 explainers, metrics, the sanity check and the bench use nothing else of it:
 
-- ``sample_rate`` (Hz) and ``class_names``;
-- ``features(waveform)``: how a waveform (B, N) becomes the model's own input features
-  (B, T, F), differentiably: the grid of the ``mel`` domain, whatever its shape;
+- ``sample_rate`` (Hz, the model's own) and ``class_names``;
+- ``features(waveform)``: how a waveform (B, N) at the benchmark's 16 kHz becomes the model's own
+  input features (B, T, F), differentiably (a model of another rate resamples inside): the grid of
+  its ``feature_domain``, "mel" (a log-mel grid, whatever its shape) or "waveform" (the samples in
+  frames, for a model that reads the waveform);
 - ``forward_with_representations(features)``: the logits (B, C) and the block or layer
   representations that decoder-based explainers read (L-MAC, L2I), deepest first, each a grid
   (B, C_i, T_i, F_i) (a token sequence is given as its time × frequency grid); ``()`` when the
@@ -61,7 +63,9 @@ class Classifier(nn.Module):
 
     Class attributes:
         name: registry name (set by ``register_classifier``).
-        sample_rate: the rate the model expects, in Hz (the benchmark reads audio at 16 kHz).
+        sample_rate: the rate the model expects, in Hz (the benchmark reads audio at 16 kHz; ``features``
+            takes 16 kHz and resamples when they differ).
+        feature_domain: the domain of ``features``' grid: "mel" or "waveform" (``frontend.DOMAINS``).
         reads_stft: True when ``listenable_features`` maps X = log1p|STFT| (B, T, 513) to the features.
         decoder_layout: "grid" (L-MAC and L2I build their networks from the representations' shapes)
             or "speechbrain-cnn14" (SpeechBrain's ``CNN14PSI_stft`` / ``CNN14PSI`` decoders, whose
@@ -70,6 +74,7 @@ class Classifier(nn.Module):
 
     name: ClassVar[str] = ""
     sample_rate: ClassVar[int] = SAMPLE_RATE
+    feature_domain: ClassVar[str] = "mel"
     reads_stft: ClassVar[bool] = False
     decoder_layout: ClassVar[str] = "grid"
 
@@ -198,7 +203,8 @@ class DomainModel(nn.Module):
       ``listenable_features(X)``; any other gets ``features`` of the waveform
       ``frontend.waveform_from_log1p(X, phase, length)``, with the phase and length of the explained
       input, bound by ``hearing``. Frames beyond X's T_m ≤ T (L-MAC's 425 of 431) are silent there.
-    - mel: X = ``classifier.features(waveform)``, the model's own features, fed as they are.
+    - mel or waveform (the classifier's ``feature_domain``): X = ``classifier.features(waveform)``, the
+      model's own features, fed as they are.
 
     ``per_sample`` (the harness on CPU): passes without gradient tracking take the samples one at
     a time. oneDNN picks its convolution algorithm by batch size, and per-sample passes make every
@@ -246,7 +252,7 @@ class DomainModel(nn.Module):
 
     def model_input(self, features: torch.Tensor, phase: torch.Tensor | None) -> torch.Tensor:
         """X (B, T_m, F) → what ``classifier.forward`` takes."""
-        if self.domain.name == "mel":
+        if self.domain.name != "listenable":
             return features
         if self.classifier.reads_stft:
             return self.classifier.listenable_features(features)

@@ -5,14 +5,17 @@ hub id, read through the Hugging Face cache (downloaded there by ``transformers`
 Class names come from the model's ``config.id2label``. The benchmark explains the predicted class,
 so a pretrained model needs no labels: ``--dataset folder`` of unlabelled recordings works.
 
-Supported: Audio Spectrogram Transformer models (``ASTForAudioClassification`` with
-``ASTFeatureExtractor``), whose features the benchmark computes differentiably
-(``classifiers.ast``). Another architecture needs its features in torch: wrap it in a
-``Classifier`` of your own.
+Supported: every architecture of ``transformers``' audio-classification mapping (``FAMILIES``), each
+with its feature extractor's features computed differentiably in torch: Audio Spectrogram Transformers
+(``classifiers.ast``), the wav2vec2 family (``classifiers.wav2vec2``), Whisper (``classifiers.whisper``)
+and Wav2Vec2-BERT (``classifiers.wav2vec2_bert``); and CLAP (``ClapModel``) as a zero-shot classifier
+of the dataset's class names (``classifiers.clap``). Another model: wrap it in a ``Classifier`` of
+your own.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -20,19 +23,33 @@ from pathlib import Path
 
 import torch
 
-from classifiers.ast import ASTClassifier
+from classifiers.base import Classifier
+from classifiers.wav2vec2 import WAVEFORM_MODEL_TYPES
+
+FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "audio-spectrogram-transformer": ("classifiers.ast", "ASTClassifier", ("ASTFeatureExtractor",)),
+    **{model_type: ("classifiers.wav2vec2", "WaveformClassifier", ("Wav2Vec2FeatureExtractor",))
+       for model_type in WAVEFORM_MODEL_TYPES},
+    "whisper": ("classifiers.whisper", "WhisperClassifier", ("WhisperFeatureExtractor",)),
+    "wav2vec2-bert": ("classifiers.wav2vec2_bert", "Wav2Vec2BertClassifier", ("SeamlessM4TFeatureExtractor",)),
+}
+"""``config.model_type`` → (module, class, the feature extractors it computes in torch) of every architecture
+of the audio-classification auto mapping of the pinned ``transformers``. Each class takes
+``(model, class_names, extractor)`` and raises ``ValueError`` for an extractor that does not match the model
+or a model that cannot take a 5 s clip. CLAP (``ClapModel``) is loaded by ``classifiers.clap``."""
 
 
 def _refuse(name: str, why: str) -> ValueError:
     return ValueError(f"--classifier hf:{name}: {why}")
 
 
-def load(name: str) -> ASTClassifier:
+def load(name: str) -> Classifier:
     """The model and feature extractor of folder or hub id ``name``, in eval mode.
 
     Raises:
         ValueError: a missing folder; one without a transformers config, model or feature extractor;
-            a model that is not an audio-classification AST (each message names the fix).
+            a model type outside ``FAMILIES`` and CLAP; a feature extractor of another kind or other settings
+            than the model's; a model that cannot take a 5 s clip (each message names the fix).
     """
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -54,11 +71,15 @@ def load(name: str) -> ASTClassifier:
         raise _refuse(name, f"{where} ({str(error).splitlines()[0][:160]}); pass a folder written by "
                             "save_pretrained" + ("" if local else ", by a path that exists from the working directory "
                                                  "(or absolute), or a hub id while online")) from None
-    if config.model_type != "audio-spectrogram-transformer":
-        raise _refuse(name, f"a {config.model_type!r} model; hf: explains audio-classification Audio Spectrogram "
-                            "Transformers (ASTForAudioClassification with ASTFeatureExtractor), whose features the "
-                            "benchmark computes differentiably; wrap another model in a Classifier of your own "
-                            "(README, \"Your own classifier\")")
+    if config.model_type == "clap":
+        from classifiers.clap import load_clap
+
+        return load_clap(name, source, local)
+    if config.model_type not in FAMILIES:
+        raise _refuse(name, f"a {config.model_type!r} model; hf: explains the audio-classification models of "
+                            f"transformers ({', '.join(FAMILIES)}) and CLAP (clap, zero-shot); wrap another model in "
+                            "a Classifier of your own (docs: Classifiers, \"Your own classifier\")")
+    module, class_name, extractors = FAMILIES[config.model_type]
     try:
         with nullcontext() if local else _hub_warnings_off():
             model = AutoModelForAudioClassification.from_pretrained(source, local_files_only=local)
@@ -66,10 +87,15 @@ def load(name: str) -> ASTClassifier:
     except (OSError, ValueError) as error:
         raise _refuse(name, f"the model or its feature extractor does not load ({str(error).splitlines()[0][:160]}); "
                             "save both with save_pretrained into the folder") from None
-    if type(extractor).__name__ != "ASTFeatureExtractor":
-        raise _refuse(name, f"its feature extractor is a {type(extractor).__name__}, not an ASTFeatureExtractor")
+    if type(extractor).__name__ not in extractors:
+        raise _refuse(name, f"its feature extractor is a {type(extractor).__name__}; a {config.model_type} model "
+                            f"reads the features of a {' or '.join(extractors)}: save the model's own feature extractor "
+                            "into the folder with save_pretrained")
     class_names = [str(config.id2label.get(i, f"class {i}")) for i in range(config.num_labels)]
-    classifier = ASTClassifier(model, class_names, extractor).eval()
+    try:
+        classifier = getattr(importlib.import_module(module), class_name)(model, class_names, extractor).eval()
+    except ValueError as error:
+        raise _refuse(name, str(error)) from None
     classifier.name = f"hf:{name}"
     return classifier
 
@@ -121,10 +147,10 @@ def check_class_names(flag: str, model_names: list[str], data_names: list[str], 
                      f"or {folder}")
 
 
-def weights_key(classifier: ASTClassifier) -> str:
+def weights_key(classifier: Classifier) -> str:
     """16 hex digits of SHA-256 over the model's tensors (names, shapes, bytes) and its feature settings:
     the pretrained model's identity in the cache keys of what is trained on it."""
-    digest = hashlib.sha256(repr(sorted(classifier.fbank_settings.items())).encode())
+    digest = hashlib.sha256(repr(sorted(classifier.extractor_settings.items())).encode())
     for key, tensor in classifier.model.state_dict().items():
         digest.update(f"{key}{tuple(tensor.shape)}{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())

@@ -197,11 +197,24 @@ def listenable_waveform(mask: torch.Tensor, spec: torch.Tensor, length: int) -> 
     return waveform_from_log1p(mask * log1p_magnitude(spec)[:, : mask.shape[1]], spec.angle(), length)
 
 
+def resample(waveform: torch.Tensor, rate: int) -> torch.Tensor:
+    """(B, N) at the benchmark's 16 kHz → (B, N') at ``rate`` Hz (``torchaudio``'s band-limited sinc
+    interpolation, differentiable); the input itself when ``rate`` is 16 kHz."""
+    if rate == SAMPLE_RATE:
+        return waveform
+    from torchaudio.functional import resample as sinc_resample
+
+    return sinc_resample(waveform, SAMPLE_RATE, rate)
+
+
 @dataclass(frozen=True)
 class Domain:
     """A domain of the benchmark: the grid explanations live on (§1, §3). ``listenable``: the
-    STFT grid, X = log1p|STFT| (B, T, 513); ``mel``: the classifier's own features
-    (``classifiers.base.DomainModel`` turns each into what the model takes)."""
+    STFT grid, X = log1p|STFT| (B, T, 513); ``mel`` and ``waveform``: the classifier's own features,
+    a (log-)mel grid, or for a model that reads the waveform (the wav2vec2 family) the samples in
+    frames of the model's own frame rate (20 ms: (B, 250, 320) for a 5 s clip). A classifier has
+    the listenable domain and the one of its own features (``Classifier.feature_domain``);
+    ``classifiers.base.DomainModel`` turns each into what the model takes."""
 
     name: str
     label: str  # as in the paper's tables
@@ -210,4 +223,5 @@ class Domain:
 DOMAINS = {
     "listenable": Domain("listenable", "listenable (STFT→Mel)"),
     "mel": Domain("mel", "mel"),
+    "waveform": Domain("waveform", "waveform (20 ms frames)"),
 }

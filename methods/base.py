@@ -86,7 +86,7 @@ class Explainer:
 
     Class attributes:
         name: registry name (set by ``register``).
-        domains: domains the method can explain ("listenable", "mel").
+        domains: domains the method can explain ("listenable", "mel", "waveform").
         returns_mask: True when ``attribute`` already returns a mask in [0, 1].
         reads_representations: True when ``attribute`` takes ``representations=``,
             the representations of the classifier's pass on ``features`` (a ``ClassifierPass``'s,
@@ -106,7 +106,7 @@ class Explainer:
     """
 
     name: ClassVar[str] = ""
-    domains: ClassVar[tuple[str, ...]] = ("listenable", "mel")
+    domains: ClassVar[tuple[str, ...]] = ("listenable", "mel", "waveform")
     returns_mask: ClassVar[bool] = False
     reads_representations: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()

@@ -44,9 +44,10 @@ class RandomExplainer(Explainer):
 @register("energy")
 class EnergyExplainer(Explainer):
     """The input features X (B, T, F) clamped at 0 (log1p magnitudes are ≥ 0 already; a log mel
-    filterbank's quiet bins, below 0, become 0) as the map (``to_mask`` divides by the maximum)."""
+    filterbank's quiet bins, below 0, become 0), or in the waveform domain the samples' magnitude |X|,
+    as the map (``to_mask`` divides by the maximum)."""
 
     control = True
 
     def attribute(self, model: DomainModel, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return features.detach().clamp_min(0.0)
+        return features.detach().abs() if model.domain.name == "waveform" else features.detach().clamp_min(0.0)

@@ -119,7 +119,7 @@ class LMACExplainer(Explainer):
     on the CPU profile"); the mel decoder uses the same settings.
     """
 
-    domains = ("listenable", "mel")
+    domains = ("listenable", "mel", "waveform")
     returns_mask = True
     reads_representations = True
     requires = ("representations",)
@@ -178,14 +178,14 @@ class LMACExplainer(Explainer):
         """
         hp = dict(self.hyperparameters)
         domains = [d for d in resources.domains if d in self.domains]
-        if any(not hp[self.CHECKPOINT_KEYWORDS[d][0]] for d in domains):  # a decoder to train: the profile's values
+        if any(not hp.get(self.CHECKPOINT_KEYWORDS.get(d, ("",))[0]) for d in domains):  # a decoder to train
             for key in ("width", "epochs", "lr", "lambda_l1"):
                 if hp[key] is None:
                     hp[key] = resources.profile[f"lmac_{key}"]
         self.hyperparameters = hp
         for domain in domains:
-            keyword, flag, _ = self.CHECKPOINT_KEYWORDS[domain]
-            if hp[keyword]:
+            keyword, flag, _ = self.CHECKPOINT_KEYWORDS.get(domain, ("", "", ""))  # none for the waveform
+            if hp.get(keyword):
                 path = Path(hp[keyword])
                 decoder = new_decoder(resources.classifier, domain,
                                       self._checkpoint_state(domain)["convt1.weight"].shape[1])
@@ -194,7 +194,7 @@ class LMACExplainer(Explainer):
             else:
                 torch.manual_seed(resources.seed)  # the same initial decoder whatever ran before
                 decoder = new_decoder(resources.classifier, domain, hp["width"])
-                kind = "lmac" if domain == "listenable" else "lmac-mel"
+                kind = "lmac" if domain == "listenable" else f"lmac-{domain}"
                 trained = {k: v for k, v in hp.items() if k not in ("checkpoint", "mel_checkpoint")}
                 config = {"kind": kind, "classifier": resources.classifier_key, "training_data": resources.data_key,
                           "batch_size": resources.profile["batch_size"], "seed": resources.seed, **trained,
@@ -291,6 +291,7 @@ class LMACFineTunedExplainer(LMACExplainer):
     """
 
     VALUE_RANGES = {"cth": (-1.0, 1.0), "binarisation": (0.0, 1.0)}
+    domains = ("listenable", "mel")  # its target binarises magnitudes: no waveform samples
 
     def __init__(self, guidance: float = 4.0, cth: float = 0.6, binarisation: float = 0.35,
                  ft_epochs: int | None = None, **lmac_keywords):
@@ -304,7 +305,7 @@ class LMACFineTunedExplainer(LMACExplainer):
         self.hyperparameters.update(tuning)
         for domain, base in self.decoders.items():
             decoder = copy.deepcopy(base)
-            kind = "lmac-ft" if domain == "listenable" else "lmac-ft-mel"
+            kind = "lmac-ft" if domain == "listenable" else f"lmac-ft-{domain}"
             config = {"kind": kind, "base": self.checkpoint_keys[domain], "classifier": resources.classifier_key,
                       "training_data": resources.data_key, "batch_size": resources.profile["batch_size"],
                       "seed": resources.seed, **tuning, "lr": self.hyperparameters["lr"],

@@ -20,12 +20,15 @@ import torch
 from metrics.base import Metric, register_metric
 
 
-def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch.Tensor) -> torch.Tensor:
-    """1 where the scaled clean clip's magnitude exceeds the contaminant's, bin by bin.
+def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch.Tensor,
+                      by_frame: bool = False) -> torch.Tensor:
+    """1 where the scaled clean clip's magnitude exceeds the contaminant's, bin by bin; with ``by_frame``
+    (the waveform domain, whose bins are signed samples) frame by frame: 1 on every sample of a frame
+    where the clean clip's energy (sum of squares) exceeds the contaminant's.
 
     Args:
         target_features, contaminant_features: (B, T, F) features of one domain (log1p magnitude
-            of the STFT, F = 513, or log1p mel energies, F = 80, both ≥ 0) of the two terms of the
+            of the STFT, F = 513, or log1p mel energies, F = 80, both ≥ 0; or waveform frames) of the two terms of the
             mixture, each with its gain and norm as mixed (``ContaminatedSample.components``).
             log1p is monotone, so comparing features compares magnitudes.
     Returns:
@@ -36,6 +39,9 @@ def ideal_binary_mask(target_features: torch.Tensor, contaminant_features: torch
     if target_features.shape != contaminant_features.shape:
         raise ValueError(f"target features {tuple(target_features.shape)} and contaminant features "
                          f"{tuple(contaminant_features.shape)} differ in shape")
+    if by_frame:
+        louder = target_features.square().sum(-1, keepdim=True) > contaminant_features.square().sum(-1, keepdim=True)
+        return louder.expand_as(target_features)
     return target_features > contaminant_features
 
 

@@ -37,7 +37,7 @@ def test_ast_features_equal_the_feature_extractors_on_real_clips(clips, path, mo
     extractor = ASTFeatureExtractor(max_length=1024)
     theirs = extractor([clip.numpy() for clip in clips], sampling_rate=16000, return_tensors="pt")["input_values"]
     classifier = classifier_class("ast").build(ESC50_CLASSES, "tiny")
-    classifier.fbank_settings["max_length"] = 1024  # the extractor's default, padded as it pads
+    classifier.extractor_settings["max_length"] = 1024  # the extractor's default, padded as it pads
     features = classifier.features(clips)
     assert features.shape == (2, CLIP_FRAMES, 128)
     ours = classifier.model_input(features)
