@@ -118,7 +118,8 @@ class ASTClassifier(Classifier):
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, N) at 16 kHz → log mel filterbank (B, T, 128) at the model's rate: the extractor's features before
         padding and normalisation."""
-        return kaldi_fbank(resample(waveform, self.sample_rate), self.extractor_settings["num_mel_bins"], self.sample_rate)
+        bands = self.extractor_settings["num_mel_bins"]
+        return kaldi_fbank(resample(waveform, self.sample_rate), bands, self.sample_rate)
 
     def model_input(self, features: torch.Tensor) -> torch.Tensor:
         """(B, T, 128) → the model's ``input_values`` (B, max_length, 128): zero-padded or cropped, then
