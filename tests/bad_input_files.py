@@ -157,6 +157,12 @@ def bad_files(tmp_path: Path) -> dict[str, Path]:
     (made["user_unfinished"] / "unfinished" / "thesis" / "chapter1.txt").write_text("chapter 1")
     (tmp_path / "lmac_test_three_outputs.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"three-outputs"').replace(
         "nn.Linear(80, len(class_names))", "nn.Linear(80, 3)"))
+    (tmp_path / "lmac_test_flat_cam.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"flat-cam"').replace(
+        "self.head = nn.Linear(80, len(class_names))", "self.head = nn.Linear(80, len(class_names))\n"
+        "        self.cam = nn.Identity()\n\n    def cam_layer(self):\n        return self.cam").replace(
+        "self.head(features.mean(1))", "self.head(self.cam(features.transpose(1, 2)).mean(2))"))  # (B, C, T)
+    (tmp_path / "lmac_test_detached.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"detached"').replace(
+        "self.head(features.mean(1))", "self.head(features.detach().mean(1))"))
     (tmp_path / "lmac_test_nan_classifier.py").write_text(BARE_CLASSIFIER.replace('"bare"', '"nan"').replace(
         "self.head(features.mean(1))", "self.head(features.mean(1)) * float('nan')"))
     made["unclear_missing_module_file"] = tmp_path / "nowhere" / "my_explainer.py"  # --import of a path
