@@ -17,6 +17,7 @@ import torch
 from benchmark.config import RunConfig
 from benchmark.output_folder import check_location, committed_results
 from classifiers import classifier_class
+from classifiers.clap import check_template
 from datasets import roots
 from datasets.sources import shadowed_hugging_face
 from datasets.split import FoldPlan
@@ -200,6 +201,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             classifier_class(args.classifier.strip())
         except ValueError as error:
             raise UsageError(str(error)) from None
+    try:
+        check_template(getattr(args, "prompt_template", None), args.classifier.strip())
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     methods = (available_methods() if args.methods == "all"
                else [m.strip() for m in args.methods.split(",") if m.strip()])
     if not methods:
@@ -284,4 +289,5 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         batch_size=args.batch_size, ad_softmax_twice=not args.ad_single_softmax,
         peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
         curves=getattr(args, "curves", False) or (hasattr(args, "curves") and args.dataset == "controlled"),
-        precision=args.precision, retrain=args.retrain, shuffle_labels=getattr(args, "shuffle_labels", False))
+        precision=args.precision, retrain=args.retrain, shuffle_labels=getattr(args, "shuffle_labels", False),
+        prompt_template=getattr(args, "prompt_template", None))

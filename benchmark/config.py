@@ -25,7 +25,8 @@ class RunConfig:
     retrain: ignore the shipped reference models (``foundation.checkpoints.REFERENCE_MODELS``) and
     train into the checkpoint cache, or load what was trained there before; shuffle_labels: the controlled
     dataset's training and validation labels permuted (``benchmark.reliance`` must refuse the classifier);
-    command: the command
+    prompt_template: the class prompts of a zero-shot CLAP classifier, "{}" the class name (None: its default,
+    ``classifiers.clap.DEFAULT_TEMPLATE``); command: the command
     line that started the run (for the record only).
     """
 
@@ -60,6 +61,7 @@ class RunConfig:
     precision: str = "fp32"
     retrain: bool = False
     shuffle_labels: bool = False
+    prompt_template: str | None = None
     command: str = ""
 
     @property
@@ -80,6 +82,8 @@ class RunConfig:
         identity = {k: v for k, v in asdict(self).items() if k not in where_and_how}
         if not self.shuffle_labels:  # added later: left out when off, so earlier runs keep their identity
             del identity["shuffle_labels"]
+        if self.prompt_template is None:  # added later, as shuffle_labels
+            del identity["prompt_template"]
         if not self.device.startswith("cpu"):
             identity["batched_draws"] = {"device_type": self.device.split(":")[0], "batch_size": self.batch_size}
         return identity

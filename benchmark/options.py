@@ -122,6 +122,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                              "and ast, an Audio Spectrogram Transformer, are trained on the data and cached; "
                              "hf:FOLDER_OR_HUB_ID loads a pretrained transformers audio classifier; --import a module "
                              "that registers your own). Default: cnn14")
+    parser.add_argument("--prompt-template", help="zero-shot CLAP (--classifier hf:CLAP_FOLDER_OR_ID): the prompt of "
+                                                  "each class, {} the dataset's class name. Default: "
+                                                  "'This is a sound of {}.'")
     parser.add_argument("--classifier-checkpoint", help="a CNN14 classifier-*.pt from the checkpoint cache, or a "
                                                         "SpeechBrain folder with embedding_model.ckpt and "
                                                         "classifier.ckpt, instead of training one")
