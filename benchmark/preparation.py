@@ -15,6 +15,7 @@ from benchmark.speechbrain_import import load_classifier_checkpoint
 from benchmark.training import accuracy, classifier_features, train_classifier
 from classifiers import Classifier, classifier_class, load_pretrained
 from classifiers.base import REQUIREMENTS
+from classifiers.contract import check_contract
 from classifiers.huggingface import check_class_names, weights_key
 from datasets.audio import PEAK_NORMALISATIONS, load_clips
 from datasets.folder import recordings
@@ -136,7 +137,8 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     (train_sources, generated), (valid_sources, _) = data.provenance(split.train), data.provenance(split.valid)
     train_waves = load_clips(data.paths(split.train), config.peak_normalisation)
     probe = train_waves[:1] if len(train_waves) else load_clips(data.paths(split.evaluation.iloc[:1]))
-    check_classifier_outputs(classifier, probe, len(data.class_names), flag)  # before anything trains
+    for note in check_contract(classifier, probe, len(data.class_names), contract_needs(explainers), flag):
+        print(note)  # before anything trains
     return RunInputs(
         data, train_waves, load_clips(data.paths(split.valid), config.peak_normalisation), noise, evaluation,
         classifier,        None if given is None else given[1], explainers,
@@ -147,23 +149,11 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         noise_key)
 
 
-def check_classifier_outputs(classifier: Classifier, waveform: torch.Tensor, classes: int, flag: str) -> None:
-    """Run ``classifier`` (eval mode) once on a real clip (1, N) and refuse what would fail later.
-
-    Raises:
-        ValueError: features or logits with NaN or infinite values (the classifier is named, not an explainer),
-            or logits that are not (1, ``classes``) (the observed shape is given); ``flag`` names the classifier.
-    """
-    with torch.no_grad():
-        features = classifier.eval().features(waveform)
-        logits = classifier(features) if torch.isfinite(features).all() else None
-    if logits is None or not torch.isfinite(logits).all():
-        part = "features" if logits is None else "logits"
-        raise ValueError(f"{flag} gives NaN or infinite {part} on {waveform.shape[1]} samples of a real clip; check "
-                         "the classifier's weights and its features (every explanation of it would be invalid)")
-    if logits.shape != (1, classes):
-        raise ValueError(f"{flag} gives logits of shape {tuple(logits.shape)} for one clip; the dataset has {classes} "
-                         f"classes, so (1, {classes}) is expected: build its output layer with len(class_names) units")
+def contract_needs(explainers: list[Explainer]) -> set[str]:
+    """What ``explainers`` rely on of the classifier (``classifiers.contract.check_contract``): their
+    ``requires``, and "gradients" unless every one is a control."""
+    needs = {need for explainer in explainers for need in explainer.requires}
+    return needs | ({"gradients"} if any(not explainer.control for explainer in explainers) else set())
 
 
 def shuffle_training_labels(data: AudioData, seed: int) -> None:
@@ -252,7 +242,7 @@ def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
 
     Raises:
         CheckpointError: an expected model is missing or differs; ValueError: the classifier breaks its
-            contract (``check_classifier_outputs``).
+            contract (``classifiers.contract.check_contract``).
     """
     device = torch.device(config.device)
     profile = PROFILES[config.profile]
@@ -266,8 +256,9 @@ def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
     classifier, classifier_key = prepare_classifier(config, inputs, profile, device, models, expected_models)
     classifier.eval().requires_grad_(False)
     if inputs.given_key is None:  # a given classifier was checked as loaded (load_inputs); this one's weights now
-        check_classifier_outputs(classifier, inputs.train_waves[:1].to(device), len(inputs.data.class_names),
-                                 f"--classifier {config.classifier} ({describe_models(models)})")
+        check_contract(classifier, inputs.train_waves[:1].to(device), len(inputs.data.class_names),
+                       contract_needs(inputs.explainers), f"--classifier {config.classifier} "
+                       f"({describe_models(models)})")
     record["classifier"] = {"checkpoint": classifier_key, **classifier.describe()}
     if len(split.valid) and (split.valid["target"] >= 0).all():
         record["classifier"]["valid_accuracy"] = accuracy(
