@@ -188,3 +188,28 @@ def test_imports_run_one_way_from_the_commands_down_to_the_foundation():
                 assert LAYERS[imported.split(".")[0]] <= layer, f"{module} imports {imported}, a layer above it"
                 if not module.startswith(("benchmark.commands", "benchmark.cli")):  # the command line dispatches
                     assert not imported.startswith("benchmark.commands"), f"{module} imports the command {imported}"
+
+
+def test_the_waveform_domain_is_the_samples_in_20_ms_frames_and_its_truth_is_by_frame(clips):
+    from classifiers.wav2vec2 import normalise
+    from metrics.localisation import ideal_binary_mask
+
+    classifier = classifier_class("wav2vec2").build(ESC50_CLASSES, "tiny").eval()
+    assert classifier.feature_domain == "waveform"
+    model = DomainModel(classifier, DOMAINS["waveform"])
+    features = model.features(clips)
+    assert features.shape == (2, 250, 320) and torch.equal(features.reshape(2, -1), clips)
+    assert torch.equal(classifier.model_input(features), normalise(clips))  # as Wav2Vec2FeatureExtractor
+    assert model.grid(80000) == (250, 320) and classifier.representation_shapes(80000) == [(16, 249, 1)] * 2
+    quiet = features * torch.linspace(0, 2, 250).view(1, -1, 1)  # louder than the clip after frame 125
+    truth = ideal_binary_mask(quiet, features, by_frame=True)
+    assert truth.shape == features.shape and (truth == truth[:, :, :1]).all()  # one decision per 20 ms frame
+    assert not truth[:, :100].any() and truth[:, 150:].all()
+
+
+def test_a_waveform_model_has_no_mel_domain(tmp_path, capsys):
+    assert main(["--classifier", "wav2vec2", "--data-root", str(ESC50), "--domains", "listenable,mel", "--profile",
+                 "tiny", "--limit", "1", "--methods", "saliency", "--out", str(tmp_path / "out"), "--cache-dir",
+                 str(tmp_path / "cache")]) == 2
+    assert "has no mel domain; its own features are the waveform domain" in capsys.readouterr().err
+    assert not list((tmp_path / "cache").glob("*.pt"))  # refused before any training
