@@ -2,9 +2,11 @@
 ``ClapModel``) as a zero-shot classifier of the dataset's classes: ``--classifier hf:CLAP_FOLDER_OR_ID``.
 
 Classes: the dataset's, given after it is opened (``use_class_names``): class i's prompt is
-``template.format(name)`` (default ``DEFAULT_TEMPLATE``, the zero-shot audio-classification pipeline's;
+``template.format(name)`` with the name as the dataset spells it (ESC-50's "chirping_birds" keeps its
+underscore; default template ``DEFAULT_TEMPLATE``, the zero-shot audio-classification pipeline's;
 ``--prompt-template`` changes it), embedded once by the text tower. Logits (B, C): the model's
-``logits_per_audio``, exp(logit_scale_a) · cos(audio embedding, prompt embedding).
+``logits_per_audio``, exp(logit_scale_a) · cos(audio embedding, prompt embedding); the benchmark explains
+the predicted class, so no label is needed.
 
 Features (the ``mel`` domain): ``ClapFeatureExtractor``'s log-mel in torch, differentiable: the clip is
 resampled from 16 kHz to the extractor's rate (48 kHz), then |STFT|² (periodic Hann window of
@@ -12,23 +14,25 @@ resampled from 16 kHz to the extractor's rate (48 kHz), then |STFT|² (periodic 
 (HTK scale without norm for ``truncation="fusion"``, Slaney scale and norm otherwise), floored at 1e-10, in
 dB: (B, T, 64) with T = 501 for a 5 s clip, the clip's own frames. ``model_input`` builds the model's 10 s
 input from them as the extractor builds it from samples, by indexing frames (``frame_layout``): padding
-"repeatpad" (the default) repeats the clip's frames as the extractor repeats its samples, then silence
-(−100 dB, the mel of zeros); "repeat" repeats them to the end; "pad" gives the clip once, then silence.
-A mask on a clip frame therefore applies to every repetition. Exact (to float32) for a clip of whole
-10 ms hops (every benchmark clip) except at each seam between two repetitions, where the extractor's
-windows see the clip's end followed by its start and ours the clip's reflect padding: 3 frames per seam
-(for a 5 s clip, model frames 499–501 of 1001). A fused model (``enable_fusion``, truncation "fusion")
-gets the 4 identical channels and ``is_longer`` False, as the extractor gives a short clip (the extractor
-also marks one random clip of an all-short batch longer; that draw is not made). A clip longer than
-``max_length_s`` keeps its first 10 s (the extractor crops or fuses random parts; no benchmark clip is).
+"repeatpad" (the default) repeats the clip's frames as the extractor repeats its samples, then silence (−100
+dB, the mel of zeros); "repeat" repeats them to the end; "pad" gives the clip once, then silence. A mask on
+a clip frame therefore applies to every repetition. The extractor's input to within 0.01 dB (float32 STFT
+noise in bins near −90 dB) for a clip of whole 10 ms hops (every benchmark clip), except at each seam
+between two repetitions, where the extractor's windows see the clip's end followed by its start and ours the
+clip's reflect padding: 3 frames per seam (for a 5 s clip, model frames 499–501 of 1001). A fused model
+(``enable_fusion``, truncation "fusion") gets the 4 identical channels and ``is_longer`` False, as the
+extractor gives a short clip (the extractor also marks one random clip of an all-short batch longer; that
+draw is not made). A clip longer than ``max_length_s`` keeps its first 10 s (the extractor crops or fuses
+random parts; no benchmark clip is).
 
-Representations: the outputs of the audio encoder's (HTSAT) last ``REPRESENTATION_STAGES`` Swin stages,
-deepest first. The encoder folds the (1024 interpolated frames × 64 mel) input into a 256 × 256 image of
-4 time chunks stacked along the frequency axis (``ClapAudioEncoder.reshape_mel2img``); ``unfold`` undoes
-that on each stage's token grid, giving time × frequency. The time axis spans the model's 10 s input;
-``repetitions`` views it on the clip: the r whole repetitions of the clip, stacked as channels,
-(B, r·C, T', F') (T' = 16 of a 5 s clip at the last stage of HTSAT-base), so that a map on T' is a map of
-the clip. GradCAM reads that view of the last stage's output through ``cam_grid`` (an identity module).
+Representations: the outputs of the audio encoder's (HTSAT: Chen et al., ICASSP 2022) last
+``REPRESENTATION_STAGES`` Swin stages (before their patch merging), deepest first. The encoder folds the
+(1024 interpolated frames × 64 mel) input into a 256 × 256 image of 4 time chunks stacked along the
+frequency axis (``ClapAudioEncoder.reshape_mel2img``); ``unfold`` undoes that on each stage's token grid,
+giving time × frequency. The time axis spans the model's 10 s input; ``repetitions`` views it on the clip:
+the r whole repetitions of the clip, stacked as channels, (B, r·C, T', F') (T' = 16 of a 5 s clip at the
+last stage of HTSAT-base), so that a map on T' is a map of the clip. GradCAM reads that view of the last
+stage's output through ``cam_grid`` (an identity module).
 """
 from __future__ import annotations
 
@@ -276,7 +280,11 @@ def load_clap(name: str, source: str, local: bool) -> ZeroShotCLAP:
         raise refuse(f"{missing} ({str(error).splitlines()[0][:120]}); {save}") from None
     if len(tokenizer.get_vocab()) <= len(set(tokenizer.all_special_ids)):
         raise refuse(f"{missing} (none saved: an empty {type(tokenizer).__name__} was built); {save}")
-    model, info = ClapModel.from_pretrained(source, local_files_only=local, output_loading_info=True)
+    try:
+        model, info = ClapModel.from_pretrained(source, local_files_only=local, output_loading_info=True)
+    except (OSError, ValueError) as error:
+        raise refuse(f"the ClapModel does not load ({str(error).splitlines()[0][:120]}); save it with "
+                     "save_pretrained into the folder") from None
     missing = [key for key in info["missing_keys"] if key.startswith(("text_model.", "text_projection."))]
     if missing:
         raise refuse(f"a CLAP model without its text tower's weights ({len(missing)} missing, e.g. {missing[0]}); "
