@@ -132,7 +132,7 @@ class Classifier(nn.Module):
         found = {"relu_modules"} if any(isinstance(m, nn.ReLU) for m in self.modules()) else set()
         if self.cam_layer() is not None:
             found.add("cam_layer")
-        if self.representation_shapes(5 * self.sample_rate):
+        if self.representation_shapes(5 * SAMPLE_RATE):
             found.add("representations")
         return found
 

@@ -2,8 +2,8 @@
 ``ClapModel``) as a zero-shot classifier of the dataset's classes: ``--classifier hf:CLAP_FOLDER_OR_ID``.
 
 Classes: the dataset's, given after it is opened (``use_class_names``): class i's prompt is
-``template.format(name)`` with the name as the dataset spells it (ESC-50's "chirping_birds" keeps its
-underscore; default template ``DEFAULT_TEMPLATE``, the zero-shot audio-classification pipeline's;
+``template.format(name)`` with the name's underscores read as spaces (ESC-50's "chirping_birds" is "chirping
+birds", as a caption would say it; default template ``DEFAULT_TEMPLATE``, the zero-shot audio-classification pipeline's;
 ``--prompt-template`` changes it), embedded once by the text tower. Logits (B, C): the model's
 ``logits_per_audio``, exp(logit_scale_a) · cos(audio embedding, prompt embedding); the benchmark explains
 the predicted class, so no label is needed.
@@ -144,7 +144,8 @@ class ZeroShotCLAP(Classifier):
         """
         check_template(template)
         self.template = DEFAULT_TEMPLATE if template is None else template
-        self.class_names, self.prompts = list(names), [self.template.format(name) for name in names]
+        self.class_names = list(names)
+        self.prompts = [self.template.format(name.replace("_", " ")) for name in names]
         tokens = self.tokenizer(self.prompts, padding=True, return_tensors="pt").to(self.text_embeds.device)
         training = self.model.training
         embeds = self.model.eval().get_text_features(**tokens).pooler_output

@@ -148,8 +148,8 @@ def test_the_template_words_the_prompts_and_enters_the_key(tiny_claps):
     classifier = load_pretrained(f"hf:{tiny_claps['unfused']}")
     classifier.use_class_names(["dog", "rain"])
     default = (weights_key(classifier), classifier.text_embeds.clone())
-    classifier.use_class_names(["dog", "rain"], "a recording of {}")
-    assert classifier.prompts == ["a recording of dog", "a recording of rain"]
+    classifier.use_class_names(["dog", "chirping_birds"], "a recording of {}")
+    assert classifier.prompts == ["a recording of dog", "a recording of chirping birds"]  # underscores read as spaces
     assert weights_key(classifier) != default[0] and not torch.equal(classifier.text_embeds, default[1])
     for bad in ("no braces", "{} and {}", "{name}", "{0}"):
         with pytest.raises(ValueError, match="--prompt-template .*one {} where the class name goes"):

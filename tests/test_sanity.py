@@ -97,3 +97,16 @@ def test_cli(tmp_path, capsys, small_classifier):
     assert record["config"]["profile"] == "tiny" and "scipy" in record["versions"]
     assert not list(out.glob(".partial-*"))
     assert main(["sanity", "--limit", "0", "--out", str(out)]) == 2
+
+
+def test_every_level_of_a_waveform_model_randomises_more_of_it():
+    """Conv1d feature encoders, a weight-normed positional convolution and embeddings are re-drawn too."""
+    from classifiers import classifier_class
+
+    classifier = classifier_class("wav2vec2").build([f"class {i}" for i in range(50)], "tiny")
+    before = classifier.state_dict()
+    changed = [sum(not torch.equal(before[k], v) for k, v in randomised_copy(classifier, level, 0).state_dict().items())
+               for level in range(len(classifier.randomisation_levels()) + 1)]
+    assert changed[0] == 0 and all(a < b for a, b in zip(changed, changed[1:])), changed
+    encoder = randomised_copy(classifier, len(changed) - 1, 0).model.wav2vec2.feature_extractor.conv_layers[0].conv
+    assert not torch.equal(encoder.weight, classifier.model.wav2vec2.feature_extractor.conv_layers[0].conv.weight)

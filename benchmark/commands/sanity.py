@@ -43,6 +43,7 @@ from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
+from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from benchmark.arguments import config_from_args
@@ -75,7 +76,8 @@ def randomised_copy(classifier: Classifier, level: int, seed: int) -> Classifier
     is untouched.
 
     The groups, top-down, are the classifier's ``randomisation_levels`` (CNN14: conv blocks 6, 5, 4, 3,
-    2, 1, then the head). In each re-initialised group every ``Conv2d`` / ``Linear`` weight is drawn
+    2, 1, then the head). In each re-initialised group every ``Conv1d`` / ``Conv2d`` / ``Linear`` / ``Embedding``
+    weight (a weight-normed one through its parametrisation) is drawn
     Xavier-uniform from one CPU generator seeded with ``seed`` (so the draws do not depend on the
     device, and the top group gets the same weights at every level) and every bias is set to 0.01;
     normalisation layers (BatchNorm, LayerNorm) and their statistics are kept.
@@ -96,11 +98,14 @@ def randomised_copy(classifier: Classifier, level: int, seed: int) -> Classifier
     with torch.no_grad():
         for part in parts:
             for module in part.modules():
-                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear, nn.Embedding)):
                     weight = torch.empty(module.weight.shape)
                     nn.init.xavier_uniform_(weight, generator=generator)
-                    module.weight.copy_(weight)
-                    if module.bias is not None:
+                    if parametrize.is_parametrized(module, "weight"):  # weight norm (wav2vec2's positional conv)
+                        module.weight = weight  # through its right inverse
+                    else:
+                        module.weight.copy_(weight)
+                    if getattr(module, "bias", None) is not None:
                         module.bias.fill_(BIAS)
     return randomised
 
