@@ -177,8 +177,9 @@ def data_notes(per_sample: pd.DataFrame, table: pd.DataFrame) -> list[str]:
                      "target-dominated bins")
     not_defined = sorted({r.method for r in table.itertuples() if r.n == 0})
     if not_defined:
-        notes.append(f"n/a: {', '.join(not_defined)} cannot explain that domain (their masks live on the "
-                     "STFT grid of the listenable domain)")
+        notes.append(f"n/a: {', '.join(not_defined)} cannot explain that domain (L2I's masks live on the STFT grid "
+                     "of the listenable domain; L-MAC FT's guidance binarises magnitudes, which waveform samples are "
+                     "not)")
     return notes
 
 
