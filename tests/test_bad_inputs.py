@@ -138,10 +138,10 @@ download esc50 --data-root '{download_root}' --url 'file://{download_gap}' --che
 --out '{committed}'                                        => is the repository's committed results
 --save-audio --out '{user_audio}'                          => is not a run's folder (no .benchmark-run.json); it holds
 --out '{user_unfinished}'                                  => is not a run's folder (no .benchmark-run.json)
---import lmac_test_three_outputs --classifier three-outputs --methods saliency => logits (B, classes): observed (1, 3) for one clip
+--import lmac_test_three_outputs --classifier three-outputs --methods saliency => (B, classes): observed (1, 3)
 --import lmac_test_nan_classifier --classifier nan --methods saliency => --classifier nan gives NaN or infinite
---import lmac_test_flat_cam --classifier flat-cam --methods gradcam => cam_layer() output (B, C, T', F'): observed (1, 80,
---import lmac_test_detached --classifier detached --methods saliency => gradients of the logits reach the features; observed none
+--import lmac_test_flat_cam --classifier flat-cam --methods gradcam => output (B, C, T', F'): observed (1, 80,
+--import lmac_test_detached --classifier detached --methods saliency => reach the features; observed none
 """
 CASES = [(shlex.split(arguments), expected.strip())
          for arguments, expected in (line.split(" => ") for line in CASE_TABLE.strip().splitlines())]
