@@ -88,9 +88,9 @@ def load(name: str) -> Classifier:
         raise _refuse(name, f"the model or its feature extractor does not load ({str(error).splitlines()[0][:160]}); "
                             "save both with save_pretrained into the folder") from None
     if type(extractor).__name__ not in extractors:
-        raise _refuse(name, f"its feature extractor is a {type(extractor).__name__}; a {config.model_type} model "
-                            f"reads the features of a {' or '.join(extractors)}: save the model's own feature "
-                            "extractor into the folder with save_pretrained")
+        raise _refuse(name, f"its feature extractor is a {type(extractor).__name__}, where the {config.model_type} "
+                            f"model reads those of {' or '.join(extractors)}: save the model's own feature extractor "
+                            "into the folder with save_pretrained")
     class_names = [str(config.id2label.get(i, f"class {i}")) for i in range(config.num_labels)]
     try:
         classifier = getattr(importlib.import_module(module), class_name)(model, class_names, extractor).eval()

@@ -32,15 +32,15 @@ ESC50_CLASSES = [category for _, category in sorted({(int(row.split(",")[2]), ro
 """The shared copy's class names, in target order (the benchmark's class names of it)."""
 
 
-def save_tiny_ast(folder: Path, class_names: list[str], sampling_rate: int = 16000) -> Path:
+def save_tiny_ast(folder: Path, class_names: list[str], sampling_rate: int = 16000, max_length: int = 512) -> Path:
     """A tiny untrained ``ASTForAudioClassification`` and its ``ASTFeatureExtractor`` written with
     ``save_pretrained`` to ``folder`` (offline: built from a config, nothing downloaded)."""
     from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
 
     torch.manual_seed(0)
     config = ASTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                       max_length=512, num_mel_bins=128, num_labels=len(class_names),
+                       max_length=max_length, num_mel_bins=128, num_labels=len(class_names),
                        id2label=dict(enumerate(class_names)), label2id={n: i for i, n in enumerate(class_names)})
     ASTForAudioClassification(config).save_pretrained(folder)
-    ASTFeatureExtractor(max_length=512, sampling_rate=sampling_rate).save_pretrained(folder)
+    ASTFeatureExtractor(max_length=max_length, sampling_rate=sampling_rate).save_pretrained(folder)
     return folder

@@ -213,3 +213,20 @@ def test_a_waveform_model_has_no_mel_domain(tmp_path, capsys):
                  str(tmp_path / "cache")]) == 2
     assert "has no mel domain; its own features are the waveform domain" in capsys.readouterr().err
     assert not list((tmp_path / "cache").glob("*.pt"))  # refused before any training
+
+
+def test_a_model_of_another_rate_hears_the_clip_resampled(tmp_path, clips):
+    """A 22,050 Hz AST: the benchmark's 16 kHz clip is resampled (sinc interpolation), then the extractor's
+    features at the model's rate."""
+    from transformers import ASTFeatureExtractor
+
+    from foundation.frontend import resample
+
+    folder = save_tiny_ast(tmp_path / "ast-22k", ESC50_CLASSES, sampling_rate=22050)
+    classifier = load_pretrained(f"hf:{folder}")
+    resampled = resample(clips, 22050)
+    assert resampled.shape == (2, 110250)
+    theirs = ASTFeatureExtractor.from_pretrained(folder)([clip.numpy() for clip in resampled], sampling_rate=22050,
+                                                         return_tensors="pt")["input_values"]
+    ours = classifier.model_input(classifier.features(clips))
+    assert ours.shape == theirs.shape == (2, 512, 128) and (ours - theirs).abs().max().item() < 1e-4

@@ -205,7 +205,7 @@ def test_a_feature_extractor_that_does_not_fit_is_refused_naming_the_fix(tmp_pat
     from transformers import ASTFeatureExtractor, SeamlessM4TFeatureExtractor
 
     save_tiny(tmp_path / "w2v2-ast", "wav2vec2", ASTFeatureExtractor())
-    with pytest.raises(ValueError, match="ASTFeatureExtractor; a wav2vec2 model reads the features of a "
+    with pytest.raises(ValueError, match="ASTFeatureExtractor, where the wav2vec2 model reads those of "
                                          "Wav2Vec2FeatureExtractor: save the model's own"):
         load(str(tmp_path / "w2v2-ast"))
     save_tiny(tmp_path / "bert-64", "wav2vec2-bert", SeamlessM4TFeatureExtractor(feature_size=64, num_mel_bins=64))
