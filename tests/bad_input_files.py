@@ -78,11 +78,12 @@ def model_folders(folder: Path) -> dict[str, Path]:
 
     BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
                          vocab_size=10)).save_pretrained(folder / "bert")
-    return {"bert": folder / "bert",
+    made = {"bert": folder / "bert",
             "ast_three_classes": save_tiny_ast(folder / "ast-three", ["a", "b", "c"]),
             "ast_four_seconds": save_tiny_ast(folder / "ast-4s", ESC50_CLASSES, max_length=400),
             "ast_wav2vec2_extractor": save_tiny_ast(folder / "ast-w2v", ESC50_CLASSES)}
     Wav2Vec2FeatureExtractor().save_pretrained(folder / "ast-w2v")  # replaces the AST's own extractor
+    return made
 
 
 def bad_files(tmp_path: Path) -> dict[str, Path]:

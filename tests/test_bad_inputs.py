@@ -128,8 +128,8 @@ download esc50 --data-root '{download_root}' --url 'file://{download_gap}' --che
 --classifier 'hf:{ast_three_classes}'                      => knows 3 classes, the dataset has 50
 --classifier 'hf:{ast_four_seconds}'                       => reads at most 400 frames (4.00 s), fewer than the 498
 --classifier 'hf:{ast_wav2vec2_extractor}'                 => its feature extractor is a Wav2Vec2FeatureExtractor, where
---classifier 'hf:{bert}' --prompt-template 'a sound'      => give one {} where the class name goes
---prompt-template 'the sound of {}'                        => --classifier cnn14 has its own classes
+--classifier 'hf:{bert}' --prompt-template 'a sound'      => give one {{}} where the class name goes
+--prompt-template 'the sound of {{}}'                      => --classifier cnn14 has its own classes
 --classifier ast --classifier-checkpoint '{random}'        => --classifier-checkpoint loads CNN14 checkpoints
 --import lmac_test_bare_classifier --classifier bare --methods lmac => --classifier bare gives no representations
 --import lmac_test_bare_classifier --classifier bare --methods gradcam => gives no layer for class activation maps

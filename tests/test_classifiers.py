@@ -1,5 +1,5 @@
 """The classifier contract on real clips: CNN14 unchanged, the AST's features equal Hugging Face's, a
-tiny saved ``hf:`` model through every explainer in both domains, the README's own-module example,
+tiny saved ``hf:`` model through every explainer in both domains, the docs' own-module example,
 and the import direction of the packages."""
 import ast as python_ast
 import re
@@ -16,8 +16,8 @@ from foundation.frontend import DOMAINS, apply_mask, listenable_waveform, stft
 from methods import available_methods
 from tests.conftest import ESC50, ESC50_CLASSES, ROOT, save_tiny_ast
 
-README_EXAMPLE = re.search(r"### Your own classifier.*?```python\n(.*?)```", (ROOT / "README.md").read_text(),
-                           re.S).group(1)
+OWN_CLASSIFIER_EXAMPLE = re.search(r"## Your own classifier.*?```python\n(.*?)```",
+                                   (ROOT / "docs" / "extending.md").read_text(), re.S).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_an_hf_model_explains_unlabelled_recordings(tiny_hf, tmp_path):
     assert "classifier accuracy n/a (unlabelled)" in (out / "table.md").read_text().splitlines()[0]
 
 
-def test_the_readmes_own_classifier_example_runs_the_benchmark(tmp_path, monkeypatch):
-    (tmp_path / "my_classifier.py").write_text(README_EXAMPLE)
+def test_the_docs_own_classifier_example_runs_the_benchmark(tmp_path, monkeypatch):
+    (tmp_path / "my_classifier.py").write_text(OWN_CLASSIFIER_EXAMPLE)
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "out"
     assert main(["--import", "my_classifier", "--classifier", "my-cnn", "--data-root", str(ESC50), "--methods",
