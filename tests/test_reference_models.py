@@ -21,7 +21,7 @@ MAIN_JOB = ROOT / "results" / "esc50-ood-mixtures-cpu"
 def test_every_shipped_model_is_listed_with_its_sha256_and_provenance():
     manifest = reference_manifest(REFERENCE_MODELS)
     kinds = {entry["kind"] for entry in manifest.values()}
-    assert {"classifier", "lmac", "lmac-mel", "lmac-ft", "lmac-ft-mel", "l2i"} <= kinds
+    assert {"classifier", "lmac", "lmac-mel", "lmac-waveform", "lmac-ft", "lmac-ft-mel", "l2i"} <= kinds
     for name, entry in manifest.items():
         path = REFERENCE_MODELS / name
         assert sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]
@@ -69,6 +69,25 @@ def test_the_same_rows_with_the_kernels_of_another_processor(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = compare_per_sample(pd.read_csv(MAIN_JOB / "per_sample.csv"), pd.read_csv(out / "per_sample.csv"))
     assert report["rows"] == 6 * 5 and agrees(report), report
+
+
+def test_the_shipped_waveform_model_gives_the_committed_rows_with_another_processors_kernels(tmp_path):
+    """The wav2vec2 model and its L-MAC decoders, shipped: nothing trains, and with the kernels of a CPU without
+    AVX-512 the rows are the committed ones within the tolerance, in the listenable and the waveform domain."""
+    other_cpu = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                 "MKL_ENABLE_INSTRUCTIONS": "AVX2", "LMAC_BENCHMARK_CACHE": str(tmp_path / "empty-cache")}
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "run_benchmark.py", "--classifier", "wav2vec2", "--data-root", str(ESC50),
+                             "--limit", "1", "--methods", "saliency,gradcam,lmac", "--domains", "listenable,waveform",
+                             "--controls", "none", "--out", str(out)], cwd=ROOT, env=other_cpu, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((out / "run.json").read_text())
+    assert {m["source"] for m in record["models"]} == {"shipped"} and len(record["models"]) == 3
+    assert not (tmp_path / "empty-cache").exists() or not list((tmp_path / "empty-cache").glob("*.pt"))
+    report = compare_per_sample(pd.read_csv(ROOT / "results" / "esc50-ood-cpu-all-wav2vec2" / "per_sample.csv"),
+                                pd.read_csv(out / "per_sample.csv"))
+    assert report["rows"] == 2 * 3 * 2 and agrees(report), report
 
 
 def test_a_row_beyond_the_tolerance_or_a_clear_flip_is_found():
