@@ -74,6 +74,18 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
     raise ValueError(f"{type(model).__name__} has no encoder.layers: not a transformers audio encoder")
 
 
+def encoder_levels(model: nn.Module, bottom: str, bottom_modules: list[nn.Module]) -> list[tuple[str, list[nn.Module]]]:
+    """The sanity check's levels of a ``transformers`` audio classifier, top-down: the head (its ``projector``
+    and ``classifier``), then the encoder layers from the last down, then ``bottom`` (the modules below the
+    layers, e.g. the feature encoder), each level (name of the cumulative level, modules it adds)."""
+    layers = encoder_layers(model)
+    levels = [("head", [m for name, m in model.named_children() if name in ("projector", "classifier")])]
+    for i, layer in enumerate(reversed(layers)):
+        levels.append((f"head + layers {len(layers)}–{len(layers) - i}" if i else f"head + layer {len(layers)}",
+                       [layer]))
+    return [*levels, (f"head + all layers + {bottom}", bottom_modules)]
+
+
 class TokenGrid:
     """Hooks on a ``transformers`` encoder that give its layers' token sequences as grids: the outputs of
     the last ``REPRESENTATION_LAYERS`` layers are kept (``take``), and the tokens entering the last layer
@@ -178,15 +190,9 @@ class WaveformClassifier(Classifier):
 
     def randomisation_levels(self) -> list[tuple[str, list[nn.Module]]]:
         """The head, then the layers from the last down, then the feature encoder and its projection."""
-        layers = encoder_layers(self.model)
-        head = [m for name, m in self.model.named_children() if name in ("projector", "classifier")]
-        levels = [("head", head)]
-        for i, layer in enumerate(reversed(layers)):
-            levels.append((f"head + layers {len(layers)}–{len(layers) - i}" if i else f"head + layer {len(layers)}",
-                           [layer]))
-        encoder = [m for name, m in self.model.named_modules()
-                   if name.endswith(("feature_extractor", "feature_projection"))]
-        return [*levels, ("head + all layers + feature encoder", encoder)]
+        return encoder_levels(self.model, "feature encoder", [m for name, m in self.model.named_modules()
+                                                              if name.endswith(("feature_extractor",
+                                                                                "feature_projection"))])
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config

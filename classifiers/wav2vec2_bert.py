@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from classifiers.base import Classifier, ClassifierPass
-from classifiers.wav2vec2 import TokenGrid, encoder_layers, time_grid, time_tokens
+from classifiers.wav2vec2 import TokenGrid, encoder_layers, encoder_levels, time_grid, time_tokens
 from foundation.frontend import resample
 
 FRAME = 400
@@ -175,14 +175,8 @@ class Wav2Vec2BertClassifier(Classifier):
 
     def randomisation_levels(self) -> list[tuple[str, list[nn.Module]]]:
         """The head, then the layers from the last down, then the feature projection."""
-        layers = encoder_layers(self.model)
-        head = [m for name, m in self.model.named_children() if name in ("projector", "classifier")]
-        levels = [("head", head)]
-        for i, layer in enumerate(reversed(layers)):
-            levels.append((f"head + layers {len(layers)}–{len(layers) - i}" if i else f"head + layer {len(layers)}",
-                           [layer]))
-        projection = [m for name, m in self.model.named_modules() if name.endswith("feature_projection")]
-        return [*levels, ("head + all layers + feature projection", projection)]
+        return encoder_levels(self.model, "feature projection", [m for name, m in self.model.named_modules()
+                                                                 if name.endswith("feature_projection")])
 
     def describe(self) -> dict[str, Any]:
         """What run.json records: the contract's entries, the model's type and sizes, the extractor's settings."""

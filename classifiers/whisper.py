@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classifiers.base import Classifier, ClassifierPass
-from classifiers.wav2vec2 import TokenGrid, encoder_layers, time_grid, time_tokens
+from classifiers.wav2vec2 import TokenGrid, encoder_layers, encoder_levels, time_grid, time_tokens
 from foundation.frontend import resample
 
 MEL_FLOOR = 1e-10
@@ -172,13 +172,8 @@ class WhisperClassifier(Classifier):
     def randomisation_levels(self) -> list[tuple[str, list[nn.Module]]]:
         """The head (projector and classifier), then the encoder layers from the last down, then the
         convolutions and the positional embedding (LayerNorms kept)."""
-        layers = encoder_layers(self.model)
-        levels = [("head", [self.model.projector, self.model.classifier])]
-        for i, layer in enumerate(reversed(layers)):
-            levels.append((f"head + layers {len(layers)}–{len(layers) - i}" if i else f"head + layer {len(layers)}",
-                           [layer]))
         encoder = self.model.encoder
-        return [*levels, ("head + all layers + convolutions", [encoder.conv1, encoder.conv2, encoder.embed_positions])]
+        return encoder_levels(self.model, "convolutions", [encoder.conv1, encoder.conv2, encoder.embed_positions])
 
     def describe(self) -> dict[str, Any]:
         """What run.json records: the base record, the encoder's sizes, the frame (10 ms) and position (20 ms)

@@ -179,9 +179,8 @@ class LMACExplainer(Explainer):
         hp = dict(self.hyperparameters)
         domains = [d for d in resources.domains if d in self.domains]
         if any(not hp.get(self.CHECKPOINT_KEYWORDS.get(d, ("",))[0]) for d in domains):  # a decoder to train
-            for key in ("width", "epochs", "lr", "lambda_l1"):
-                if hp[key] is None:
-                    hp[key] = resources.profile[f"lmac_{key}"]
+            hp.update({key: resources.profile[f"lmac_{key}"] for key in ("width", "epochs", "lr", "lambda_l1")
+                       if hp[key] is None})
         self.hyperparameters = hp
         for domain in domains:
             keyword, flag, _ = self.CHECKPOINT_KEYWORDS.get(domain, ("", "", ""))  # none for the waveform
