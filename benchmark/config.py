@@ -14,7 +14,7 @@ class RunConfig:
     ood: "mixtures", "speech" or "white_noise"); methods: registry names; methods_all: they are
     ``--methods all``, so that methods the classifier cannot serve are left out rather than refused; imports: user
     modules registering more methods; method_options: per-method constructor keywords;
-    domains: "listenable" and/or "mel"; limit: evaluate only the first N base clips;
+    domains: "listenable" and/or the classifier's own, "mel" or "waveform"; limit: evaluate only the first N base clips;
     ad_softmax_twice: AD as in the published code (True) or single softmax; peak_normalisation:
     "max" (x / x.max(), the reference's) or "absmax" (x / max|x|) for clips and mixtures;
     resume: continue the results in ``out`` instead of replacing them; curves: also compute the

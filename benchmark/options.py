@@ -84,7 +84,8 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                         help="L2I relevance thresholds, one table row each (default 0.2,0.4 as the paper); an "
                              "alias of --set l2i.rth=[0.2,0.4]")
     parser.add_argument("--domains", default="listenable",
-                        help="comma-separated domains: listenable (STFT→Mel) and/or mel. Default: listenable")
+                        help="comma-separated domains: listenable (STFT→Mel) and/or the classifier's own: mel, or "
+                             "waveform for a model that reads samples (wav2vec2 family). Default: listenable")
     parser.add_argument("--limit", type=int, help="evaluate only the first N evaluation clips")
     parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch size (default 16)")
     parser.add_argument("--save-audio", action="store_true",
