@@ -141,7 +141,7 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         print(note)  # before anything trains
     return RunInputs(
         data, train_waves, load_clips(data.paths(split.valid), config.peak_normalisation), noise, evaluation,
-        classifier,        None if given is None else given[1], explainers,
+        classifier, None if given is None else given[1], explainers,
         content_key(train_sources, cache_dir, targets=split.train["target"].tolist(),
                     peak_normalisation=config.peak_normalisation, **generated),
         content_key(valid_sources, cache_dir, targets=split.valid["target"].tolist(),
