@@ -11,6 +11,7 @@ method (paired), the method means and τ recomputed on each of ``RESAMPLES`` res
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,32 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return float("nan")
     return float(stats.kendalltau(a, b).statistic)
+
+
+def means(scores: np.ndarray, draws: np.ndarray | None = None) -> np.ndarray:
+    """Method means over samples, NaN ignored: (M,) of (M, n) scores, or (M, R) over each row of (R, n) ``draws``."""
+    with warnings.catch_warnings():  # a method without a value on the drawn samples has a NaN mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(scores if draws is None else scores[:, draws], axis=-1)
+
+
+def finite_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """``kendall_tau`` of two (M,) mean vectors over the methods with a finite mean in both."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    return kendall_tau(a[keep], b[keep])
+
+
+def tau_with_interval(a: np.ndarray, b: np.ndarray, draws: np.ndarray) -> tuple[float, float, float]:
+    """τ-b of the method means of two (M, n) score matrices on the same samples, and its percentile interval
+    over ``draws`` ((R, n) sample indices); NaN where τ is undefined in every resample."""
+    tau = finite_tau(means(a), means(b))
+    resampled_a, resampled_b = means(a, draws), means(b, draws)
+    taus = np.array([finite_tau(resampled_a[:, r], resampled_b[:, r]) for r in range(len(draws))])
+    taus = taus[~np.isnan(taus)]
+    if not taus.size:
+        return tau, float("nan"), float("nan")
+    low, high = np.quantile(taus, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return tau, float(low), float(high)
 
 
 def agreement(per_sample: pd.DataFrame, seed: int, resamples: int = RESAMPLES) -> pd.DataFrame:
@@ -63,14 +90,9 @@ def agreement(per_sample: pd.DataFrame, seed: int, resamples: int = RESAMPLES) -
                 matrices[column] = sign * values.to_numpy(float)
         for truth in (t for t in TRUTH_SCORES if t in matrices):
             for metric in (m for m in FAITHFULNESS_METRICS if m in matrices):
-                pair = (matrices[metric], matrices[truth])
-                tau = kendall_tau(*(np.nanmean(m, axis=1) for m in pair))
-                taus = np.array([kendall_tau(*(np.nanmean(m[:, draw], axis=1) for m in pair)) for draw in draws])
-                taus = taus[~np.isnan(taus)]
-                low, high = (np.quantile(taus, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]) if taus.size
-                             else (np.nan, np.nan))
-                rows.append({"domain": domain, "metric": metric, "truth": truth, "tau": tau, "ci_low": float(low),
-                             "ci_high": float(high), "methods": len(pair[0]), "n": len(samples)})
+                tau, low, high = tau_with_interval(matrices[metric], matrices[truth], draws)
+                rows.append({"domain": domain, "metric": metric, "truth": truth, "tau": tau, "ci_low": low,
+                             "ci_high": high, "methods": len(matrices[metric]), "n": len(samples)})
     return pd.DataFrame(rows, columns=["domain", "metric", "truth", "tau", "ci_low", "ci_high", "methods", "n"])
 
 

@@ -95,10 +95,8 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         given = load_classifier_checkpoint(config.classifier_checkpoint, cache_dir)
         flag = f"--classifier-checkpoint {config.classifier_checkpoint}"
     elif config.classifier.startswith("hf:"):
-        pretrained = load_pretrained(config.classifier)
-        given = (pretrained, None if hasattr(pretrained, "use_class_names") else weights_key(pretrained),
-                 pretrained.class_names)
-    zero_shot = given is not None and given[1] is None  # zero-shot (CLAP): its classes are the dataset's
+        given = (load_pretrained(config.classifier), None, None)  # its key and names once its classes are set
+    zero_shot = given is not None and given[0].zero_shot  # zero-shot (CLAP): its classes are the dataset's
     if config.prompt_template is not None and not zero_shot:
         raise ValueError(f"--prompt-template: {flag} is not a zero-shot CLAP model; drop --prompt-template")
     data = open_dataset(config.dataset, config.data_root, config.seed, config.folds,
@@ -107,6 +105,7 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         shuffle_training_labels(data, config.seed)
     if zero_shot:  # the prompts enter its key, so explainers trained on it are cached per template and names
         given[0].use_class_names(data.class_names, config.prompt_template)
+    if given is not None and given[1] is None:
         given = (given[0], weights_key(given[0]), given[0].class_names)
     if given is not None:
         check_class_names(flag, given[0].class_names, data.class_names, names_known=given[2] is not None)

@@ -16,14 +16,13 @@ means and τ are recomputed on it (a resample where τ is undefined, e.g. all me
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmark.agreement import CONFIDENCE, RESAMPLES, kendall_tau
+from benchmark.agreement import RESAMPLES, means, tau_with_interval
 from benchmark.arguments import UsageError
 from benchmark.config import RunConfig
 from methods.registry import control_methods
@@ -170,32 +169,6 @@ def score_matrix(run: Run, kind: str, metric: str, methods: list[str], samples: 
         return None
     return rows.pivot(index="method", columns="sample_id", values=metric).reindex(index=methods, columns=samples) \
         .to_numpy(float)
-
-
-def means(scores: np.ndarray, draws: np.ndarray | None = None) -> np.ndarray:
-    """Method means over samples, NaN ignored: (M,) of (M, n) scores, or (M, R) over each row of (R, n) ``draws``."""
-    with warnings.catch_warnings():  # a method without a value on the drawn samples has a NaN mean
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(scores if draws is None else scores[:, draws], axis=-1)
-
-
-def finite_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """``kendall_tau`` of two (M,) mean vectors over the methods with a finite mean in both."""
-    keep = np.isfinite(a) & np.isfinite(b)
-    return kendall_tau(a[keep], b[keep])
-
-
-def tau_with_interval(a: np.ndarray, b: np.ndarray, draws: np.ndarray) -> tuple[float, float, float]:
-    """τ-b of the method means of two (M, n) score matrices on the same samples, and its percentile interval
-    over ``draws`` ((R, n) sample indices); NaN where τ is undefined in every resample."""
-    tau = finite_tau(means(a), means(b))
-    resampled_a, resampled_b = means(a, draws), means(b, draws)
-    taus = np.array([finite_tau(resampled_a[:, r], resampled_b[:, r]) for r in range(len(draws))])
-    taus = taus[~np.isnan(taus)]
-    if not taus.size:
-        return tau, float("nan"), float("nan")
-    low, high = np.quantile(taus, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    return tau, float(low), float(high)
 
 
 def pair_taus(runs: list[Run], samples: np.ndarray, include_controls: bool, seed: int,

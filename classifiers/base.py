@@ -66,6 +66,7 @@ class Classifier(nn.Module):
         sample_rate: the rate the model expects, in Hz (the benchmark reads audio at 16 kHz; ``features``
             takes 16 kHz and resamples when they differ).
         feature_domain: the domain of ``features``' grid: "mel" or "waveform" (``frontend.DOMAINS``).
+        zero_shot: True when the classes are the dataset's, given after it is opened (``use_class_names``; CLAP).
         reads_stft: True when ``listenable_features`` maps X = log1p|STFT| (B, T, 513) to the features.
         decoder_layout: "grid" (L-MAC and L2I build their networks from the representations' shapes)
             or "speechbrain-cnn14" (SpeechBrain's ``CNN14PSI_stft`` / ``CNN14PSI`` decoders, whose
@@ -75,6 +76,7 @@ class Classifier(nn.Module):
     name: ClassVar[str] = ""
     sample_rate: ClassVar[int] = SAMPLE_RATE
     feature_domain: ClassVar[str] = "mel"
+    zero_shot: ClassVar[bool] = False
     reads_stft: ClassVar[bool] = False
     decoder_layout: ClassVar[str] = "grid"
 

@@ -103,6 +103,8 @@ class ZeroShotCLAP(Classifier):
         ValueError: an extractor whose mel bins are not the model's, or a fusion extractor for an unfused model.
     """
 
+    zero_shot = True
+
     def __init__(self, model: nn.Module, extractor: Any, tokenizer: Any):
         super().__init__([])
         self.model, self.tokenizer = model, tokenizer

@@ -18,13 +18,12 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from benchmark.agreement import CONFIDENCE, RESAMPLES
 from benchmark.arguments import UsageError, check_writable_folder
 from benchmark.output_folder import check_contents, check_location, claim_folder, committed_results
 from benchmark.rankings import (
-    CONFIDENCE,
     DOMAIN_KINDS,
     OWN,
-    RESAMPLES,
     SHARED,
     Run,
     check_same_settings,
