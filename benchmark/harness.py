@@ -16,17 +16,9 @@ from tqdm import tqdm
 
 from benchmark import agreement, tables
 from benchmark.config import RunConfig, condition_name
+from benchmark.explanations import explain, score
 from benchmark.output_folder import FolderLock
-from benchmark.pipeline import (
-    EvaluationBatch,
-    EvaluationSamples,
-    batch_ids,
-    explain,
-    prepare_batch,
-    sample_rows,
-    sample_seed,
-    score,
-)
+from benchmark.pipeline import EvaluationBatch, EvaluationSamples, batch_ids, prepare_batch, sample_rows, sample_seed
 from benchmark.preparation import load_inputs, prepare_models
 from benchmark.reliance import MIN_ACCURACY, Reliance
 from benchmark.run_identity import data_identity, input_files, model_identity, run_settings
@@ -35,7 +27,7 @@ from classifiers.base import Classifier, DomainModel
 from datasets.audio import CLIP_SAMPLES, PEAK_NORMALISATIONS, write_audio
 from foundation import distributed
 from foundation.checkpoints import config_key, describe_models
-from foundation.frontend import DOMAINS, listenable_waveform
+from foundation.frontend import DOMAINS
 from foundation.precision import autocast
 from foundation.provenance import versions
 from methods.base import Explainer
@@ -81,12 +73,12 @@ def write_batch(config: RunConfig, model: DomainModel, explainers: list[Explaine
         for k, i in enumerate(ids):
             write_audio(out / "audio" / f"{i:04d}-input.wav", batch.waves[k])
     for explainer in explainers:
-        mask = explain(model, explainer, batch, config.seed)
+        explanation = explain(model, explainer, batch, config.seed)
         if save_audio:
-            for k, audio in enumerate(listenable_waveform(mask, batch.spec, batch.waves.shape[1])):
+            for k, audio in enumerate(explanation.listenable(batch)):
                 write_audio(out / "audio" / f"{ids[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
         curve_seeds = [sample_seed(config.seed, i, stream=1) for i in ids] if config.curves else None
-        scores = score(model, mask, batch, config.ad_softmax_twice, curve_seeds)
+        scores = score(model, explanation, batch, config.ad_softmax_twice, curve_seeds)
         writer.write(sample_rows(evaluation, batch, domain, explainer.label, scores))
 
 

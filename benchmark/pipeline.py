@@ -1,8 +1,8 @@
 """One sample's path, as plain functions, data flowing one way (protocol §1, §3, §5, §6):
 
 clip → contamination (``evaluation_samples``) → STFT / features and one classifier pass
-(``prepare_batch``) → explainer → mask (``explain``) → masked passes M⊙X and (1−M)⊙X
-(``frontend.apply_mask``) → metrics (``score``) → per-sample rows (``sample_rows``).
+(``prepare_batch``) → explainer → mask → masked passes → metrics (``benchmark.explanations``) →
+per-sample rows (``sample_rows``).
 
 Every method of a batch shares the batch's waveforms, STFT, features and its one
 unmasked ``ClassifierPass``: its logits give the explained class, its block
@@ -31,17 +31,8 @@ from datasets.contamination import (
 )
 from datasets.folder import recordings
 from datasets.sources import AudioData
-from foundation.frontend import WIN_LENGTH, apply_mask, log1p_magnitude, stft
-from methods.base import Explainer
-from metrics import (
-    CURVE_FRACTIONS,
-    MetricInputs,
-    binarised_spectrogram,
-    first_bins,
-    ideal_binary_mask,
-    rank_bins,
-    registered_metrics,
-)
+from foundation.frontend import WIN_LENGTH, log1p_magnitude, stft
+from metrics import binarised_spectrogram, ideal_binary_mask
 
 
 @dataclass
@@ -233,71 +224,6 @@ def sample_seed(seed: int, sample_id: int, stream: int = 0) -> int:
     ties in the deletion and insertion curves)."""
     entropy = [seed, sample_id] + ([stream] if stream else [])
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
-def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, seed: int) -> torch.Tensor:
-    """The mask (B, T_m, F) in [0, 1] of ``explainer`` for the classes the unmasked pass predicts.
-
-    With ``model.per_sample`` (CPU) the explainer sees one sample at a time, as the
-    model's passes do, with torch's generator seeded by ``sample_seed(seed, id)`` for
-    each sample: every per-sample result is then the same whatever the batch size, at
-    no cost on CPU. Batched (GPU), the generator is seeded once per batch, from its first
-    sample. Explainers that read representations get the unmasked pass's. A model that hears the
-    listenable domain through the inverse STFT is explained one sample at a time on any device, each
-    with its own phase (``DomainModel.hearing``).
-    """
-    target = batch.unmasked.logits.argmax(1)
-    model = model.hearing(batch.spec, batch.waves.shape[1])
-    if not model.per_sample and model.phase is None:
-        torch.manual_seed(sample_seed(seed, batch.ids[0]))
-        return explainer.mask(model, batch.features, target, batch.unmasked.representations)
-    masks = []
-    for k, i in enumerate(batch.ids):
-        torch.manual_seed(sample_seed(seed, i))
-        masks.append(explainer.mask(model.sample(k), batch.features[k:k + 1], target[k:k + 1],
-                                    batch.unmasked.rows(k, k + 1).representations))
-    return torch.cat(masks)
-
-
-def score(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch, ad_softmax_twice: bool,
-          curve_seeds: list[int] | None = None) -> dict[str, torch.Tensor | np.ndarray]:
-    """Every registered metric that applies to the run (``metrics.registered_metrics``) for the batch's
-    masks, each (B,) per sample, in registration order (protocol §5).
-
-    Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on (1−M)⊙X. With
-    ``curve_seeds`` (one per sample, for the random order of ties) also the deletion and insertion
-    curves (``curve_probabilities``): 12 more passes, and the metrics that read them.
-    """
-    model = model.hearing(batch.spec, batch.waves.shape[1])
-    masked_in, masked_out = apply_mask(batch.features, mask)
-    with torch.no_grad():
-        logits_in, logits_out = model(masked_in), model(masked_out)
-    inputs = MetricInputs(mask, batch.unmasked.logits, logits_in, logits_out, ad_softmax_twice, batch.clean_target,
-                          batch.target_dominated,
-                          None if curve_seeds is None else curve_probabilities(model, mask, batch, curve_seeds),
-                          batch.distractor_dominated)
-    return {name: metric.compute(inputs) for name, metric in registered_metrics().items() if metric.applies(inputs)}
-
-
-def curve_probabilities(model: DomainModel, mask: torch.Tensor, batch: EvaluationBatch,
-                        seeds: list[int]) -> dict[str, np.ndarray]:
-    """Insertion and deletion curves of the masks (B, T_m, F).
-
-    For each k in ``CURVE_FRACTIONS`` the binary mask of the k·T_m·F bins the mask ranks first
-    (ties in random order, seeded by ``seeds``) is applied as any mask is (``apply_mask``):
-    "Ins" = p_c on the kept bins alone, "Del" = p_c with them removed, c the class the unmasked
-    pass predicts. Each (B, len(CURVE_FRACTIONS)) float64 in [0, 1]. ``model``: bound to the
-    batch's phase (``DomainModel.hearing``), as ``score`` hands it on.
-    """
-    target = batch.unmasked.logits.argmax(1, keepdim=True)
-    ranking = rank_bins(mask, seeds)
-    inserted, deleted = [], []
-    for fraction in CURVE_FRACTIONS:
-        kept_in, kept_out = apply_mask(batch.features, first_bins(ranking, fraction, mask.shape))
-        with torch.no_grad():
-            inserted.append(model(kept_in).double().softmax(1).gather(1, target)[:, 0])
-            deleted.append(model(kept_out).double().softmax(1).gather(1, target)[:, 0])
-    return {"Ins": torch.stack(inserted, 1).cpu().numpy(), "Del": torch.stack(deleted, 1).cpu().numpy()}
 
 
 def sample_rows(evaluation: EvaluationSamples, batch: EvaluationBatch, domain: str, method: str,

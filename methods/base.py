@@ -96,6 +96,9 @@ class Explainer:
             a run whose classifier lacks one refuses the method before anything trains.
         needs_validation_clips: True when ``fit`` chooses something on the validation
             clips (L2I its epoch); a split without them is refused before anything trains.
+        makes_waveforms: True when the explanation is a waveform and its complement (LMAC-TD) rather than a
+            map: the method implements ``waveforms(waves, representations)`` → (x_in, x_out), the metrics read
+            the domain's features of both, and the map on the grid is ``interpretation_mask`` (protocol §5).
         control: True for the control rows (all-ones, random, energy; ``methods.controls``),
             which the tables never mark as the best method.
         VALUE_RANGES: the closed range of a numeric hyperparameter that ``--set`` accepts, by keyword;
@@ -111,6 +114,7 @@ class Explainer:
     reads_representations: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()
     needs_validation_clips: ClassVar[bool] = False
+    makes_waveforms: ClassVar[bool] = False
     control: ClassVar[bool] = False
     VALUE_RANGES: ClassVar[dict[str, tuple[float, float]]] = {}
 
@@ -174,6 +178,13 @@ def check_map(result: torch.Tensor, features: torch.Tensor, method: str) -> None
         )
     if not all(torch.isfinite(extreme) for extreme in torch.aminmax(result)):  # NaN propagates to both
         raise InvalidExplanationError(f"{method} returned NaN or infinite values")
+
+
+def interpretation_mask(features_in: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """The map on a domain's grid of an explanation made as a waveform: X_in / X clipped to [0, 1], 0 where X = 0
+    (LMAC-TD recipe's saliency figure, X_mel_interp / X_mel). Both (B, T, F) log1p features ≥ 0."""
+    ratio = features_in / features.clamp_min(torch.finfo(features.dtype).tiny)
+    return torch.where(features > 0, ratio, torch.zeros_like(ratio)).clamp(0.0, 1.0)
 
 
 def differentiable_input(features: torch.Tensor) -> torch.Tensor:

@@ -55,6 +55,7 @@ CASE_TABLE = """
 --set lmac.nosuchkey=1                                     => lmac has no hyperparameter 'nosuchkey'
 --set lmac.lambda_l1=abc                                   => --set lmac.lambda_l1=abc: expected a number
 --set lmac.l1_batch_scaled=maybe                           => expected true or false
+--methods lmac-td --set lmac-td.alpha_mix=1.5               => lmac-td.alpha_mix takes a finite number in [0.0, 1.0]
 --set l2i.rth=0.3                                          => l2i is not among --methods
 --set lmca.lambda_l1=1                                     => unknown method 'lmca'
 --set lmac                                                 => expected METHOD.KEY=VALUE
@@ -132,6 +133,7 @@ download esc50 --data-root '{download_root}' --url 'file://{download_gap}' --che
 --prompt-template 'the sound of {{}}'                      => --classifier cnn14 has its own classes
 --classifier ast --classifier-checkpoint '{random}'        => --classifier-checkpoint loads CNN14 checkpoints
 --import lmac_test_bare_classifier --classifier bare --methods lmac => --classifier bare gives no representations
+--import lmac_test_bare_classifier --classifier bare --methods lmac-td => --classifier bare gives no representations
 --import lmac_test_bare_classifier --classifier bare --methods gradcam => gives no layer for class activation maps
 --import lmac_test_bare_classifier --classifier bare --methods guided-backprop => gives no nn.ReLU modules
 --out /                                                    => --out /: the root of the file system

@@ -6,8 +6,9 @@ import torch
 from benchmark.cli import main
 from benchmark.commands.timing import ModelPassTimer
 from benchmark.config import RunConfig
+from benchmark.explanations import explain
 from benchmark.harness import evaluate
-from benchmark.pipeline import EvaluationSamples, explain, prepare_batch
+from benchmark.pipeline import EvaluationSamples, prepare_batch
 from benchmark.store import ResultWriter
 from classifiers.base import DomainModel
 from datasets.contamination import ContaminatedSample
@@ -74,8 +75,8 @@ def test_a_stochastic_method_draws_the_same_for_a_sample_in_any_batch(method, op
     evaluation = EvaluationSamples(samples, clips, {}, [0, 1])
     explainer = build_explainer(method, **options)
     cpu = torch.device("cpu")
-    pair = explain(model, explainer, prepare_batch(model, evaluation, [0, 1], cpu), seed=0)
-    alone = explain(model, explainer, prepare_batch(model, evaluation, [1], cpu), seed=0)
-    other_seed = explain(model, explainer, prepare_batch(model, evaluation, [1], cpu), seed=1)
+    pair = explain(model, explainer, prepare_batch(model, evaluation, [0, 1], cpu), seed=0).mask
+    alone = explain(model, explainer, prepare_batch(model, evaluation, [1], cpu), seed=0).mask
+    other_seed = explain(model, explainer, prepare_batch(model, evaluation, [1], cpu), seed=1).mask
     assert torch.equal(pair[1], alone[0])  # sample 1 second in a batch of two, or alone
     assert (other_seed[0] - alone[0]).abs().max() > 1e-3  # the draws are random, seeded by the run's seed

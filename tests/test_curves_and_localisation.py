@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from benchmark.pipeline import curve_probabilities
+from benchmark.explanations import curve_probabilities
 from datasets.audio import load_clip
 from datasets.contamination import ContaminatedSample
 from foundation.frontend import log1p_magnitude, log1p_mel, stft

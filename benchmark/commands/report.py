@@ -32,14 +32,15 @@ from PIL import Image
 from benchmark.arguments import UsageError, import_user_module
 from benchmark.commands.listening_results import COLUMNS, QUESTIONS, REFERENCE
 from benchmark.config import RunConfig
-from benchmark.pipeline import explain, prepare_batch
+from benchmark.explanations import explain
+from benchmark.pipeline import prepare_batch
 from benchmark.preparation import prepare
 from benchmark.run_identity import model_identity
 from benchmark.tables import cell_text, is_marked
 from classifiers.base import DomainModel
 from datasets.audio import write_audio
 from foundation.files import write_then_replace
-from foundation.frontend import DOMAINS, listenable_waveform, spectrogram_extent
+from foundation.frontend import DOMAINS, spectrogram_extent
 from metrics import arrow, paper_columns, table_columns
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -185,12 +186,11 @@ def write_media(report: Path, config: RunConfig, ids: list[int], methods: list[s
     device = torch.device(config.device)
     model = DomainModel(classifier, DOMAINS["listenable"], per_sample=device.type == "cpu").eval()
     batch = prepare_batch(model, inputs.evaluation, ids, device)
-    length = batch.waves.shape[1]
     outputs = {"input": (batch.waves, None)}
     for explainer in explainers:
         if explainer.label in methods:
-            mask = explain(model, explainer, batch, config.seed).detach()
-            outputs[explainer.label] = (listenable_waveform(mask, batch.spec, length), mask)
+            explanation = explain(model, explainer, batch, config.seed)
+            outputs[explainer.label] = (explanation.listenable(batch).detach(), explanation.mask.detach())
     features = batch.features.detach().cpu().numpy()
     for what, (waves, masks) in outputs.items():
         for k, sample_id in enumerate(ids):

@@ -48,9 +48,10 @@ from tqdm import tqdm
 
 from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig, condition_name
+from benchmark.explanations import explain
 from benchmark.options import OOD_MIXTURES_NOT_SAVED, add_common_options
 from benchmark.output_folder import claim_folder
-from benchmark.pipeline import batch_ids, explain, prepare_batch
+from benchmark.pipeline import batch_ids, prepare_batch
 from benchmark.preparation import prepare
 from classifiers.base import Classifier, ClassifierPass, DomainModel
 from foundation.files import write_then_replace
@@ -221,7 +222,7 @@ def run_sanity(config: RunConfig) -> str:
                 level_batch = replace(batch, unmasked=ClassifierPass(batch.unmasked.logits,
                                                                      randomised.representations))
                 for explainer in todo:
-                    masks = explain(model, explainer, level_batch, config.seed).cpu().double().numpy()
+                    masks = explain(model, explainer, level_batch, config.seed).mask.cpu().double().numpy()
                     originals.setdefault(explainer.label, masks)
                     for k, i in enumerate(ids):
                         spearman, ssim, constant = map_similarity(originals[explainer.label][k], masks[k])
