@@ -195,6 +195,11 @@ class LMACTDExplainer(Explainer):
         resources.log.append({"lmac-td_checkpoint": key})
         self.model = model.to(resources.device).eval()
 
+    def notes(self) -> list[str]:
+        return ["lmac-td rows: the explanation is a waveform x_in and its complement x_out; p_in and p_out come from "
+                "the domain's features of each, MM, SPS, COMP, localisation and the curves from the map "
+                "clip(X_in / X, 0, 1); its WAVs are x_in"]
+
     def _train(self, model: LMACTDModel, resources: TrainingResources) -> dict:
         hp = self.hyperparameters
         torch.manual_seed(resources.seed)

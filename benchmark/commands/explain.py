@@ -9,11 +9,14 @@ import torch
 
 from benchmark.arguments import config_from_args
 from benchmark.config import RunConfig
+from benchmark.explanations import explain
 from benchmark.options import add_common_options
+from benchmark.pipeline import EvaluationSamples, prepare_batch
 from benchmark.preparation import prepare
 from classifiers.base import DomainModel
 from datasets.audio import load_clip, write_audio
-from foundation.frontend import DOMAINS, apply_mask, listenable_waveform, spectrogram_extent, stft
+from datasets.contamination import ContaminatedSample
+from foundation.frontend import DOMAINS, spectrogram_extent
 
 
 def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
@@ -42,21 +45,19 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     explainer = explainers[0]
     if "listenable" not in explainer.domains:
         raise ValueError(f"--method {explainer.name} does not explain the listenable domain; choose another method")
-    waveform = waveform.to(config.device)
-    spec = stft(waveform)
-    model = DomainModel(classifier, DOMAINS["listenable"]).eval().hearing(spec, waveform.shape[1])
-    features = model.features(waveform, spec)
-    with torch.no_grad():
-        unmasked = model.forward_with_representations(features)
-    probabilities = unmasked.logits.softmax(1)[0]
+    model = DomainModel(classifier, DOMAINS["listenable"]).eval()
+    clip = EvaluationSamples([ContaminatedSample(0, str(audio), "", 1.0, 0.0, "clean")], waveform, {}, [-1])
+    batch = prepare_batch(model, clip, [0], torch.device(config.device))
+    probabilities = batch.unmasked.logits.softmax(1)[0]
     predicted = int(probabilities.argmax())
-    mask = explainer.mask(model, features, torch.tensor([predicted], device=features.device), unmasked.representations)
+    explanation = explain(model, explainer, batch, config.seed)
     out = Path(config.out)
     stem = f"{audio.stem}-{explainer.label.replace(' ', '_')}"
     write_audio(out / f"{audio.stem}-input.wav", waveform[0])
-    write_audio(out / f"{stem}.wav", listenable_waveform(mask, spec, waveform.shape[1])[0])
-    panels = [("input log1p|STFT|", features[0]), (f"{explainer.label} mask", mask[0]),
-              ("masked input (the interpretation)", apply_mask(features, mask)[0][0])]
+    write_audio(out / f"{stem}.wav", explanation.listenable(batch)[0])
+    panels = [("input log1p|STFT|", batch.features[0]), (f"{explainer.label} mask", explanation.mask[0]),
+              ("the interpretation", explanation.masked_inputs(model.hearing(batch.spec, waveform.shape[1]),
+                                                                batch.features)[0][0])]
     figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
     for axis, (title, image) in zip(axes, panels):
         frames, bins = image.shape
