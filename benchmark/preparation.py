@@ -25,6 +25,7 @@ from foundation.checkpoints import REFERENCE_MODELS, cached_training, config_key
 from foundation.profiles import PROFILES
 from methods import build_explainers
 from methods.base import Explainer, TrainingResources
+from methods.perturbation import budget_lines, evaluations_per_sample
 
 
 def check_split(data: AudioData, config: RunConfig, trains_classifier: bool, trains_explainers: bool,
@@ -123,6 +124,7 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
     explainers = supported_explainers(explainers, classifier.eval(), flag, config.methods_all)
     for explainer in explainers:
         explainer.check()
+    budget = evaluations_per_sample(explainers, classifier, config.domains)  # refuses a window or bands off the grid
     check_split(data, config, trains_classifier=given is None,
                 trains_explainers=any(type(e).fit is not Explainer.fit for e in explainers),
                 chooses_on_validation=any(e.needs_validation_clips for e in explainers))
@@ -132,6 +134,9 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
         noise = load_clips(files, config.peak_normalisation)
         noise_key = content_key(files, cache_dir, peak_normalisation=config.peak_normalisation)
     evaluation = evaluation_samples(config, data) if evaluation_part else None
+    for line in budget_lines(budget, explainers, len(evaluation.samples) if evaluation else 1, config.domains,
+                             14 if config.curves else 2):
+        print(line)  # before anything trains
     split = data.split
     (train_sources, generated), (valid_sources, _) = data.provenance(split.train), data.provenance(split.valid)
     train_waves = load_clips(data.paths(split.train), config.peak_normalisation)
@@ -278,6 +283,7 @@ def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
+    record["evaluations_per_sample"] = evaluations_per_sample(inputs.explainers, classifier, config.domains)
     record["left_out"] = [m for m in config.methods if m not in {e.name for e in inputs.explainers}]
     record["trained_parts"] = resources.log
     record["models"] = models

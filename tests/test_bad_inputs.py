@@ -55,6 +55,11 @@ CASE_TABLE = """
 --set lmac.nosuchkey=1                                     => lmac has no hyperparameter 'nosuchkey'
 --set lmac.lambda_l1=abc                                   => --set lmac.lambda_l1=abc: expected a number
 --set lmac.l1_batch_scaled=maybe                           => expected true or false
+--methods occlusion --set occlusion.window=99999           => at most the 5000 ms clip; take a window in (0, 5000] ms
+--methods lime --set lime.n_samples=0                      => --set lime.n_samples=0: 0 is out of range
+--methods kernel-shap --set kernel-shap.baseline=silence   => unknown baseline; take one of zeros, mean, noise
+--methods feature-ablation --set feature-ablation.bands=32 => do not make 32 bands of ceil(513 / 32) bins; take bands=31
+--methods occlusion --domains mel --set occlusion.bands=100 => the mel grid has 80 bins, fewer than 100 bands
 --methods lmac-td --set lmac-td.alpha_mix=1.5               => lmac-td.alpha_mix takes a finite number in [0.0, 1.0]
 --set l2i.rth=0.3                                          => l2i is not among --methods
 --set lmca.lambda_l1=1                                     => unknown method 'lmca'
