@@ -102,7 +102,8 @@ class LMACTDModel(nn.Module):
 
         self.masker = Dual_Path_Model(
             in_channels=n, out_channels=sizes["d_model"],
-            intra_model=block(sizes["intra_layers"], sizes["intra_heads"]), inter_model=block(sizes["inter_layers"], sizes["inter_heads"]), num_layers=sizes["layers"], norm="ln",
+            intra_model=block(sizes["intra_layers"], sizes["intra_heads"]),
+            inter_model=block(sizes["inter_layers"], sizes["inter_heads"]), num_layers=sizes["layers"], norm="ln",
             K=sizes["chunk"], num_spks=1, skip_around_intra=True, linear_layer_after_inter_intra=False)
         self.masker.activation = nn.Sigmoid()  # the recipe's activation_type "sigmoid": a mask in [0, 1]
 
