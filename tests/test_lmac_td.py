@@ -105,6 +105,7 @@ def test_trained_lmac_td_explains_through_the_pipeline_and_is_cached(small_class
         assert explanation.mask.shape == (2, batch.features.shape[1], bins)
         assert 0 <= explanation.mask.min() and explanation.mask.max() <= 1
         x_in = explanation.waves[0]
+        assert torch.equal(explanation.listenable(batch), x_in)  # what the WAVs and the report hold
         assert torch.allclose(explanation.mask, interpretation_mask(model.features(x_in), batch.features))
         scores = score(model, explanation, batch, ad_softmax_twice=True)
         assert set(scores) >= {"AI", "AD", "FF", "SPS", "MM"} and torch.isfinite(torch.as_tensor(scores["FF"])).all()
