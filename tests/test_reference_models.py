@@ -21,14 +21,15 @@ MAIN_JOB = ROOT / "results" / "esc50-ood-mixtures-cpu"
 def test_every_shipped_model_is_listed_with_its_sha256_and_provenance():
     manifest = reference_manifest(REFERENCE_MODELS)
     kinds = {entry["kind"] for entry in manifest.values()}
-    assert {"classifier", "lmac", "lmac-mel", "lmac-waveform", "lmac-ft", "lmac-ft-mel", "l2i"} <= kinds
+    assert {"classifier", "lmac", "lmac-mel", "lmac-waveform", "lmac-ft", "lmac-ft-mel", "l2i", "lmac-td", "piq",
+            "piq-mel"} <= kinds
     for name, entry in manifest.items():
         path = REFERENCE_MODELS / name
         assert sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["bytes"]
         assert path.with_suffix(".json").is_file() and entry["command"].startswith("python run_benchmark.py")
         assert entry["profile"] == "cpu" and entry["code"] and entry["training_audio"]
         assert entry["classifier_valid_accuracy"] > 0.2
-    assert sum(entry["bytes"] for entry in manifest.values()) < 50e6  # a few MB each
+    assert sum(entry["bytes"] for entry in manifest.values()) < 70e6  # a few MB each (PIQ: 13 MB)
     shipped = set(p.name for p in REFERENCE_MODELS.glob("*.pt"))
     assert shipped == set(manifest)
 
@@ -54,6 +55,21 @@ def test_the_ast_run_with_the_shipped_models_gives_the_committed_rows(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert {m["source"] for m in record["models"]} == {"shipped"} and len(record["models"]) == 3
     report = compare_per_sample(pd.read_csv(ROOT / "results" / "esc50-ood-cpu-all-ast" / "per_sample.csv"),
+                                pd.read_csv(out / "per_sample.csv"))
+    assert report["rows"] == 2 * 3 * 2 and agrees(report), report
+
+
+def test_the_compared_methods_with_the_shipped_models_give_the_committed_rows(tmp_path):
+    """LMAC-TD and PIQ come shipped (nothing trains) and, with Occlusion, give the committed rows of
+    ``results/esc50-ood-cpu-compared-methods`` in both domains."""
+    out = tmp_path / "out"
+    assert main(["--data-root", str(ESC50), "--limit", "1", "--methods", "lmac-td,piq,occlusion",
+                 "--domains", "listenable,mel", "--controls", "none", "--cache-dir", str(tmp_path / "empty-cache"),
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert {m["source"] for m in record["models"]} == {"shipped"} and len(record["models"]) == 4
+    assert record["evaluations_per_sample"] == {"occlusion": {"listenable": 49, "mel": 49}}
+    report = compare_per_sample(pd.read_csv(ROOT / "results" / "esc50-ood-cpu-compared-methods" / "per_sample.csv"),
                                 pd.read_csv(out / "per_sample.csv"))
     assert report["rows"] == 2 * 3 * 2 and agrees(report), report
 
