@@ -23,11 +23,13 @@ class Explanation:
     """One method's explanation of a batch.
 
     mask: (B, T_m, F) in [0, 1] on the domain's grid; waves: for a method that makes waveforms
-    (``Explainer.makes_waveforms``), the explanation x_in and its complement x_out, (B, N) each; else None.
+    (``Explainer.makes_waveforms``), the explanation x_in and its complement x_out, (B, N) each, and
+    features: the domain's features of each, (B, T, F); else None.
     """
 
     mask: torch.Tensor
     waves: tuple[torch.Tensor, torch.Tensor] | None = None
+    features: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def listenable(self, batch: EvaluationBatch) -> torch.Tensor:
         """What a listener hears (B, N): x_in, or ``ISTFT(expm1(M ⊙ X) · exp(j·phase))`` of a mask on the STFT grid."""
@@ -35,12 +37,10 @@ class Explanation:
             return self.waves[0]
         return listenable_waveform(self.mask, batch.spec, batch.waves.shape[1])
 
-    def masked_inputs(self, model: DomainModel, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mask-in and mask-out inputs of the domain: M⊙X and (1−M)⊙X, or the features of x_in and x_out."""
-        if self.waves is None:
-            return apply_mask(features, self.mask)
-        with torch.autocast(features.device.type, enabled=False):
-            return model.features(self.waves[0]), model.features(self.waves[1])
+    def masked_inputs(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask-in and mask-out inputs of the domain: M⊙X and (1−M)⊙X of ``features`` X, or the features
+        of x_in and x_out."""
+        return apply_mask(features, self.mask) if self.features is None else self.features
 
 
 def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, seed: int) -> Explanation:
@@ -66,9 +66,10 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
                  for r in rows]
         waves = torch.cat([x_in for x_in, _ in pairs]), torch.cat([x_out for _, x_out in pairs])
         with torch.autocast(batch.features.device.type, enabled=False):
-            mask = interpretation_mask(model.features(waves[0]), batch.features)
+            features = model.features(waves[0]), model.features(waves[1])
+        mask = interpretation_mask(features[0], batch.features)
         check_map(mask, batch.features, explainer.name)
-        return Explanation(mask, waves)
+        return Explanation(mask, waves, features)
     masks = []
     for r in rows:
         torch.manual_seed(sample_seed(seed, batch.ids[r.start]))
@@ -89,7 +90,7 @@ def score(model: DomainModel, explanation: Explanation, batch: EvaluationBatch, 
     """
     model = model.hearing(batch.spec, batch.waves.shape[1])
     mask = explanation.mask
-    masked_in, masked_out = explanation.masked_inputs(model, batch.features)
+    masked_in, masked_out = explanation.masked_inputs(batch.features)
     with torch.no_grad():
         logits_in, logits_out = model(masked_in), model(masked_out)
     inputs = MetricInputs(mask, batch.unmasked.logits, logits_in, logits_out, ad_softmax_twice, batch.clean_target,

@@ -61,7 +61,8 @@ class RunInputs:
     or loaded by ``prepare_classifier``) or given (a ``--classifier-checkpoint`` or a pretrained
     ``hf:`` model); given_key: the given classifier's content key, or None when it is to be trained;
     explainers: built and checked against the classifier, not fitted; train_key, valid_key,
-    noise_key: content keys (audio bytes, labels, normalisation).
+    noise_key: content keys (audio bytes, labels, normalisation); evaluations_per_sample: model passes per
+    sample of the perturbation explainers, {label: {domain: n}} (``methods.perturbation``).
     """
 
     data: AudioData
@@ -75,6 +76,7 @@ class RunInputs:
     train_key: str
     valid_key: str
     noise_key: str | None
+    evaluations_per_sample: dict
 
 
 def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
@@ -150,7 +152,7 @@ def load_inputs(config: RunConfig, evaluation_part: bool = True) -> RunInputs:
                     peak_normalisation=config.peak_normalisation, **generated),
         content_key(valid_sources, cache_dir, targets=split.valid["target"].tolist(),
                     peak_normalisation=config.peak_normalisation, **generated),
-        noise_key)
+        noise_key, budget)
 
 
 def contract_needs(explainers: list[Explainer]) -> set[str]:
@@ -283,7 +285,7 @@ def prepare_models(config: RunConfig, inputs: RunInputs, record: dict,
     for explainer in inputs.explainers:
         explainer.fit(resources)
     record["methods"] = {explainer.label: explainer.config() for explainer in inputs.explainers}
-    record["evaluations_per_sample"] = evaluations_per_sample(inputs.explainers, classifier, config.domains)
+    record["evaluations_per_sample"] = inputs.evaluations_per_sample
     record["left_out"] = [m for m in config.methods if m not in {e.name for e in inputs.explainers}]
     record["trained_parts"] = resources.log
     record["models"] = models

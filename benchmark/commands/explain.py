@@ -56,8 +56,7 @@ def explain_file(config: RunConfig, audio: str | os.PathLike) -> str:
     write_audio(out / f"{audio.stem}-input.wav", waveform[0])
     write_audio(out / f"{stem}.wav", explanation.listenable(batch)[0])
     panels = [("input log1p|STFT|", batch.features[0]), (f"{explainer.label} mask", explanation.mask[0]),
-              ("the interpretation", explanation.masked_inputs(model.hearing(batch.spec, waveform.shape[1]),
-                                                                batch.features)[0][0])]
+              ("the interpretation", explanation.masked_inputs(batch.features)[0][0])]
     figure, axes = plt.subplots(1, 3, figsize=(15, 4), sharey=True)
     for axis, (title, image) in zip(axes, panels):
         frames, bins = image.shape
