@@ -7,7 +7,8 @@ and the L-MAC decoder at width 2048 (≈ 237 M parameters), 200 epochs (protocol
 (§9): L-MAC's L1 weight is the one ``run_benchmark.py select-lmac-l1`` chose on the
 validation part (``results/lmac-l1-selection-cpu``), trained 30 epochs at lr 1e-3.
 PIQ (``piq_*``): the recipe's width-256 decoder, 200 epochs at lr 2e-4 on the paper profile;
-width 16, 20 epochs at lr 1e-2 on the CPU profile (in a 16-step probe, its mask at 1e-3 was still ≈ 0.47).
+width 16, 20 epochs at lr 1e-2 on the CPU profile (of 1e-3 and 1e-2, the lower BCE after 16 steps
+on 32 training clips; docs/methods.md, PIQ).
 ``tiny``: for tests only.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ The classifier's parameter groups are re-initialised from the top, one more per 
 contract lists them (``Classifier.randomisation_levels``; CNN14: conv block 6 first, one more block
 per level, and at the last level the head too). At every level each
 method explains the same samples again, for the class the *trained* classifier predicts, with
-the trained interpreters (L-MAC, L2I) kept fixed: they read the randomised classifier's
+the trained interpreters (L2I, L-MAC, LMAC-TD, PIQ) kept fixed: they read the randomised classifier's
 representations. The randomised masks are compared with the trained model's (level 0,
 "original") per sample by Spearman rank correlation and SSIM. A method whose maps depend
 on the model decorrelates as more of it is randomised; one that stays similar explains
@@ -238,8 +238,8 @@ def run_sanity(config: RunConfig) -> str:
         (f"cascading randomisation from the top (Adebayo et al., 2018) of the {classifier.name} classifier: level k "
          f"re-initialises its top k parameter groups ({' → '.join(names[1:])}; Xavier-uniform weights, biases 0.01, "
          "normalisation layers kept)"),
-        ("explained class: the trained classifier's prediction at every level; L-MAC and L2I keep their trained "
-         "interpreters and read the randomised classifier's representations"),
+        ("explained class: the trained classifier's prediction at every level; the trained interpreters (L2I, L-MAC, "
+         "LMAC-TD, PIQ) are kept and read the randomised classifier's representations"),
         ("Spearman rank correlation and SSIM (data range 1) of each mask with the trained model's; mean over the "
          "scored samples (n); a faithful method decorrelates as more of the model is randomised"),
         ("constant_maps: samples where either map is constant (max = min), not scored (Quantus and Xplique would "
@@ -260,6 +260,9 @@ def run_sanity(config: RunConfig) -> str:
     write_then_replace(out / "sanity.json", lambda path: path.write_text(json.dumps(record, indent=1, default=str)))
     return markdown
 
+# The paper's five (§4.4) and the methods the field compares; Feature Ablation's map equals Occlusion's.
+DEFAULT_METHODS = "saliency,integrated-gradients,gradcam,l2i,lmac,lmac-td,piq,occlusion,lime,kernel-shap"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``run_benchmark.py sanity``."""
@@ -272,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "compare each mask with the trained model's by Spearman rank correlation and SSIM; constant "
                     "maps are counted, not scored. Writes sanity.csv, sanity_table.csv, sanity.md, sanity.png "
                     "and sanity.json to --out (default results/runs/sanity-<profile>).")
-    parser.add_argument("--methods", default="saliency,integrated-gradients,gradcam,l2i,lmac",
+    parser.add_argument("--methods", default=DEFAULT_METHODS,
                         help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())})")
     parser.add_argument("--limit", type=int, default=20,
                         help="evaluation clips (default 20: 40 samples of the ood condition)")
