@@ -114,6 +114,14 @@ explain '{unclear_recordings}'                             => a folder; explain 
 report '{run_without_column}'                              => lacks the column(s) AI
 sanity --threads -2                                        => --threads -2
 sanity --methods gradcam,gradcam                           => gradcam named twice
+meta-evaluate --repetitions 0                              => --repetitions 0: must be a positive integer
+meta-evaluate --input-noise 0,5                            => --input-noise '0,5': each level must be a positive finite
+meta-evaluate --model-noise 0.001,inf                      => --model-noise '0.001,inf': each level must be a positive
+meta-evaluate --input-noise nan,5                          => --input-noise 'nan,5': each level must be a positive
+meta-evaluate --model-noise 0.001                          => expected two numbers RESILIENCE,ADVERSARY, e.g. 0.001,1
+meta-evaluate --input-noise 5,0.001                        => the resilience level must be below the adversary level
+meta-evaluate --agreement '{missing}'                      => --agreement {missing}: no such file
+meta-evaluate --agreement '{a_file}'                       => lacks the column(s) domain, metric, truth, tau, ci_low
 bench --out '{a_file}'                                     => --out {a_file}: a file, not a folder
 select-lmac-l1 --set lmac.lambda_l1=inf                    => inf is out of range
 explain '{truncated_clip}'                                 => is truncated
