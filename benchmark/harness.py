@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmark import agreement, tables
+from benchmark import agreement, summary, tables
 from benchmark.config import RunConfig, condition_name
 from benchmark.explanations import explain, score
 from benchmark.output_folder import FolderLock
@@ -88,7 +88,7 @@ def run(config: RunConfig) -> str | None:
     Checks and loads every input, trains (or loads from the cache) the classifier and
     the trainable explainers, evaluates every method × domain on the contaminated
     evaluation samples into ``OUT/unfinished/``, and only then replaces the results in
-    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, run.json;
+    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, summary.json, run.json;
     ``benchmark.store``).
 
     Launched by torchrun (``foundation.distributed``), the ranks train together (DDP) or load
@@ -171,6 +171,7 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         controls, config.seed)
     if config.dataset == "controlled":
         agreement.write_agreement(store.work, pd.read_csv(store.work / "per_sample.csv"), title, config.seed)
+    summary.write_summary(store.work)  # from the tables and run.json just written (docs/leaderboard.md)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)
     return markdown

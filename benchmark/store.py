@@ -1,8 +1,8 @@
 """Where a run's results live, and how they are written so that none are ever lost.
 
 ``OUT`` holds the last finished results: ``per_sample.csv``, ``table.csv``, ``table.md``, ``table.tex``,
-``figure.png``, ``run.json`` (and ``audio/`` with ``--save-audio``). It is a run's own folder, marked with
-the identity of the rows it holds (``benchmark.output_folder``, ``benchmark.run_identity``); a folder
+``figure.png``, ``summary.json``, ``run.json`` (and ``audio/`` with ``--save-audio``). It is a run's own folder,
+marked with the identity of the rows it holds (``benchmark.output_folder``, ``benchmark.run_identity``); a folder
 that holds anything else is refused before anything is read. A run writes into ``OUT/unfinished/``
 (marked with its own identity) and moves its files over the finished ones only when it has finished
 (``RunStore.finish``): a run that fails or is interrupted, during training or evaluation, leaves the
@@ -31,7 +31,7 @@ from benchmark.output_folder import check_contents, read_mark, write_mark
 from benchmark.run_identity import covers, differences
 from foundation.files import sha256_of, write_then_replace
 
-RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
+RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "summary.json", "run.json")
 AGREEMENT_FILES = ("agreement.csv", "agreement.md", "agreement.png")
 """Written besides by a run on the controlled dataset (``benchmark.agreement``)."""
 

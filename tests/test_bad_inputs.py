@@ -263,3 +263,30 @@ def test_a_corrupt_cached_model_names_the_file_to_delete(tmp_path, capsys):
     assert main(arguments) == 2
     error = capsys.readouterr().err
     assert f"Delete {cached} and run again" in error and "Traceback" not in error
+
+
+# ``leaderboard``'s refusals: each {name} a results folder holding a copy of results/esc50-ood-mixtures-cpu whose
+# summary.json is broken (``tests.test_leaderboard.broken_results``); {page} the page to write
+LEADERBOARD_CASES = """
+leaderboard --results '{missing_field}'    => esc50-ood-mixtures-cpu/summary.json: rows[0]: 'n' is a required property
+leaderboard --results '{wrong_type}'       => summary.json: rows[1].mean: '0.4' is not of type 'number', 'null'
+leaderboard --results '{other_mean}'       => summary.json: rows[10].mean 0.9 is not 41.5, what table.csv and run.json
+leaderboard --results '{other_key}'        => summary.json: run.config_key '0000000000000000' is not '9907c3fdfad50108'
+leaderboard --results '{extra_method}'     => summary.json: rows[50]: listenable / my-method / AI is not in table.csv
+leaderboard --results '{not_json}'         => summary.json: not readable JSON
+leaderboard --results '{missing}'          => --results {missing}: not a folder
+leaderboard --results '{other_key}' --out '{missing}/page.md' => --out {missing}/page.md: {missing} does not exist
+"""
+
+
+@pytest.mark.parametrize("line", LEADERBOARD_CASES.strip().splitlines())
+def test_leaderboard_refuses_a_broken_summary_with_exit_2_and_one_line(line, tmp_path, capsys):
+    from tests.test_leaderboard import broken_results
+
+    made = {**broken_results(tmp_path), "missing": tmp_path / "missing", "page": tmp_path / "page.md"}
+    arguments, expected = (part.strip().format(**{k: str(v) for k, v in made.items()}) for part in line.split(" => "))
+    arguments = shlex.split(arguments)
+    assert main([*arguments, *([] if "--out" in arguments else ["--out", str(made["page"])])]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert not made["page"].exists()  # nothing written
