@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from benchmark import agreement, summary, tables
+from benchmark.aggregation_output import write_run_ranking
 from benchmark.config import RunConfig, condition_name
 from benchmark.explanations import explain, score
 from benchmark.output_folder import FolderLock
@@ -88,7 +89,8 @@ def run(config: RunConfig) -> str | None:
     Checks and loads every input, trains (or loads from the cache) the classifier and
     the trainable explainers, evaluates every method × domain on the contaminated
     evaluation samples into ``OUT/unfinished/``, and only then replaces the results in
-    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, summary.json, run.json;
+    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, ranking.csv, ranking.md,
+    summary.json, run.json;
     ``benchmark.store``).
 
     Launched by torchrun (``foundation.distributed``), the ranks train together (DDP) or load
@@ -171,6 +173,7 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         controls, config.seed)
     if config.dataset == "controlled":
         agreement.write_agreement(store.work, pd.read_csv(store.work / "per_sample.csv"), title, config.seed)
+    write_run_ranking(store.work, config.seed, title)  # ranking.csv, ranking.md beside the tables (docs/ranking.md)
     summary.write_summary(store.work)  # from the tables and run.json just written (docs/leaderboard.md)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)

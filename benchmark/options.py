@@ -23,7 +23,7 @@ OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_di
 
 COMMANDS = {"explain": "explain", "bench": "bench", "select-lmac-l1": "select_lmac_l1", "sanity": "sanity",
             "report": "report", "listening-results": "listening_results", "reference-models": "reference_models",
-            "download": "download", "rankings": "rankings", "leaderboard": "leaderboard",
+            "download": "download", "rankings": "rankings", "leaderboard": "leaderboard", "rank": "rank",
             "meta-evaluate": "meta_evaluate"}
 """The commands of ``run_benchmark.py`` and their modules in ``benchmark.commands``."""
 

@@ -199,6 +199,38 @@ def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expecte
     assert earlier.read_text() == "earlier"
 
 
+# ``rank``'s refusals: {run} a constructed finished run (esc50 ood mixtures), {fewer} the same with a sample less,
+# {curves} the same with an Ins-AUC column, {bad_trust} the same with a trust.csv naming an unknown domain
+RANK_CASES = """
+rank '{missing}'                               => RUN_DIR {missing}: no per_sample.csv
+rank '{run}' '{fewer}' --out '{out}'           => runs of one condition (esc50 ood mixtures) with different sample ids
+rank '{run}' '{curves}' --out '{out}'          => rank different metric columns: Ins-AUC ({curves} only)
+rank '{run}' '{run}' --out '{committed}'       => is the repository's committed results
+rank '{run}' --seed -1                         => --seed -1: must be a non-negative integer
+rank '{bad_trust}'                             => trust.csv: row 2: domain 'nowhere' is none of listenable, mel
+"""
+
+
+@pytest.mark.parametrize("line", RANK_CASES.strip().splitlines())
+def test_rank_refuses_runs_it_cannot_aggregate_with_exit_2_and_one_line(line, tmp_path, capsys):
+    from tests.test_aggregated_ranking import constructed, write_run
+
+    frame = constructed()
+    made = {"missing": tmp_path / "missing", "committed": ROOT / "results" / "esc50-ood-mixtures-cpu",
+            "out": tmp_path / "out", "run": write_run(tmp_path / "run", frame),
+            "fewer": write_run(tmp_path / "fewer", frame[frame["sample_id"] > 0]),
+            "curves": write_run(tmp_path / "curves", frame.assign(**{"Ins-AUC": 0.5})),
+            "bad_trust": write_run(tmp_path / "bad", frame)}
+    (made["bad_trust"] / "trust.csv").write_text("domain,metric,accepted\nnowhere,AI,yes\n")
+    arguments, expected = (part.strip() for part in line.split(" => "))
+    arguments = [a.format(**{k: str(v) for k, v in made.items()}) for a in shlex.split(arguments)]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert expected.format(**{k: str(v) for k, v in made.items()}) in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1
+    assert not (made["out"] / "ranking.csv").exists() and not (made["run"] / "ranking.csv").exists()
+
+
 def test_a_bad_input_through_the_real_command_line_is_exit_2_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "run_benchmark.py", "--data-root", str(ESC50), "--batch-size", "0",
                              "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
