@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import jsonschema
 import pandas as pd
 
+from benchmark.aggregation import CATEGORIES
 from benchmark.config import condition_name
 from foundation.files import write_then_replace
 from foundation.frontend import DOMAINS
@@ -25,16 +26,12 @@ from metrics import registered_metrics
 SUMMARY = "summary.json"
 SCHEMA_VERSION = 1
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "leaderboard" / "summary.schema.json"
-CATEGORIES = {"faithfulness": ("AI", "AD", "AG", "FF", "Fid-In", "Ins-AUC", "Del-AUC"),
-              "complexity": ("SPS", "COMP", "MM"),
-              "localisation": ("Loc-AUC", "Loc-mass", "Cue-prec", "Distractor-mass"),
-              "robustness": ()}
-"""The leaderboard's groups of metrics (docs/metrics.md); a metric in none of them is "other"."""
 DIRECTIONS = {True: "higher", False: "lower", None: "none"}
 
 
 def category(metric: str) -> str:
-    """The group of ``metric`` in ``CATEGORIES`` (faithfulness, complexity, localisation, robustness), else "other"."""
+    """The category of ``metric`` in the aggregated ranking's ``benchmark.aggregation.CATEGORIES`` (faithfulness,
+    complexity, localisation, robustness; docs/ranking.md), else "other" (MM, which has no direction)."""
     return next((name for name, members in CATEGORIES.items() if metric in members), "other")
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.aggregation import CATEGORIES
 from benchmark.arguments import UsageError
-from benchmark.summary import CATEGORIES, SUMMARY, category, check_summary, write_summary
+from benchmark.summary import SUMMARY, category, check_summary, write_summary
 from foundation.files import write_then_replace
 from foundation.frontend import DOMAINS
 from metrics import registered_metrics
