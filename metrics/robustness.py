@@ -181,7 +181,7 @@ for _metric in (
                          "class of ‖(e − e′)/e‖₂ / max(‖(x − x′)/x‖₂, 1e-6), zeros of e and x taken as 1e-6 "
                          "(Quantus); in [0, ∞); with --robustness",
            lambda inputs: _largest(inputs.robustness.unchanged(inputs.robustness.input_stability)),
-           SOURCE + "; Agarwal et al., arXiv 2203.06877", column="added", digits=1, needs_robustness=True),
+           SOURCE + "; Agarwal et al., arXiv 2203.06877", column="added", needs_robustness=True),
     Metric("ROS", False, "Relative Output Stability: the same with ‖h(x) − h(x′)‖₂ of the logits h as the "
                          "denominator; in [0, ∞); with --robustness",
            lambda inputs: _largest(inputs.robustness.unchanged(inputs.robustness.output_stability)),
