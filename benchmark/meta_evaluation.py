@@ -35,17 +35,18 @@ from scipy import stats
 from benchmark.agreement import verdict
 from benchmark.statistics import ALPHA
 from classifiers.base import Classifier
-from metrics import perturb_features, registered_metrics
+from metrics import perturb_features, registered_metrics, reported_metrics
 
 TESTS = ("input", "model")
 """IPT and MPT."""
 LEVELS = ("resilience", "adversary")
 """NR and AR."""
 CRITERIA = ("IAC_NR", "IAC_AR", "IEC_NR", "IEC_AR")
-DEFAULT_NOISE = {"input": (0.001, 5.0), "model": (0.001, 1.0)}
+DEFAULT_NOISE = {"input": (0.001, 10.0), "model": (0.001, 1.0)}
 """(resilience, adversary) levels: input noise as a multiple of each sample's standard deviation, weight noise as
-the standard deviation of the multiplicative factor (MetaQuantus: 0.001 at both resilience levels, 5 for the
-input adversary; docs/meta-evaluation.md has the predictions each level keeps)."""
+the standard deviation of the multiplicative factor (MetaQuantus: 0.001 at both resilience levels; its input
+adversary, uniform ±5 on images scaled to [0, 1], is about 10 times such an image's standard deviation;
+docs/meta-evaluation.md has the predictions each level keeps)."""
 INPUT_STREAM = 3
 """Repetition k's input noise of sample i is seeded by ``sample_seed(seed, i, stream=INPUT_STREAM + k)`` (0: the
 explainers' draws, 1: the curves' ties, 2: the robustness metrics' perturbations)."""
@@ -164,9 +165,10 @@ def draw_criteria(scores: np.ndarray, resilience: np.ndarray, kept: np.ndarray, 
 
 
 def directed_metrics(scores: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(metrics meta-evaluated, metrics left out for having no direction): the registered metrics with a column
-    in ``scores``, in registration order."""
-    present = [name for name in registered_metrics() if name in scores]
+    """(metrics meta-evaluated, metrics left out for having no direction): the metrics the tables report
+    (``metrics.reported_metrics``; not the per_sample.csv-only columns such as the curve points Ins@k %, Del@k %,
+    which Ins-AUC and Del-AUC summarise) with a column in ``scores``, in registration order."""
+    present = [name for name in reported_metrics() if name in scores]
     return ([m for m in present if registered_metrics()[m].higher_is_better is not None],
             [m for m in present if registered_metrics()[m].higher_is_better is None])
 

@@ -11,6 +11,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.meta_evaluation import (
+    criteria_of_draws,
     draw_criteria,
     iec_adversary,
     iec_resilience,
@@ -100,6 +101,24 @@ def test_the_criteria_on_hand_made_scores():
     assert p_value(np.zeros(6), np.arange(1, 7)) == pytest.approx(0.03125)
     criteria = draw_criteria(scores, scores, everyone, scores, np.zeros(3, bool), True)
     assert criteria["IAC_NR"] == 1.0 and math.isnan(criteria["IAC_AR"]) and math.isnan(criteria["MC"])
+
+
+def test_the_draws_read_the_kept_and_changed_samples_of_each_condition():
+    """8 samples, 2 methods: the adversary changes the prediction of samples 0–5 and lowers AI there only; MM (no
+    direction) is left out; samples listed out of order are matched by id."""
+    rows = []
+    for test, level, repetition in (("none", "none", 0), ("input", "resilience", 0), ("input", "adversary", 0)):
+        for method, base in (("saliency", 80.0), ("random", 20.0)):
+            for i in reversed(range(8)):
+                changed = level == "adversary" and i < 6
+                rows.append({"domain": "listenable", "test": test, "level": level, "repetition": repetition,
+                             "method": method, "sample_id": i, "predicted": 7 if changed else i,
+                             "AI": base + i - (50.0 if changed else 0.0), "MM": 0.5})
+    draw = criteria_of_draws(pd.DataFrame(rows)).iloc[0]
+    assert (draw["metric"], draw["kept"], draw["changed"], draw["methods"]) == ("AI", 8, 6, 2)
+    assert (draw["IAC_NR"], draw["IEC_NR"], draw["IEC_AR"]) == (1.0, 1.0, 1.0)
+    assert draw["IAC_AR"] == pytest.approx(1 - 0.03125)  # 6 pairs, all lower: the exact two-sided p is 2/2^6
+    assert len(criteria_of_draws(pd.DataFrame(rows))) == 1
 
 
 def test_trust_needs_resilience_reactivity_and_no_disagreement_with_the_truth():

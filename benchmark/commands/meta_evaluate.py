@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "docs/meta-evaluation.md): input and model perturbation tests at a resilience and an adversary "
                     "level, every method explained and every metric scored again per draw; intra- and "
                     "inter-consistency, the MC score and its spread, and a trust table joined with the ground-truth "
-                    "agreement (--agreement). Writes meta_scores.csv, meta_evaluation.csv/.md/.png, trust.csv/.md "
-                    "and meta_evaluation.json to --out (default results/runs/meta-evaluation-<profile>).")
+                    "agreement (--agreement). Writes meta_scores.csv, meta_evaluation.csv, meta_evaluation.md, "
+                    "meta_evaluation.png, trust.csv, trust.md and meta_evaluation.json to --out (default "
+                    "results/runs/meta-evaluation-<profile>).")
     parser.add_argument("--methods", default="saliency,gradcam,lmac",
                         help=f"comma-separated explainers, or 'all' (registered: {', '.join(available_methods())}). "
                              "Default: saliency,gradcam,lmac")
