@@ -3,6 +3,7 @@ known answer (ranks by the median in each metric's direction, ties sharing the m
 means and SDs, the trusted rows, a method that always wins holding rank 1 in every resample), LATEC's agreement
 test, several runs averaged, and the committed CNN14 run's ranking.csv (read from a copy, never written there)."""
 import json
+import shlex
 import shutil
 
 import numpy as np
@@ -142,3 +143,33 @@ def test_the_committed_cnn14_run_gets_its_ranking_in_its_own_folder(tmp_path):
     assert (overall.groupby("domain")["rank1_frequency"].sum() >= 1 - 1e-9).all()
     markdown = (run / "ranking.md").read_text()
     assert "no trust.csv in the run's folder: no trusted rows" in markdown and "999 bootstrap resamples" in markdown
+
+
+# ``rank``'s refusals: {run} a constructed finished run (esc50 ood mixtures), {fewer} the same with a sample less,
+# {curves} the same with an Ins-AUC column, {bad_trust} the same with a trust.csv naming an unknown domain
+RANK_CASES = """
+rank '{missing}'                               => RUN_DIR {missing}: no per_sample.csv
+rank '{run}' '{fewer}' --out '{out}'           => runs of one condition (esc50 ood mixtures) with different sample ids
+rank '{run}' '{curves}' --out '{out}'          => rank different metric columns: Ins-AUC ({curves} only)
+rank '{run}' '{run}' --out '{committed}'       => is the repository's committed results
+rank '{run}' --seed -1                         => --seed -1: must be a non-negative integer
+rank '{bad_trust}'                             => trust.csv: row 2: domain 'nowhere' is none of listenable, mel
+"""
+
+
+@pytest.mark.parametrize("line", RANK_CASES.strip().splitlines())
+def test_rank_refuses_runs_it_cannot_aggregate_with_exit_2_and_one_line(line, tmp_path, capsys):
+    frame = constructed()
+    made = {"missing": tmp_path / "missing", "committed": ROOT / "results" / "esc50-ood-mixtures-cpu",
+            "out": tmp_path / "out", "run": write_run(tmp_path / "run", frame),
+            "fewer": write_run(tmp_path / "fewer", frame[frame["sample_id"] > 0]),
+            "curves": write_run(tmp_path / "curves", frame.assign(**{"Ins-AUC": 0.5})),
+            "bad_trust": write_run(tmp_path / "bad", frame)}
+    (made["bad_trust"] / "trust.csv").write_text("domain,metric,accepted\nnowhere,AI,yes\n")
+    arguments, expected = (part.strip() for part in line.split(" => "))
+    arguments = [a.format(**{k: str(v) for k, v in made.items()}) for a in shlex.split(arguments)]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert expected.format(**{k: str(v) for k, v in made.items()}) in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1
+    assert not (made["out"] / "ranking.csv").exists() and not (made["run"] / "ranking.csv").exists()

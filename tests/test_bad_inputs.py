@@ -207,38 +207,6 @@ def test_bad_input_exits_2_with_a_message_before_any_training(arguments, expecte
     assert earlier.read_text() == "earlier"
 
 
-# ``rank``'s refusals: {run} a constructed finished run (esc50 ood mixtures), {fewer} the same with a sample less,
-# {curves} the same with an Ins-AUC column, {bad_trust} the same with a trust.csv naming an unknown domain
-RANK_CASES = """
-rank '{missing}'                               => RUN_DIR {missing}: no per_sample.csv
-rank '{run}' '{fewer}' --out '{out}'           => runs of one condition (esc50 ood mixtures) with different sample ids
-rank '{run}' '{curves}' --out '{out}'          => rank different metric columns: Ins-AUC ({curves} only)
-rank '{run}' '{run}' --out '{committed}'       => is the repository's committed results
-rank '{run}' --seed -1                         => --seed -1: must be a non-negative integer
-rank '{bad_trust}'                             => trust.csv: row 2: domain 'nowhere' is none of listenable, mel
-"""
-
-
-@pytest.mark.parametrize("line", RANK_CASES.strip().splitlines())
-def test_rank_refuses_runs_it_cannot_aggregate_with_exit_2_and_one_line(line, tmp_path, capsys):
-    from tests.test_aggregated_ranking import constructed, write_run
-
-    frame = constructed()
-    made = {"missing": tmp_path / "missing", "committed": ROOT / "results" / "esc50-ood-mixtures-cpu",
-            "out": tmp_path / "out", "run": write_run(tmp_path / "run", frame),
-            "fewer": write_run(tmp_path / "fewer", frame[frame["sample_id"] > 0]),
-            "curves": write_run(tmp_path / "curves", frame.assign(**{"Ins-AUC": 0.5})),
-            "bad_trust": write_run(tmp_path / "bad", frame)}
-    (made["bad_trust"] / "trust.csv").write_text("domain,metric,accepted\nnowhere,AI,yes\n")
-    arguments, expected = (part.strip() for part in line.split(" => "))
-    arguments = [a.format(**{k: str(v) for k, v in made.items()}) for a in shlex.split(arguments)]
-    assert main(arguments) == 2
-    error = capsys.readouterr().err
-    assert expected.format(**{k: str(v) for k, v in made.items()}) in error and "Traceback" not in error
-    assert len(error.strip().splitlines()) == 1
-    assert not (made["out"] / "ranking.csv").exists() and not (made["run"] / "ranking.csv").exists()
-
-
 def test_a_bad_input_through_the_real_command_line_is_exit_2_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "run_benchmark.py", "--data-root", str(ESC50), "--batch-size", "0",
                              "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
@@ -304,29 +272,3 @@ def test_a_corrupt_cached_model_names_the_file_to_delete(tmp_path, capsys):
     error = capsys.readouterr().err
     assert f"Delete {cached} and run again" in error and "Traceback" not in error
 
-
-# ``leaderboard``'s refusals: each {name} a results folder holding a copy of results/esc50-ood-mixtures-cpu whose
-# summary.json is broken (``tests.test_leaderboard.broken_results``); {page} the page to write
-LEADERBOARD_CASES = """
-leaderboard --results '{missing_field}'    => esc50-ood-mixtures-cpu/summary.json: rows[0]: 'n' is a required property
-leaderboard --results '{wrong_type}'       => summary.json: rows[1].mean: '0.4' is not of type 'number', 'null'
-leaderboard --results '{other_mean}'       => summary.json: rows[10].mean 0.9 is not 41.5, what table.csv and run.json
-leaderboard --results '{other_key}'        => summary.json: run.config_key '0000000000000000' is not '9907c3fdfad50108'
-leaderboard --results '{extra_method}'     => summary.json: rows[50]: listenable / my-method / AI is not in table.csv
-leaderboard --results '{not_json}'         => summary.json: not readable JSON
-leaderboard --results '{missing}'          => --results {missing}: not a folder
-leaderboard --results '{other_key}' --out '{missing}/page.md' => --out {missing}/page.md: {missing} does not exist
-"""
-
-
-@pytest.mark.parametrize("line", LEADERBOARD_CASES.strip().splitlines())
-def test_leaderboard_refuses_a_broken_summary_with_exit_2_and_one_line(line, tmp_path, capsys):
-    from tests.test_leaderboard import broken_results
-
-    made = {**broken_results(tmp_path), "missing": tmp_path / "missing", "page": tmp_path / "page.md"}
-    arguments, expected = (part.strip().format(**{k: str(v) for k, v in made.items()}) for part in line.split(" => "))
-    arguments = shlex.split(arguments)
-    assert main([*arguments, *([] if "--out" in arguments else ["--out", str(made["page"])])]) == 2
-    error = capsys.readouterr().err
-    assert expected in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
-    assert not made["page"].exists()  # nothing written

@@ -3,6 +3,7 @@ give and matches the published schema, the committed page is what ``run_benchmar
 writes its summary, a run's ranking.csv gives the rank column, and the page's tables sort in a browser. Broken
 summaries are refused with exit code 2 (tests/test_bad_inputs.py, with ``broken_results`` below)."""
 import json
+import shlex
 import shutil
 
 import pandas as pd
@@ -163,3 +164,28 @@ def test_a_click_on_a_header_sorts_the_table_best_first_then_reversed(tmp_path, 
     assert click("AI ↑") == ["saliency", "all-ones", "energy", "lmac", "random"]
     assert click("AD ↓")[0] == "all-ones"  # lower is better: ascending first (all-ones drops nothing)
     assert click("method") == ["all-ones", "energy", "lmac", "random", "saliency"]
+
+
+# ``leaderboard``'s refusals: each {name} a results folder holding a copy of results/esc50-ood-mixtures-cpu whose
+# summary.json is broken (``tests.test_leaderboard.broken_results``); {page} the page to write
+LEADERBOARD_CASES = """
+leaderboard --results '{missing_field}'    => esc50-ood-mixtures-cpu/summary.json: rows[0]: 'n' is a required property
+leaderboard --results '{wrong_type}'       => summary.json: rows[1].mean: '0.4' is not of type 'number', 'null'
+leaderboard --results '{other_mean}'       => summary.json: rows[10].mean 0.9 is not 41.5, what table.csv and run.json
+leaderboard --results '{other_key}'        => summary.json: run.config_key '0000000000000000' is not '9907c3fdfad50108'
+leaderboard --results '{extra_method}'     => summary.json: rows[50]: listenable / my-method / AI is not in table.csv
+leaderboard --results '{not_json}'         => summary.json: not readable JSON
+leaderboard --results '{missing}'          => --results {missing}: not a folder
+leaderboard --results '{other_key}' --out '{missing}/page.md' => --out {missing}/page.md: {missing} does not exist
+"""
+
+
+@pytest.mark.parametrize("line", LEADERBOARD_CASES.strip().splitlines())
+def test_leaderboard_refuses_a_broken_summary_with_exit_2_and_one_line(line, tmp_path, capsys):
+    made = {**broken_results(tmp_path), "missing": tmp_path / "missing", "page": tmp_path / "page.md"}
+    arguments, expected = (part.strip().format(**{k: str(v) for k, v in made.items()}) for part in line.split(" => "))
+    arguments = shlex.split(arguments)
+    assert main([*arguments, *([] if "--out" in arguments else ["--out", str(made["page"])])]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert not made["page"].exists()  # nothing written
