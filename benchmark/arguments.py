@@ -16,6 +16,7 @@ import torch
 
 from benchmark.config import RunConfig
 from benchmark.output_folder import check_location, committed_results
+from benchmark.robustness import robustness_options
 from classifiers import classifier_class
 from classifiers.clap import check_template
 from datasets import roots
@@ -233,6 +234,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             raise UsageError(f"{flag} {value}: must be a positive integer")
     if not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed {args.seed}: must be in 0 … 2**32 − 1")
+    try:
+        robustness = robustness_options(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     for flag, text, plan in (("--folds", args.folds, "{}"), ("--data-folds", args.data_folds, "{}:1:1:1")):
         try:
             if text is not None:
@@ -290,4 +295,4 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         peak_normalisation=args.peak_normalisation, save_audio=args.save_audio, resume=args.resume,
         curves=getattr(args, "curves", False) or (hasattr(args, "curves") and args.dataset == "controlled"),
         precision=args.precision, retrain=args.retrain, shuffle_labels=getattr(args, "shuffle_labels", False),
-        prompt_template=getattr(args, "prompt_template", None))
+        prompt_template=getattr(args, "prompt_template", None), **robustness)

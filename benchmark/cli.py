@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     listening report and test; ``run_benchmark.py listening-results CSV...`` summarises the ratings;
     ``run_benchmark.py download esc50|us8k`` fetches a dataset; ``run_benchmark.py reference-models
     RUN_DIR...`` ships the models that runs used (maintainers); ``run_benchmark.py rankings RUN_DIR RUN_DIR...``
-    compares the methods' rankings under different classifiers.
+    compares the methods' rankings under different classifiers; ``run_benchmark.py leaderboard`` writes the
+    leaderboard page from the runs' summary.json; ``run_benchmark.py rank RUN_DIR...`` writes the aggregated
+    ranking of the methods (one run's, or several runs' together); ``run_benchmark.py meta-evaluate`` meta-evaluates
+    every metric (MetaQuantus's perturbation tests) and writes the trust table.
 
     Returns the exit code: 0; 2 with a one-line message and no traceback for a bad option, missing or
     unreadable data, folder or checkpoint, bad audio, an invalid map, or an --out holding other

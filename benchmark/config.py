@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from metrics.robustness import DEFAULT_DRAWS, DEFAULT_LEVEL
+
 
 @dataclass
 class RunConfig:
@@ -26,7 +28,10 @@ class RunConfig:
     train into the checkpoint cache, or load what was trained there before; shuffle_labels: the controlled
     dataset's training and validation labels permuted (``benchmark.reliance`` must refuse the classifier);
     prompt_template: the class prompts of a zero-shot CLAP classifier, "{}" the class name (None: its default,
-    ``classifiers.clap.DEFAULT_TEMPLATE``); command: the command
+    ``classifiers.clap.DEFAULT_TEMPLATE``); robustness: also compute the robustness metrics (Max-Sens,
+    Avg-Sens, RIS, ROS: ``robustness_draws`` perturbed copies of each input with Gaussian noise of
+    ``robustness_level`` times its standard deviation, each explained again; ``metrics.robustness``) for the
+    first ``robustness_samples`` evaluated samples (None: all); command: the command
     line that started the run (for the record only).
     """
 
@@ -62,6 +67,10 @@ class RunConfig:
     retrain: bool = False
     shuffle_labels: bool = False
     prompt_template: str | None = None
+    robustness: bool = False
+    robustness_samples: int | None = None
+    robustness_draws: int = DEFAULT_DRAWS
+    robustness_level: float = DEFAULT_LEVEL
     command: str = ""
 
     @property
@@ -84,6 +93,9 @@ class RunConfig:
             del identity["shuffle_labels"]
         if self.prompt_template is None:  # added later, as shuffle_labels
             del identity["prompt_template"]
+        if not self.robustness:  # added later, as shuffle_labels
+            for key in ("robustness", "robustness_samples", "robustness_draws", "robustness_level"):
+                del identity[key]
         if not self.device.startswith("cpu"):
             identity["batched_draws"] = {"device_type": self.device.split(":")[0], "batch_size": self.batch_size}
         return identity

@@ -15,7 +15,7 @@ from benchmark.pipeline import EvaluationBatch, sample_seed
 from classifiers.base import DomainModel
 from foundation.frontend import apply_mask, listenable_waveform
 from methods.base import Explainer, check_map, interpretation_mask
-from metrics import CURVE_FRACTIONS, MetricInputs, first_bins, rank_bins, registered_metrics
+from metrics import CURVE_FRACTIONS, MetricInputs, RobustnessDraws, first_bins, rank_bins, registered_metrics
 
 
 @dataclass
@@ -43,8 +43,10 @@ class Explanation:
         return apply_mask(features, self.mask) if self.features is None else self.features
 
 
-def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, seed: int) -> Explanation:
-    """The explanation of ``explainer`` for the classes the unmasked pass predicts.
+def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, seed: int,
+            target: torch.Tensor | None = None) -> Explanation:
+    """The explanation of ``explainer`` for the classes the unmasked pass predicts, or for ``target`` (B,) long
+    when given (a perturbed input explained for the class of its original, ``benchmark.robustness``).
 
     With ``model.per_sample`` (CPU) the explainer sees one sample at a time, as the
     model's passes do, with torch's generator seeded by ``sample_seed(seed, id)`` for
@@ -57,7 +59,7 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
     Raises:
         InvalidExplanationError: a map off the grid, empty, or with NaN/inf values.
     """
-    target = batch.unmasked.logits.argmax(1)
+    target = batch.unmasked.logits.argmax(1) if target is None else target
     model = model.hearing(batch.spec, batch.waves.shape[1])
     batched = not model.per_sample and model.phase is None
     rows = [slice(0, len(batch.ids))] if batched else [slice(k, k + 1) for k in range(len(batch.ids))]
@@ -79,14 +81,16 @@ def explain(model: DomainModel, explainer: Explainer, batch: EvaluationBatch, se
 
 
 def score(model: DomainModel, explanation: Explanation, batch: EvaluationBatch, ad_softmax_twice: bool,
-          curve_seeds: list[int] | None = None) -> dict[str, torch.Tensor | np.ndarray]:
+          curve_seeds: list[int] | None = None,
+          robustness: RobustnessDraws | None = None) -> dict[str, torch.Tensor | np.ndarray]:
     """Every registered metric that applies to the run (``metrics.registered_metrics``) for the batch's
     explanation, each (B,) per sample, in registration order (protocol §5).
 
     Two classifier passes besides the batch's unmasked one: p_in on M⊙X and p_out on (1−M)⊙X (for a
     method that makes waveforms, on the domain's features of x_in and x_out). With ``curve_seeds`` (one
     per sample, for the random order of ties) also the deletion and insertion curves
-    (``curve_probabilities``, on the map): 12 more passes, and the metrics that read them.
+    (``curve_probabilities``, on the map): 12 more passes, and the metrics that read them. With ``robustness``
+    (the batch's re-explained perturbed draws, ``benchmark.robustness``) also the robustness metrics.
     """
     model = model.hearing(batch.spec, batch.waves.shape[1])
     mask = explanation.mask
@@ -96,7 +100,7 @@ def score(model: DomainModel, explanation: Explanation, batch: EvaluationBatch, 
     inputs = MetricInputs(mask, batch.unmasked.logits, logits_in, logits_out, ad_softmax_twice, batch.clean_target,
                           batch.target_dominated,
                           None if curve_seeds is None else curve_probabilities(model, mask, batch, curve_seeds),
-                          batch.distractor_dominated)
+                          batch.distractor_dominated, robustness=robustness)
     return {name: metric.compute(inputs) for name, metric in registered_metrics().items() if metric.applies(inputs)}
 
 

@@ -14,13 +14,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from benchmark import agreement, tables
+from benchmark import agreement, summary, tables
+from benchmark.aggregation_output import write_run_ranking
 from benchmark.config import RunConfig, condition_name
 from benchmark.explanations import explain, score
 from benchmark.output_folder import FolderLock
 from benchmark.pipeline import EvaluationBatch, EvaluationSamples, batch_ids, prepare_batch, sample_rows, sample_seed
 from benchmark.preparation import load_inputs, prepare_models
 from benchmark.reliance import MIN_ACCURACY, Reliance
+from benchmark.robustness import robustness_draws, robustness_note
 from benchmark.run_identity import data_identity, input_files, model_identity, run_settings
 from benchmark.store import ResultWriter, RunStore
 from classifiers.base import Classifier, DomainModel
@@ -78,7 +80,9 @@ def write_batch(config: RunConfig, model: DomainModel, explainers: list[Explaine
             for k, audio in enumerate(explanation.listenable(batch)):
                 write_audio(out / "audio" / f"{ids[k]:04d}-{explainer.label.replace(' ', '_')}.wav", audio)
         curve_seeds = [sample_seed(config.seed, i, stream=1) for i in ids] if config.curves else None
-        scores = score(model, explanation, batch, config.ad_softmax_twice, curve_seeds)
+        robustness = robustness_draws(model, explainer, batch, explanation, config.seed, config.robustness_draws,
+                                      config.robustness_level, config.robustness_samples) if config.robustness else None
+        scores = score(model, explanation, batch, config.ad_softmax_twice, curve_seeds, robustness)
         writer.write(sample_rows(evaluation, batch, domain, explainer.label, scores))
 
 
@@ -88,7 +92,8 @@ def run(config: RunConfig) -> str | None:
     Checks and loads every input, trains (or loads from the cache) the classifier and
     the trainable explainers, evaluates every method × domain on the contaminated
     evaluation samples into ``OUT/unfinished/``, and only then replaces the results in
-    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, run.json;
+    ``config.out`` (per_sample.csv, table.csv, table.md, table.tex, figure.png, ranking.csv, ranking.md,
+    summary.json, run.json;
     ``benchmark.store``).
 
     Launched by torchrun (``foundation.distributed``), the ranks train together (DDP) or load
@@ -149,13 +154,15 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
     hyperparameters = [f"{e.label}: " + ", ".join(f"{k}={v}" for k, v in e.hyperparameters.items())
                        for e in explainers if e.hyperparameters]
     metrics = "; ".join(f"{m.name} {arrow(m.name)}: {m.description}".replace(" :", ":")
-                        for m in reported_metrics().values())
+                        for m in reported_metrics().values() if config.robustness or not m.needs_robustness)
     controls = {e.label for e in explainers if e.control}
     markdown = tables.write_tables(store.work, rows, title, [
         ad_note, f"peak normalisation: {PEAK_NORMALISATIONS[config.peak_normalisation]}", f"metrics: {metrics}",
         f"split: {inputs.data.split.protocol}", f"parts: {inputs.data.split.summary()}",
         describe_models(record["models"]), f"profile: {config.profile}, seed {config.seed}"
         + (f", training seed {config.training_seed}" if config.training_seed is not None else ""), *hyperparameters,
+        *([robustness_note(config.robustness_draws, config.robustness_level, config.robustness_samples)]
+          if config.robustness else []),
         *(note for e in explainers for note in e.notes()),
         *([f"listenable rows: the {classifier.name} classifier takes waveforms, so it hears the inverse STFT of the "
            "masked log1p|STFT| with the input's phase (what a listener hears), not the STFT→Mel wrapper"]
@@ -171,6 +178,8 @@ def _run(config: RunConfig, current: distributed.Ranks) -> str | None:
         controls, config.seed)
     if config.dataset == "controlled":
         agreement.write_agreement(store.work, pd.read_csv(store.work / "per_sample.csv"), title, config.seed)
+    write_run_ranking(store.work, config.seed, title)  # ranking.csv, ranking.md beside the tables (docs/ranking.md)
+    summary.write_summary(store.work)  # from the tables and run.json just written (docs/leaderboard.md)
     record["wall_time_s"] = {"prepare": round(prepared - started, 1), "evaluate": round(time.time() - prepared, 1)}
     store.finish(record)
     return markdown

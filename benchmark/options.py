@@ -23,7 +23,8 @@ OOD_MIXTURES_NOT_SAVED = dict(setting="ood", contamination="mixtures", speech_di
 
 COMMANDS = {"explain": "explain", "bench": "bench", "select-lmac-l1": "select_lmac_l1", "sanity": "sanity",
             "report": "report", "listening-results": "listening_results", "reference-models": "reference_models",
-            "download": "download", "rankings": "rankings"}
+            "download": "download", "rankings": "rankings", "leaderboard": "leaderboard", "rank": "rank",
+            "meta-evaluate": "meta_evaluate"}
 """The commands of ``run_benchmark.py`` and their modules in ``benchmark.commands``."""
 
 
@@ -71,6 +72,18 @@ def build_parser(command: str = "run") -> argparse.ArgumentParser:
                              "each map ranks first removed or kept) and their areas Del-AUC and Ins-AUC: 12 more "
                              "classifier passes per map; always on with --dataset controlled, whose metric agreement "
                              "needs them")
+    parser.add_argument("--robustness", action="store_true",
+                        help="also compute the robustness metrics Max-Sens, Avg-Sens, RIS and ROS (Quantus; "
+                             "docs/robustness.md): each input perturbed --robustness-draws times and explained again "
+                             "by the same method, so about that many times the cost of each explanation")
+    parser.add_argument("--robustness-samples", type=int, metavar="N",
+                        help="with --robustness: only the first N evaluation samples (the other rows' robustness "
+                             "cells are empty). Default: all")
+    parser.add_argument("--robustness-draws", type=int, metavar="D",
+                        help="with --robustness: perturbed copies of each input (default 10)")
+    parser.add_argument("--robustness-level", type=float, metavar="FRACTION",
+                        help="with --robustness: the Gaussian noise's standard deviation as a fraction of each "
+                             "input's own standard deviation on the domain's grid (default 0.1)")
     parser.add_argument("--shuffle-labels", action="store_true",
                         help="--dataset controlled: train the classifier on the training and validation parts with "
                              "their labels permuted (a data-randomisation control); the reliance check must then "

@@ -1,8 +1,8 @@
 """Where a run's results live, and how they are written so that none are ever lost.
 
 ``OUT`` holds the last finished results: ``per_sample.csv``, ``table.csv``, ``table.md``, ``table.tex``,
-``figure.png``, ``run.json`` (and ``audio/`` with ``--save-audio``). It is a run's own folder, marked with
-the identity of the rows it holds (``benchmark.output_folder``, ``benchmark.run_identity``); a folder
+``figure.png``, ``summary.json``, ``run.json`` (and ``audio/`` with ``--save-audio``). It is a run's own folder,
+marked with the identity of the rows it holds (``benchmark.output_folder``, ``benchmark.run_identity``); a folder
 that holds anything else is refused before anything is read. A run writes into ``OUT/unfinished/``
 (marked with its own identity) and moves its files over the finished ones only when it has finished
 (``RunStore.finish``): a run that fails or is interrupted, during training or evaluation, leaves the
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.aggregation import RANKING_FILES
 from benchmark.output_folder import check_contents, read_mark, write_mark
 from benchmark.run_identity import covers, differences
 from foundation.files import sha256_of, write_then_replace
 
-RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json")
+RESULT_FILES = ("per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "summary.json", "run.json")
 AGREEMENT_FILES = ("agreement.csv", "agreement.md", "agreement.png")
 """Written besides by a run on the controlled dataset (``benchmark.agreement``)."""
 
@@ -92,9 +93,9 @@ class ResultWriter:
         self.done.update((r["domain"], r["method"], r["sample_id"]) for r in rows)
 
 
-RUN_ENTRIES = {*RESULT_FILES, *AGREEMENT_FILES, "unfinished", "audio", "audio.replaced", "report"}
+RUN_ENTRIES = {*RESULT_FILES, *AGREEMENT_FILES, *RANKING_FILES, "unfinished", "audio", "audio.replaced", "report"}
 """What a run folder may hold: the results, the unfinished run, WAVs (``--save-audio``) and the report."""
-UNFINISHED_ENTRIES = {"per_sample*", *RESULT_FILES, *AGREEMENT_FILES, "audio"}
+UNFINISHED_ENTRIES = {"per_sample*", *RESULT_FILES, *AGREEMENT_FILES, *RANKING_FILES, "audio"}
 MARKED = {"unfinished", "audio", "audio.replaced"}
 """The folders a run replaces or deletes: each must carry a run's mark (``benchmark.output_folder``)."""
 
@@ -229,7 +230,7 @@ class RunStore:
         """Write ``run.json``, with ``files`` listing the bytes and SHA-256 of every other result file (the
         run's manifest), move the unfinished results over the finished ones (the tables and the figure must
         already be in ``OUT/unfinished/``) and mark ``OUT`` with the identity of the rows it now holds."""
-        names = [*RESULT_FILES, *(name for name in AGREEMENT_FILES if (self.work / name).exists())]
+        names = [*RESULT_FILES, *(name for name in (*AGREEMENT_FILES, *RANKING_FILES) if (self.work / name).exists())]
         record["files"] = {name: {"bytes": (self.work / name).stat().st_size, "sha256": sha256_of(self.work / name)}
                            for name in names if name != "run.json"}
         (self.work / "run.json").write_text(json.dumps(record, indent=1, default=str))

@@ -1,10 +1,11 @@
 """Tables in the paper's layout, always rebuilt from ``per_sample.csv``.
 
 Rows are grouped by domain (listenable, mel; the paper's block titles), one per method; columns
-the paper's AI AD AG FF Fid-In SPS COMP MM, then Ins-AUC Del-AUC (with ``--curves``) and
-Loc-AUC Loc-mass (contaminated conditions), and n. Each cell is a mean over the evaluated samples
-with its 95 % bootstrap confidence interval (``benchmark.statistics``); in each domain and column
-the best method and those not significantly worse than it (paired, Holm-corrected Wilcoxon) are
+the paper's AI AD AG FF Fid-In SPS COMP MM, then Ins-AUC Del-AUC (with ``--curves``),
+Loc-AUC Loc-mass (contaminated conditions), Max-Sens Avg-Sens RIS ROS (with ``--robustness``),
+and n. Each cell is a mean over the evaluated samples with its 95 % bootstrap confidence interval
+(``benchmark.statistics``); in each domain and column the best method and those not significantly
+worse than it (paired, Holm-corrected Wilcoxon) are
 marked. SPS and COMP are averaged over valid maps only; the count of invalid maps is reported.
 Written as ``table.csv`` (means, ``<metric>_ci_low`` / ``_ci_high`` / ``_top`` columns),
 ``table.md`` (mean ± half-width, marked cells bold), ``table.tex`` (booktabs) and ``figure.png``.
@@ -175,6 +176,12 @@ def data_notes(per_sample: pd.DataFrame, table: pd.DataFrame) -> list[str]:
                      "sound, not whether the classifier used it (a faithful map of a classifier that uses only part "
                      "of the target scores below 1); Loc-mass of a map spread evenly = the share of "
                      "target-dominated bins")
+    if "Rob-changed" in per_sample and per_sample["Rob-changed"].notna().any():
+        changed = per_sample.dropna(subset=["Rob-changed"]).groupby(["domain", "method"], sort=False)["Rob-changed"]
+        notes.append("perturbed draws that changed the predicted class (counted in Max-Sens and Avg-Sens, excluded "
+                     "from RIS and ROS; a sample all of whose draws changed has no RIS, ROS): " + ", ".join(
+                         f"{method} ({domain}) {int(values.sum())} in {len(values)} samples"
+                         for (domain, method), values in changed))
     not_defined = sorted({r.method for r in table.itertuples() if r.n == 0})
     if not_defined:
         notes.append(f"n/a: {', '.join(not_defined)} cannot explain that domain (L2I's masks live on the STFT grid "

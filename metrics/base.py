@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from metrics.robustness import RobustnessDraws
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,8 @@ class MetricInputs:
     the mask ranks first kept or removed (``metrics.curves.CURVE_FRACTIONS``), or None (no --curves);
     distractor_dominated: (B, T, F) bool, the planted distractor's bins (all False in a sample without
     one), or None (no planted cues: every dataset but the controlled one, whose ``target_dominated`` is
-    then the cue's bins).
+    then the cue's bins); robustness: the draws of re-explained perturbed inputs
+    (``metrics.robustness.RobustnessDraws``), or None (no --robustness).
     """
 
     mask: torch.Tensor
@@ -40,6 +45,7 @@ class MetricInputs:
     target_dominated: torch.Tensor | None = None
     curves: dict[str, np.ndarray] | None = None
     distractor_dominated: torch.Tensor | None = None
+    robustness: RobustnessDraws | None = None
 
     @property
     def target(self) -> torch.Tensor:
@@ -62,6 +68,8 @@ class Metric:
     needs_curves: computed only with ``--curves`` (``MetricInputs.curves`` given).
     needs_planted_cue: computed only where the truth is a planted cue (the controlled dataset,
         ``MetricInputs.distractor_dominated`` given).
+    needs_robustness: computed only with ``--robustness`` (``MetricInputs.robustness`` given: the explainer
+        re-run on perturbed inputs, ``metrics.robustness``).
     """
 
     name: str
@@ -73,12 +81,14 @@ class Metric:
     digits: int = 3
     needs_curves: bool = False
     needs_planted_cue: bool = False
+    needs_robustness: bool = False
 
     def applies(self, inputs: MetricInputs) -> bool:
         """Whether this metric is computed for ``inputs`` (the curves' only with --curves, the planted
-        cue's only on the controlled dataset)."""
+        cue's only on the controlled dataset, the robustness metrics only with --robustness)."""
         return ((not self.needs_curves or inputs.curves is not None)
-                and (not self.needs_planted_cue or inputs.distractor_dominated is not None))
+                and (not self.needs_planted_cue or inputs.distractor_dominated is not None)
+                and (not self.needs_robustness or inputs.robustness is not None))
 
 
 _REGISTRY: dict[str, Metric] = {}

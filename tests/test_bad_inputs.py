@@ -47,6 +47,14 @@ CASE_TABLE = """
 --device nonsense                                          => --device 'nonsense': not a torch device
 --device cuda:7                                            => --device cuda:7: no such CUDA device
 --seed -1                                                  => --seed -1
+--robustness --robustness-level 0                          => --robustness-level 0.0: must be a positive finite
+--robustness --robustness-level -0.1                       => --robustness-level -0.1: must be a positive finite
+--robustness --robustness-level inf                        => --robustness-level inf: must be a positive finite
+--robustness --robustness-level nan                        => --robustness-level nan: must be a positive finite
+--robustness --robustness-draws 0                          => --robustness-draws 0: must be a positive integer
+--robustness --robustness-draws -2                         => --robustness-draws -2: must be a positive integer
+--robustness --robustness-samples 0                        => --robustness-samples 0: must be a positive integer
+--robustness-draws 5                                       => --robustness-draws 5: sets the robustness metrics
 --folds a:b:c:d                                            => --folds: 'a' is not a fold list
 --folds 1-3:4                                              => expected TRAIN:VALID:EVALUATION:POOL
 --methods l2i --l2i-rth abc                                => --l2i-rth 'abc'
@@ -114,6 +122,14 @@ explain '{unclear_recordings}'                             => a folder; explain 
 report '{run_without_column}'                              => lacks the column(s) AI
 sanity --threads -2                                        => --threads -2
 sanity --methods gradcam,gradcam                           => gradcam named twice
+meta-evaluate --repetitions 0                              => --repetitions 0: must be a positive integer
+meta-evaluate --input-noise 0,5                            => --input-noise '0,5': each level must be a positive finite
+meta-evaluate --model-noise 0.001,inf                      => --model-noise '0.001,inf': each level must be a positive
+meta-evaluate --input-noise nan,5                          => --input-noise 'nan,5': each level must be a positive
+meta-evaluate --model-noise 0.001                          => expected two numbers RESILIENCE,ADVERSARY, e.g. 0.001,1
+meta-evaluate --input-noise 5,0.001                        => the resilience level must be below the adversary level
+meta-evaluate --agreement '{missing}'                      => --agreement {missing}: no such file
+meta-evaluate --agreement '{a_file}'                       => lacks the column(s) domain, metric, truth, tau, ci_low
 bench --out '{a_file}'                                     => --out {a_file}: a file, not a folder
 select-lmac-l1 --set lmac.lambda_l1=inf                    => inf is out of range
 explain '{truncated_clip}'                                 => is truncated
@@ -255,3 +271,4 @@ def test_a_corrupt_cached_model_names_the_file_to_delete(tmp_path, capsys):
     assert main(arguments) == 2
     error = capsys.readouterr().err
     assert f"Delete {cached} and run again" in error and "Traceback" not in error
+

@@ -72,6 +72,11 @@ def test_outputs(first_run, capsys):
     assert record["files"]["per_sample.csv"] == {"bytes": (out / "per_sample.csv").stat().st_size,
                                                  "sha256": sha256_of(out / "per_sample.csv")}
     assert record["evaluated_samples"] == 4 and "torch" in record["versions"]
+    ranking = pd.read_csv(out / "ranking.csv")  # the aggregated ranking beside the tables (docs/ranking.md)
+    overall = ranking[ranking["category"] == "overall"]
+    assert len(overall) == 2 * 5 and overall.groupby("domain")["mean_rank"].min().le(5).all()
+    assert set(overall.loc[overall["control"], "method"]) == {"all-ones", "random", "energy"}
+    assert "ranking.csv" in record["files"] and "aggregated ranking" in (out / "ranking.md").read_text()
 
 
 def test_second_run_reuses_checkpoints(first_run, monkeypatch):
@@ -196,7 +201,8 @@ def test_a_rerun_that_fails_leaves_the_earlier_results_byte_identical(first_run,
     out = tmp_path / "out"
     shutil.copytree(first_run / "out", out)
     before = _snapshot(out)
-    assert set(before) == {"per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "run.json"}
+    assert set(before) == {"per_sample.csv", "table.csv", "table.md", "table.tex", "figure.png", "ranking.csv",
+                           "ranking.md", "summary.json", "run.json"}
     assert run_cli(out, first_run / "cache", "--batch-size", "0") == 2  # fails before anything
     assert _snapshot(out) == before
 

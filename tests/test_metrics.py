@@ -39,9 +39,9 @@ def _t(rows):
 def test_catalogue():
     assert paper_columns() == ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
     assert table_columns() == [*paper_columns(), "Ins-AUC", "Del-AUC", "Loc-AUC", "Loc-mass", "Cue-prec",
-                               "Distractor-mass"]
+                               "Distractor-mass", "Max-Sens", "Avg-Sens", "RIS", "ROS"]
     assert [arrow(k) for k in reported_metrics()] == ["↑", "↓", "↑", "↑", "↑", "↑", "↓", "", "↓", "↑", "↓", "↑",
-                                                      "↑", "↑", "↓"]
+                                                      "↑", "↑", "↓", "↓", "↓", "↓", "↓"]
     metrics = registered_metrics()
     assert metrics["BCE-clean"].column == "note" and metrics["AI-margin"].column == "per-sample"
     assert all(m.source and m.description for m in metrics.values())

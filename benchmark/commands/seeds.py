@@ -24,6 +24,7 @@ from benchmark import tables
 from benchmark.config import RunConfig, condition_name
 from benchmark.harness import run
 from benchmark.output_folder import claim_folder
+from benchmark.summary import SUMMARY, write_summary
 from methods import build_explainers
 from metrics import reported_metrics
 
@@ -56,15 +57,15 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str | None:
     Writes ``OUT/seed-<s>/`` (complete runs), and in ``OUT``: per_sample_seed_mean.csv, table.csv
     (with ``<metric>_seed_sd`` and the 95 % Student-t interval of the per-seed means,
     ``<metric>_seed_ci_low`` / ``_seed_ci_high``), table.md, table.tex, figure.png and seeds.json, each replaced only
-    when all are written. Returns the Markdown table (None on the ranks other than 0 of a torchrun
-    launch).
+    when all are written, then summary.json (``benchmark.summary``). Returns the Markdown table (None on the ranks
+    other than 0 of a torchrun launch).
 
     Raises:
         whatever ``benchmark.harness.run`` raises for bad input (before anything trains for the first
         seed; later seeds are checked by their own runs).
     """
     out = Path(config.out)
-    claim_folder(out, {*SEED_FILES, "seed-*", ".seeds-unfinished"})  # each seed-<s>/ is a run's own folder
+    claim_folder(out, {*SEED_FILES, SUMMARY, "seed-*", ".seeds-unfinished"})  # each seed-<s>/ is a run's own folder
     frames, accuracies = {}, {}
     for training_seed in training_seeds:
         seed_config = seed_run_config(config, training_seed)
@@ -112,4 +113,5 @@ def run_seeds(config: RunConfig, training_seeds: list[int]) -> str | None:
     for name in SEED_FILES:
         os.replace(partial / name, out / name)
     partial.rmdir()
+    write_summary(out)  # from table.csv, seeds.json and the seed runs' run.json (docs/leaderboard.md)
     return (out / "table.md").read_text()

@@ -25,7 +25,8 @@ def metric_catalogue() -> str:
     rows = ["| metric | better | definition and range | source | reported in |", "|---|---|---|---|---|"]
     for metric in registered_metrics().values():
         cells = [f"`{metric.name}`", arrow(metric.name) or "—", metric.description.replace("|", "\\|"),
-                 metric.source, WHERE[metric.column] + (" (with --curves)" if metric.needs_curves else "")]
+                 metric.source, WHERE[metric.column] + (" (with --curves)" if metric.needs_curves else "")
+                 + (" (with --robustness)" if metric.needs_robustness else "")]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
