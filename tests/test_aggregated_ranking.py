@@ -132,8 +132,8 @@ def test_the_committed_cnn14_run_gets_its_ranking_in_its_own_folder(tmp_path):
     table = pd.read_csv(run / "ranking.csv")
     per_sample = pd.read_csv(run / "per_sample.csv")
     methods = per_sample.groupby("domain", sort=False)["method"].nunique().to_dict()
-    assert methods == {"listenable": 14, "mel": 12}
-    assert len(table) == 4 * (14 + 12)  # faithfulness, complexity, localisation, overall
+    assert methods == {"listenable": 20, "mel": 18}
+    assert len(table) == 4 * (20 + 18)  # faithfulness, complexity, localisation, overall
     counts = table.groupby("category")["n_metrics"].agg(["min", "max"]).to_dict("index")
     assert counts == {"faithfulness": {"min": 7, "max": 7}, "complexity": {"min": 2, "max": 2},
                       "localisation": {"min": 2, "max": 2}, "overall": {"min": 11, "max": 11}}
