@@ -138,7 +138,7 @@ def test_the_committed_cnn14_run_gets_its_ranking_in_its_own_folder(tmp_path):
     assert counts == {"faithfulness": {"min": 7, "max": 7}, "complexity": {"min": 2, "max": 2},
                       "localisation": {"min": 2, "max": 2}, "overall": {"min": 11, "max": 11}}
     assert set(table.loc[table["control"], "method"]) == {"all-ones", "random", "energy"}
-    assert (table["rank_low"] <= table["rank_high"]).all() and table["mean_rank"].between(1, 14).all()
+    assert (table["rank_low"] <= table["rank_high"]).all() and table["mean_rank"].between(1, 20).all()
     overall = table[table["category"] == "overall"]
     assert (overall.groupby("domain")["rank1_frequency"].sum() >= 1 - 1e-9).all()
     markdown = (run / "ranking.md").read_text()
