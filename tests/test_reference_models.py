@@ -29,7 +29,7 @@ def test_every_shipped_model_is_listed_with_its_sha256_and_provenance():
         assert path.with_suffix(".json").is_file() and entry["command"].startswith("python run_benchmark.py")
         assert entry["profile"] == "cpu" and entry["code"] and entry["training_audio"]
         assert entry["classifier_valid_accuracy"] > 0.2
-    assert sum(entry["bytes"] for entry in manifest.values()) < 70e6  # a few MB each (PIQ: 13 MB)
+    assert sum(entry["bytes"] for entry in manifest.values()) < 100e6  # a few MB each (a CNN14 PIQ: 13 MB)
     shipped = set(p.name for p in REFERENCE_MODELS.glob("*.pt"))
     assert shipped == set(manifest)
 
