@@ -35,7 +35,7 @@ from scipy import stats
 from benchmark.agreement import verdict
 from benchmark.statistics import ALPHA
 from classifiers.base import Classifier
-from metrics import perturb_features, registered_metrics, reported_metrics
+from metrics import perturb_rows, registered_metrics, reported_metrics
 
 TESTS = ("input", "model")
 """IPT and MPT."""
@@ -66,8 +66,7 @@ def perturbed_features(features: torch.Tensor, level: float, seeds: list[int]) -
     Returns:
         (B, T, F), the same dtype and device.
     """
-    return torch.cat([perturb_features(features[k: k + 1], level, torch.Generator().manual_seed(seed))
-                      for k, seed in enumerate(seeds)])
+    return perturb_rows(features, level, [torch.Generator().manual_seed(seed) for seed in seeds])
 
 
 def perturb_weights(classifier: Classifier, level: float, seed: int) -> Classifier:

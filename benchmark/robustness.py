@@ -25,7 +25,7 @@ from benchmark.pipeline import EvaluationBatch, sample_seed
 from classifiers.base import DomainModel
 from foundation.frontend import stft
 from methods.base import Explainer
-from metrics import RobustnessDraws, draw_values, perturb_features
+from metrics import RobustnessDraws, draw_values, perturb_rows
 from metrics.robustness import DEFAULT_DRAWS, DEFAULT_LEVEL
 
 NOISE_STREAM = 2
@@ -64,11 +64,6 @@ def robustness_options(args: Namespace) -> dict:
             "robustness_level": DEFAULT_LEVEL if level is None else level}
 
 
-def _noisy(values: torch.Tensor, level: float, generators: list[torch.Generator]) -> torch.Tensor:
-    """One perturbed copy of each row of ``values`` (B, ...), row k drawn from ``generators[k]``."""
-    return torch.cat([perturb_features(values[k: k + 1], level, g) for k, g in enumerate(generators)])
-
-
 def perturbed_batch(model: DomainModel, batch: EvaluationBatch, waveform: bool, level: float,
                     generators: list[torch.Generator]) -> EvaluationBatch:
     """``batch`` with each input perturbed once (row k by ``generators[k]``) and the classifier pass on it:
@@ -76,12 +71,12 @@ def perturbed_batch(model: DomainModel, batch: EvaluationBatch, waveform: bool, 
     features recomputed. Only what ``explain`` reads is filled in (no localisation targets)."""
     waves, spec = batch.waves, batch.spec
     if waveform:
-        waves = _noisy(batch.waves, level, generators)
+        waves = perturb_rows(batch.waves, level, generators)
         spec = stft(waves)
         with torch.autocast(waves.device.type, enabled=False):
             features = model.features(waves, spec)
     else:
-        features = _noisy(batch.features, level, generators)
+        features = perturb_rows(batch.features, level, generators)
     with torch.no_grad():
         unmasked = model.hearing(spec, waves.shape[1]).forward_with_representations(features)
     return EvaluationBatch(list(batch.ids), waves, spec, features, unmasked)

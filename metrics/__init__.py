@@ -15,7 +15,8 @@ from metrics.curves import CURVE_FRACTIONS, curve_area, curve_columns, first_bin
 from metrics.faithfulness import binary_margins, faithfulness_scores
 from metrics.localisation import (distractor_mass, ideal_binary_mask, localisation_auc, localisation_mass,
                                   precision_at_truth_size)
-from metrics.robustness import (RobustnessDraws, draw_values, perturb_features, relative_input_stability,
+from metrics.robustness import (RobustnessDraws, draw_values, perturb_features, perturb_rows,
+                                relative_input_stability,
                                 relative_output_stability, sensitivity)
 from metrics.structure import complexity, mask_mean, sparseness
 
@@ -25,6 +26,7 @@ __all__ = [
     "ideal_binary_mask", "localisation_auc", "localisation_mass", "precision_at_truth_size", "distractor_mass",
     "binarised_spectrogram", "clean_spectrogram_bce",
     "binary_margins", "faithfulness_scores", "sparseness", "complexity", "mask_mean",
-    "RobustnessDraws", "draw_values", "perturb_features", "relative_input_stability", "relative_output_stability",
+    "RobustnessDraws", "draw_values", "perturb_features", "perturb_rows", "relative_input_stability",
+    "relative_output_stability",
     "sensitivity",
 ]

@@ -66,6 +66,12 @@ def perturb_features(features: torch.Tensor, level: float, generator: torch.Gene
     return torch.where(non_negative, perturbed.clamp_min(0.0), perturbed)
 
 
+def perturb_rows(values: torch.Tensor, level: float, generators: list[torch.Generator]) -> torch.Tensor:
+    """``perturb_features`` of each row of ``values`` (B, ...) on its own, row k drawn from ``generators[k]``, so a
+    sample's draw does not depend on its batch. Returns (B, ...), the same dtype and device."""
+    return torch.cat([perturb_features(values[k: k + 1], level, g) for k, g in enumerate(generators)])
+
+
 def _norm(values: torch.Tensor) -> torch.Tensor:
     """(B,) L2 norm over every element but the batch's (Quantus' ``fro_norm`` of a flattened map)."""
     return values.double().flatten(1).norm(dim=1)
