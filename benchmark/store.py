@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.aggregation import RANKING_FILES
+from benchmark.aggregation import RANKING_FILES, TRUST_FILE
 from benchmark.output_folder import check_contents, read_mark, write_mark
 from benchmark.run_identity import covers, differences
 from foundation.files import sha256_of, write_then_replace
@@ -93,8 +93,10 @@ class ResultWriter:
         self.done.update((r["domain"], r["method"], r["sample_id"]) for r in rows)
 
 
-RUN_ENTRIES = {*RESULT_FILES, *AGREEMENT_FILES, *RANKING_FILES, "unfinished", "audio", "audio.replaced", "report"}
-"""What a run folder may hold: the results, the unfinished run, WAVs (``--save-audio``) and the report."""
+RUN_ENTRIES = {*RESULT_FILES, *AGREEMENT_FILES, *RANKING_FILES, TRUST_FILE, "unfinished", "audio", "audio.replaced",
+               "report"}
+"""What a run folder may hold: the results, the trust table its ranking reads (placed by hand from a meta-evaluation,
+docs/ranking.md), the unfinished run, WAVs (``--save-audio``) and the report."""
 UNFINISHED_ENTRIES = {"per_sample*", *RESULT_FILES, *AGREEMENT_FILES, *RANKING_FILES, "audio"}
 MARKED = {"unfinished", "audio", "audio.replaced"}
 """The folders a run replaces or deletes: each must carry a run's mark (``benchmark.output_folder``)."""

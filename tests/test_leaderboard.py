@@ -104,8 +104,11 @@ def test_a_run_writes_its_summary_and_a_rerun_takes_its_folder(tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert summary["run"]["config_key"] == record["config_key"] and "summary.json" in record["files"]
     written = (out / SUMMARY).read_text()
-    assert main([*arguments, "--resume"]) == 0  # a folder holding summary.json is still the run's own
+    (out / "trust.csv").write_text("domain,metric,accepted\nlistenable,AD,True\n")  # placed by hand (docs/ranking.md)
+    assert main([*arguments, "--resume"]) == 0  # a folder holding summary.json and trust.csv is still the run's own
     assert (out / SUMMARY).read_text() == written
+    assert main(["rank", str(out)]) == 0
+    assert "trusted" in set(pd.read_csv(out / "ranking.csv")["category"])  # the ranking read the trust table
 
 
 def test_a_runs_ranking_gives_the_rank_column(tmp_path):
