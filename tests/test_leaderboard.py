@@ -123,8 +123,9 @@ def test_a_runs_ranking_gives_the_rank_column(tmp_path):
         .to_csv(folder / "ranking.csv", index=False)
     assert main(["leaderboard", "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     page = out.read_text()
-    assert "rank ↓" in page and '<td data-value="1.25">1.25<br><small>[1.00, 1.50]</small></td>' in page
-    assert '<td data-value="2.5">2.50<br><small>[2.00, 3.00]</small></td>' in page
+    assert "rank ↓" in page
+    assert '<td data-value="1.25">1.25 <small>of 2</small><br><small>[1.00, 1.50]</small></td>' in page
+    assert '<td data-value="2.5">2.50 <small>of 2</small><br><small>[2.00, 3.00]</small></td>' in page
     assert page.count('<td data-value="">—</td>') == 3  # the three controls have no overall rank
     (folder / "ranking.csv").write_text("domain,method\nlistenable,lmac\n")
     with pytest.raises(ValueError, match="ranking.csv: no column category, mean_rank, rank_high, rank_low"):

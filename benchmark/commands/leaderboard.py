@@ -6,8 +6,9 @@ anything is written. The page keeps what stands above ``MARKER`` and below ``END
 hand-written text) and writes between them one section per dataset × classifier × condition, one table per domain:
 a row per run × method, a column per metric grouped by category (faithfulness, complexity, localisation,
 robustness; the metrics present decide which), cells "mean [95 % interval]" (bold: the best of the column in its
-run, or not significantly worse), the aggregated rank of the run's ``ranking.csv`` where it has one, and n. The
-tables are HTML with ``data-value`` cells that ``docs/javascripts/sortable-tables.js`` sorts by a clicked header.
+run, or not significantly worse), the aggregated rank of the run's ``ranking.csv`` where it has one ("of N": the
+rows it ranks there), and n. The tables are HTML with ``data-value`` cells that
+``docs/javascripts/sortable-tables.js`` sorts by a clicked header.
 """
 from __future__ import annotations
 
@@ -114,9 +115,10 @@ def domain_table(rows: pd.DataFrame, ranks: dict[str, dict]) -> str:
         line += [metric_cell(by_metric.get(m)) for _, members in groups for m in members]
         if with_rank:
             rank = ranks.get(run, {}).get((domain, method))
+            ranked = sum(key[0] == domain for key in ranks.get(run, {}))  # the rows its run ranks in this domain
             line.append('<td data-value="">—</td>' if rank is None else
-                        f'<td data-value="{float(rank["mean_rank"])!r}">{rank["mean_rank"]:.2f}<br>'
-                        f'<small>[{rank["rank_low"]:.2f}, {rank["rank_high"]:.2f}]</small></td>')
+                        f'<td data-value="{float(rank["mean_rank"])!r}">{rank["mean_rank"]:.2f} <small>of {ranked}'
+                        f'</small><br><small>[{rank["rank_low"]:.2f}, {rank["rank_high"]:.2f}]</small></td>')
         line.append(f'<td data-value="{int(first["n"])}">{int(first["n"])}</td>')
         body.append("<tr>" + "".join(line) + "</tr>")
     return "\n".join(['<table data-sortable="true">', "<thead>", "<tr>" + "".join(top) + "</tr>",
