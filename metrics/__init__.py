@@ -16,8 +16,7 @@ from metrics.faithfulness import binary_margins, faithfulness_scores
 from metrics.localisation import (distractor_mass, ideal_binary_mask, localisation_auc, localisation_mass,
                                   precision_at_truth_size)
 from metrics.robustness import (RobustnessDraws, draw_values, perturb_features, perturb_rows,
-                                relative_input_stability,
-                                relative_output_stability, sensitivity)
+                                relative_input_stability, relative_output_stability, sensitivity)
 from metrics.structure import complexity, mask_mean, sparseness
 
 __all__ = [
@@ -27,6 +26,5 @@ __all__ = [
     "binarised_spectrogram", "clean_spectrogram_bce",
     "binary_margins", "faithfulness_scores", "sparseness", "complexity", "mask_mean",
     "RobustnessDraws", "draw_values", "perturb_features", "perturb_rows", "relative_input_stability",
-    "relative_output_stability",
-    "sensitivity",
+    "relative_output_stability", "sensitivity",
 ]

@@ -105,6 +105,7 @@ def domain_table(rows: pd.DataFrame, ranks: dict[str, dict]) -> str:
         top.append(f'<th rowspan="2" data-column="{column}" data-better="lower">rank ↓</th>')
         column += 1
     top.append(f'<th rowspan="2" data-column="{column}" data-better="higher">n</th>')
+    ranked = {run: sum(key[0] == domain for key in ranks.get(run, {})) for run in set(rows["run"])}  # rows ranked
     body = []
     for (run, method), cells in rows.groupby(["run", "method"], sort=False):
         by_metric = {r["metric"]: r for r in cells.to_dict("records")}
@@ -115,9 +116,8 @@ def domain_table(rows: pd.DataFrame, ranks: dict[str, dict]) -> str:
         line += [metric_cell(by_metric.get(m)) for _, members in groups for m in members]
         if with_rank:
             rank = ranks.get(run, {}).get((domain, method))
-            ranked = sum(key[0] == domain for key in ranks.get(run, {}))  # the rows its run ranks in this domain
             line.append('<td data-value="">—</td>' if rank is None else
-                        f'<td data-value="{float(rank["mean_rank"])!r}">{rank["mean_rank"]:.2f} <small>of {ranked}'
+                        f'<td data-value="{float(rank["mean_rank"])!r}">{rank["mean_rank"]:.2f} <small>of {ranked[run]}'
                         f'</small><br><small>[{rank["rank_low"]:.2f}, {rank["rank_high"]:.2f}]</small></td>')
         line.append(f'<td data-value="{int(first["n"])}">{int(first["n"])}</td>')
         body.append("<tr>" + "".join(line) + "</tr>")
