@@ -49,14 +49,14 @@ def test_the_main_job_with_the_shipped_models_gives_the_committed_rows_at_other_
 
 def test_the_ast_run_with_the_shipped_models_gives_the_committed_rows(tmp_path):
     out = tmp_path / "out"
-    assert main(["--classifier", "ast", "--data-root", str(ESC50), "--limit", "1", "--methods", "saliency,gradcam,lmac",
-                 "--domains", "listenable,mel", "--controls", "none", "--cache-dir", str(tmp_path / "empty-cache"),
-                 "--out", str(out)]) == 0
+    assert main(["--classifier", "ast", "--data-root", str(ESC50), "--limit", "1", "--methods",
+                 "saliency,gradcam,lmac,lmac-td,piq", "--domains", "listenable,mel", "--controls", "none",
+                 "--cache-dir", str(tmp_path / "empty-cache"), "--out", str(out)]) == 0
     record = json.loads((out / "run.json").read_text())
-    assert {m["source"] for m in record["models"]} == {"shipped"} and len(record["models"]) == 3
+    assert {m["source"] for m in record["models"]} == {"shipped"} and len(record["models"]) == 6
     report = compare_per_sample(pd.read_csv(ROOT / "results" / "esc50-ood-cpu-all-ast" / "per_sample.csv"),
                                 pd.read_csv(out / "per_sample.csv"))
-    assert report["rows"] == 2 * 3 * 2 and agrees(report), report
+    assert report["rows"] == 2 * 5 * 2 and agrees(report), report
 
 
 def test_the_compared_methods_with_the_shipped_models_give_the_committed_rows(tmp_path):

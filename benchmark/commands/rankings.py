@@ -147,9 +147,12 @@ def notes_of(taus: pd.DataFrame, runs: list[Run], samples: np.ndarray, sample_no
              "among the methods every run explains in that domain; bold: the same rank under every classifier",
              *sample_notes]
     for kind in DOMAIN_KINDS:
-        left = sorted({m for text in taus.loc[taus["domain"] == kind, "left_out"] for m in text.split("; ") if m})
+        pairs = taus[taus["domain"] == kind].drop_duplicates(["classifier_a", "classifier_b"])
+        left = [f"{r.classifier_a} vs {r.classifier_b}: {r.left_out.replace('; ', ', ')}"
+                for r in pairs.itertuples() if r.left_out]
         if left:
-            notes.append(f"left out of the {kind} rankings (not explained by both): {', '.join(left)}")
+            notes.append(f"left out of the {kind} rankings, per pair (explained by one of the two only): "
+                         + "; ".join(left))
     notes += [f"{r.label}: {r.folder} (profile {r.config.get('profile', 'cpu')}, {r.config.get('dataset', 'esc50')} "
               f"{r.config.get('setting', 'ood')} {r.config.get('contamination', 'mixtures')}, seed "
               f"{r.config.get('seed', 0)})" for r in runs]
