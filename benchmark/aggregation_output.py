@@ -85,7 +85,7 @@ def aggregate(runs: list[RankedRun], seed: int, resamples: int = RESAMPLES) -> R
             draws[samples] = sample_draws(len(samples), rng, resamples)
         per_run[run.label] = domain_ranks(run.per_sample, draws[samples], metrics, methods)
         tests += [agreement_tests(ranks).assign(run=run.label) for ranks in per_run[run.label]]
-    table, frequencies = [], {}
+    table, frequencies, trusted_metrics = [], {}, {}
     for domain in domains:
         parts = [r for ranks in per_run.values() for r in ranks if r.domain == domain]
         with warnings.catch_warnings():  # a metric without a value in one run is averaged over the others
@@ -95,12 +95,15 @@ def aggregate(runs: list[RankedRun], seed: int, resamples: int = RESAMPLES) -> R
                     else set.intersection(*(r.trust.get(domain, set()) for r in runs)))
         rows, frequencies[domain] = summarise(DomainRanks(domain, methods[domain], metrics, mean), accepted)
         table.append(rows)
-    notes = run_notes(runs, metrics, seed, resamples, left_out)
+        trusted_metrics[domain] = accepted
+    notes = run_notes(runs, metrics, seed, resamples, left_out, trusted_metrics)
     return Ranking(pd.concat(table, ignore_index=True), frequencies, pd.concat(tests, ignore_index=True), notes)
 
 
-def run_notes(runs: list[RankedRun], metrics: list[str], seed: int, resamples: int, left_out: list[str]) -> list[str]:
-    """The legend of ranking.md: how the ranks, the intervals and the test are made, and what was left out."""
+def run_notes(runs: list[RankedRun], metrics: list[str], seed: int, resamples: int, left_out: list[str],
+              trusted_metrics: dict[str, set[str] | None]) -> list[str]:
+    """The legend of ranking.md: how the ranks, the intervals and the test are made, what was left out, and the
+    metrics the trust tables accept per domain (``trusted_metrics``; None without a trust table)."""
     used = "; ".join(f"{c}: {', '.join(f'{m} {arrow(m)}' for m in names if m in metrics)}"
                      for c, names in CATEGORIES.items() if set(names) & set(metrics))
     notes = [f"rank per metric: the methods ordered by their median over the samples (NaN ignored), 1 = best by "
@@ -125,7 +128,11 @@ def run_notes(runs: list[RankedRun], metrics: list[str], seed: int, resamples: i
         notes.append(f"no {TRUST_FILE} in {where}: no {TRUSTED} rows (the ranking over only the metrics a trust "
                      "table accepts)")
     else:
-        notes.append(f"{TRUSTED}: the overall mean rank over only the metrics that {TRUST_FILE} accepts (in every run)")
+        none = f"none, so no {TRUSTED} rows"
+        accepted = "; ".join(f"{domain}: {', '.join(m for m in metrics if m in names) or none}"
+                             for domain, names in trusted_metrics.items())
+        notes.append(f"{TRUSTED}: the overall mean rank over only the metrics that {TRUST_FILE} accepts (in every "
+                     f"run): {accepted}")
     return notes
 
 

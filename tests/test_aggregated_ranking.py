@@ -96,6 +96,10 @@ def test_trusted_rows_use_only_the_metrics_the_trust_table_accepts(tmp_path):
     assert rows["b", "trusted"]["mean_rank"] == pytest.approx(2.25)
     assert rows["random", "trusted"]["mean_rank"] == pytest.approx(2.75)
     assert rows["a", "trusted"]["n_metrics"] == 2 and rows["a", "overall"]["n_metrics"] == 4
+    accepts_none = aggregate([RankedRun("constructed", constructed(), {"listenable": set()})], seed=0)
+    assert "trusted" not in set(accepts_none.table["category"])
+    assert any(note.endswith("accepts (in every run): listenable: none, so no trusted rows")
+               for note in accepts_none.notes)
 
 
 def test_the_agreement_test_is_levenes_against_uniform_random_ranks():
